@@ -1,0 +1,393 @@
+// Package app assembles million from its modules for one configuration: it
+// opens the database, applies migrations, wires every module through the
+// interfaces each declares, and serves the public and admin listeners.
+// cmd/million parses the command line into a Config and calls it; tests
+// start the same App on :0.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/millionshop/million/api"
+	"github.com/millionshop/million/bus"
+	"github.com/millionshop/million/cart"
+	carthttp "github.com/millionshop/million/cart/httpapi"
+	cartstore "github.com/millionshop/million/cart/store"
+	"github.com/millionshop/million/catalog"
+	cataloghttp "github.com/millionshop/million/catalog/httpapi"
+	catalogstore "github.com/millionshop/million/catalog/store"
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/notify"
+	notifystore "github.com/millionshop/million/notify/store"
+	"github.com/millionshop/million/obs"
+	"github.com/millionshop/million/order"
+	orderhttp "github.com/millionshop/million/order/httpapi"
+	orderstore "github.com/millionshop/million/order/store"
+	"github.com/millionshop/million/outbox"
+	"github.com/millionshop/million/payment"
+	paymenthttp "github.com/millionshop/million/payment/httpapi"
+	"github.com/millionshop/million/payment/simulated"
+	paymentstore "github.com/millionshop/million/payment/store"
+	"github.com/millionshop/million/ratelimit"
+	"github.com/millionshop/million/search"
+	searchhttp "github.com/millionshop/million/search/httpapi"
+	searchstore "github.com/millionshop/million/search/store"
+	"github.com/millionshop/million/sqldb"
+	"github.com/millionshop/million/user"
+	userhttp "github.com/millionshop/million/user/httpapi"
+	userstore "github.com/millionshop/million/user/store"
+	"github.com/millionshop/million/web"
+)
+
+// Config is everything that selects and tunes a deployment. Zero values
+// mean the documented defaults.
+type Config struct {
+	Addr                 string        // public listener
+	AdminAddr            string        // admin listener (metrics, pprof); keep it on loopback
+	DataDir              string        // embedded database and generated secrets
+	Currency             string        // the store currency
+	JWTSecret            string        // HS256 key for access tokens; generated and kept in DataDir when empty
+	PaymentWebhookSecret string        // HMAC key of payment webhooks; generated and kept in DataDir when empty
+	AccessTokenTTL       time.Duration // access token lifetime
+	SessionTTL           time.Duration // refresh chain lifetime
+	PaymentLatency       time.Duration // simulated provider latency
+	PaymentTimeout       time.Duration // bound on every provider call
+	ShutdownTimeout      time.Duration // how long in-flight requests may take after a stop signal
+	RequestTimeout       time.Duration // bound on one request's work
+	TrustProxy           bool          // take the client IP from X-Forwarded-For
+	AccessLog            bool          // log every request
+	PasswordParams       user.PasswordParams
+}
+
+func (c *Config) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = "127.0.0.1:9090"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Currency == "" {
+		c.Currency = "USD"
+	}
+	set(&c.AccessTokenTTL, 15*time.Minute)
+	set(&c.SessionTTL, 30*24*time.Hour)
+	set(&c.PaymentTimeout, 10*time.Second)
+	set(&c.ShutdownTimeout, 15*time.Second)
+	set(&c.RequestTimeout, 30*time.Second)
+	if c.PasswordParams == (user.PasswordParams{}) {
+		c.PasswordParams = user.DefaultPasswordParams
+	}
+}
+
+// Migrations lists every module's schema, in dependency order.
+func Migrations() []sqldb.Migrations {
+	return []sqldb.Migrations{
+		userstore.SQLiteMigrations(), catalogstore.SQLiteMigrations(), searchstore.SQLiteMigrations(),
+		cartstore.SQLiteMigrations(), orderstore.SQLiteMigrations(), paymentstore.SQLiteMigrations(),
+		notifystore.SQLiteMigrations(), outbox.SQLiteMigrations(),
+	}
+}
+
+// App is one running million process.
+type App struct {
+	cfg      Config
+	logger   *slog.Logger
+	DB       *sqldb.DB
+	Metrics  *obs.Metrics
+	Users    *user.Accounts
+	Catalog  *catalog.Catalog
+	Search   *search.Index
+	Carts    *cart.Carts
+	Orders   *order.Orders
+	Payments *payment.Payments
+	Provider *simulated.Provider
+	Notifier *notify.Notifier
+	Outbox   *outbox.Outbox
+	router   *web.Router
+	draining atomic.Bool
+}
+
+// Open opens the database, applies pending migrations and wires the modules.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
+	cfg.defaults()
+	db, err := sqldb.OpenSQLite(cfg.DataDir, sqldb.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if n, err := db.Migrate(ctx, Migrations()); err != nil {
+		db.Close()
+		return nil, err
+	} else if n > 0 {
+		logger.Info("migrations applied", "count", n)
+	}
+	a, err := wire(cfg, db, logger)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
+	now := time.Now
+	secrets, err := loadSecrets(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, logger: logger, DB: db, Metrics: obs.NewMetrics()}
+	a.Metrics.RegisterDBPool("write", db.Write)
+	a.Metrics.RegisterDBPool("read", db.Read)
+
+	tokens, err := user.NewTokens(secrets.jwt, cfg.AccessTokenTTL, now)
+	if err != nil {
+		return nil, err
+	}
+	failures := ratelimit.NewFailures(now,
+		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
+		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute})
+	a.Users, err = user.NewAccounts(userstore.NewSQLite(db), tokens, failures, user.Config{
+		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
+	}, now)
+	if err != nil {
+		return nil, err
+	}
+	a.Search = search.NewIndex(searchstore.NewSQLite(db), nil)
+	a.Catalog = catalog.NewCatalog(catalogstore.NewSQLite(db), a.Search, cfg.Currency, now)
+	a.Search.SetProducts(a.Catalog)
+	a.Carts = cart.NewCarts(cartstore.NewSQLite(db), a.Catalog, cfg.Currency, now)
+
+	events := bus.New()
+	a.Outbox = outbox.New(db, events, logger, now)
+	a.Provider = simulated.New(cfg.PaymentLatency)
+	a.Payments = payment.NewPayments(paymentstore.NewSQLite(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
+	a.Orders = order.NewOrders(orderstore.NewSQLite(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
+		order.Config{Currency: cfg.Currency}, logger, now)
+	a.Payments.SetOrderNotifier(a.Orders)
+	a.Notifier = notify.NewNotifier(notifystore.NewSQLite(db), notify.LogSender{Logger: logger}, now)
+	for _, topic := range []string{order.TopicPlaced, order.TopicCancelled} {
+		events.Subscribe(topic, "notify", func(ctx context.Context, e outbox.Event) error {
+			return a.Notifier.HandleOrderEvent(ctx, e.ID, e.Topic, e.Payload)
+		})
+	}
+
+	a.router = web.NewRouter(logger, a.Users, a.Metrics)
+	userhttp.Mount(a.router, a.Users)
+	cataloghttp.Mount(a.router, a.Catalog)
+	searchhttp.Mount(a.router, a.Search)
+	carthttp.Mount(a.router, a.Carts)
+	orderhttp.Mount(a.router, a.Orders)
+	paymenthttp.Mount(a.router, a.Payments)
+	a.router.Handle("GET /healthz", web.Public, a.healthz)
+	a.router.Handle("GET /readyz", web.Public, a.readyz)
+	a.router.Handle("GET /openapi.yaml", web.Public, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, err := w.Write(api.Spec)
+		return err
+	})
+	return a, nil
+}
+
+// Routes returns every public route pattern ("METHOD /path").
+func (a *App) Routes() []string { return a.router.Patterns() }
+
+// Handler returns the public HTTP handler with all middleware.
+func (a *App) Handler() http.Handler {
+	logger := a.logger
+	if !a.cfg.AccessLog {
+		logger = slog.New(discardAccess{a.logger.Handler()})
+	}
+	timeout := a.cfg.RequestTimeout
+	return web.Middleware(logger, a.cfg.TrustProxy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		a.router.ServeHTTP(w, r.WithContext(ctx))
+	}))
+}
+
+// discardAccess drops the per-request access line but keeps every other record.
+type discardAccess struct{ slog.Handler }
+
+func (d discardAccess) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "request" && r.Level == slog.LevelInfo {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (a *App) healthz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) error {
+	checks := map[string]string{"database": "ok", "draining": "no"}
+	ready := true
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := a.DB.Ping(ctx); err != nil {
+		checks["database"], ready = "unreachable", false
+	}
+	if a.draining.Load() {
+		checks["draining"], ready = "yes", false
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if !ready {
+		w.Header().Set("Retry-After", "1")
+		body, _ := json.Marshal(map[string]any{
+			"type": "urn:million:problem:unavailable", "title": "Service Unavailable", "status": 503,
+			"code": "unavailable", "detail": "a dependency is unavailable or the instance is draining",
+			"request_id": web.RequestIDFrom(r.Context()), "checks": checks,
+		})
+		w.Header().Set("Content-Type", web.ProblemContentType)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(body)
+		return nil
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+	return nil
+}
+
+// Serve runs the listeners and background workers until ctx ends, then
+// drains: readiness turns 503, listeners stop accepting, in-flight requests
+// get up to ShutdownTimeout, workers stop. The caller closes the App.
+func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      a.cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	adminSrv := &http.Server{
+		Handler:           a.Metrics.AdminHandler(http.HandlerFunc(a.adminHealth), http.HandlerFunc(a.adminReady)),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { a.Outbox.Run(workers, 250*time.Millisecond) })
+
+	errs := make(chan error, 2)
+	go func() { errs <- srv.Serve(public) }()
+	if admin != nil {
+		go func() { errs <- adminSrv.Serve(admin) }()
+	}
+	a.logger.Info("serving", "addr", public.Addr().String(), "data_dir", a.cfg.DataDir)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	a.draining.Store(true)
+	a.logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := errors.Join(srv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
+	stopWorkers()
+	wg.Wait()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+func (a *App) adminHealth(w http.ResponseWriter, r *http.Request) { _ = a.healthz(w, r) }
+func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz(w, r) }
+
+// Close releases the database.
+func (a *App) Close() error { return a.DB.Close() }
+
+// ListenAndServe listens on the configured addresses and serves until ctx ends.
+func (a *App) ListenAndServe(ctx context.Context) error {
+	public, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	var admin net.Listener
+	if a.cfg.AdminAddr != "off" {
+		if admin, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
+			public.Close()
+			return fmt.Errorf("listen on admin address %s: %w", a.cfg.AdminAddr, err)
+		}
+		a.logger.Info("admin listener", "addr", admin.Addr().String())
+	}
+	return a.Serve(ctx, public, admin)
+}
+
+type secrets struct {
+	jwt, webhook []byte
+}
+
+type secretsFile struct {
+	JWT     string `json:"jwt_secret"`
+	Webhook string `json:"payment_webhook_secret"`
+}
+
+// SecretsFile is where generated secrets are kept, so tokens survive restarts.
+const SecretsFile = "secrets.json"
+
+// loadSecrets returns the configured secrets, generating and persisting any
+// that are not configured. Nothing is ever a built-in default.
+func loadSecrets(cfg Config) (secrets, error) {
+	path := filepath.Join(cfg.DataDir, SecretsFile)
+	var stored secretsFile
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &stored); err != nil {
+			return secrets{}, fmt.Errorf("read %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return secrets{}, err
+	}
+	changed := false
+	gen := func(v *string) {
+		if *v == "" {
+			b := make([]byte, 32)
+			_, _ = rand.Read(b)
+			*v, changed = hex.EncodeToString(b), true
+		}
+	}
+	gen(&stored.JWT)
+	gen(&stored.Webhook)
+	if changed {
+		b, _ := json.MarshalIndent(stored, "", "  ")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return secrets{}, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	out := secrets{jwt: []byte(stored.JWT), webhook: []byte(stored.Webhook)}
+	if cfg.JWTSecret != "" {
+		out.jwt = []byte(cfg.JWTSecret)
+	}
+	if cfg.PaymentWebhookSecret != "" {
+		out.webhook = []byte(cfg.PaymentWebhookSecret)
+	}
+	if len(out.jwt) < 32 {
+		return secrets{}, fault.New(fault.Invalid, "", "the JWT secret must be at least 32 bytes")
+	}
+	return out, nil
+}

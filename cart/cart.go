@@ -1,0 +1,160 @@
+// Package cart owns shopping carts: one per user, lines of product and
+// quantity, priced from the catalog when read.
+package cart
+
+import (
+	"context"
+	"time"
+
+	"github.com/millionshop/million/catalog"
+	"github.com/millionshop/million/fault"
+)
+
+// Limits on a cart.
+const (
+	MaxQuantity = 99
+	MaxLines    = 100
+)
+
+// Item is one priced line of a cart.
+type Item struct {
+	ProductID  string `json:"product_id"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Quantity   int64  `json:"quantity"`
+}
+
+// Cart is a user's cart as clients see it.
+type Cart struct {
+	Items      []Item `json:"items"`
+	TotalCents int64  `json:"total_cents"`
+	Currency   string `json:"currency"`
+}
+
+// Line is a stored cart line.
+type Line struct {
+	ProductID string
+	Quantity  int64
+}
+
+// Service is the cart module's API. Every method acts on the caller's own cart.
+type Service interface {
+	// Get returns the user's cart, priced now. Products no longer sold are left out.
+	Get(ctx context.Context, userID string) (Cart, error)
+	// SetItem sets the quantity of a product. Errors: fault.Invalid, fault.NotFound (unknown product).
+	SetItem(ctx context.Context, userID, productID string, quantity int64) (Cart, error)
+	// RemoveItem removes a product from the cart (no error if absent).
+	RemoveItem(ctx context.Context, userID, productID string) (Cart, error)
+	// Clear empties the cart. It joins the transaction in ctx, if any.
+	Clear(ctx context.Context, userID string) error
+	// Lines returns the raw lines, joining the transaction in ctx, if any.
+	Lines(ctx context.Context, userID string) ([]Line, error)
+}
+
+// ProductReader is what the cart needs from the catalog.
+type ProductReader interface {
+	ProductsByID(ctx context.Context, ids []string) (map[string]catalog.Product, error)
+}
+
+// Store persists carts.
+type Store interface {
+	// Lines returns a user's lines in the order they were added.
+	Lines(ctx context.Context, userID string) ([]Line, error)
+	// Set inserts or updates a line.
+	Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error
+	// Remove deletes a line.
+	Remove(ctx context.Context, userID, productID string) error
+	// Clear deletes every line of a user.
+	Clear(ctx context.Context, userID string) error
+}
+
+// Carts implements Service.
+type Carts struct {
+	store    Store
+	products ProductReader
+	currency string
+	now      func() time.Time
+}
+
+var _ Service = (*Carts)(nil)
+
+// NewCarts returns the cart service.
+func NewCarts(store Store, products ProductReader, currency string, now func() time.Time) *Carts {
+	return &Carts{store: store, products: products, currency: currency, now: now}
+}
+
+// Get implements Service.
+func (c *Carts) Get(ctx context.Context, userID string) (Cart, error) {
+	lines, err := c.store.Lines(ctx, userID)
+	if err != nil {
+		return Cart{}, err
+	}
+	ids := make([]string, len(lines))
+	for i, l := range lines {
+		ids[i] = l.ProductID
+	}
+	products, err := c.products.ProductsByID(ctx, ids)
+	if err != nil {
+		return Cart{}, err
+	}
+	out := Cart{Items: make([]Item, 0, len(lines)), Currency: c.currency}
+	for _, l := range lines {
+		p, ok := products[l.ProductID]
+		if !ok {
+			continue
+		}
+		out.Items = append(out.Items, Item{ProductID: p.ID, Name: p.Name, PriceCents: p.PriceCents, Quantity: l.Quantity})
+		out.TotalCents += p.PriceCents * l.Quantity
+	}
+	return out, nil
+}
+
+// SetItem implements Service.
+func (c *Carts) SetItem(ctx context.Context, userID, productID string, quantity int64) (Cart, error) {
+	if quantity < 1 || quantity > MaxQuantity {
+		return Cart{}, fault.Fields(fault.FieldError{Field: "quantity", Message: "must be an integer from 1 to 99"})
+	}
+	products, err := c.products.ProductsByID(ctx, []string{productID})
+	if err != nil {
+		return Cart{}, err
+	}
+	if _, ok := products[productID]; !ok {
+		return Cart{}, fault.New(fault.NotFound, "", "no such product")
+	}
+	lines, err := c.store.Lines(ctx, userID)
+	if err != nil {
+		return Cart{}, err
+	}
+	if len(lines) >= MaxLines && !hasProduct(lines, productID) {
+		return Cart{}, fault.New(fault.Conflict, "cart_full", "a cart holds at most 100 different products")
+	}
+	if err := c.store.Set(ctx, userID, productID, quantity, c.now().UTC()); err != nil {
+		return Cart{}, err
+	}
+	return c.Get(ctx, userID)
+}
+
+func hasProduct(lines []Line, productID string) bool {
+	for _, l := range lines {
+		if l.ProductID == productID {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveItem implements Service.
+func (c *Carts) RemoveItem(ctx context.Context, userID, productID string) (Cart, error) {
+	if err := c.store.Remove(ctx, userID, productID); err != nil {
+		return Cart{}, err
+	}
+	return c.Get(ctx, userID)
+}
+
+// Clear implements Service.
+func (c *Carts) Clear(ctx context.Context, userID string) error { return c.store.Clear(ctx, userID) }
+
+// Lines implements Service.
+func (c *Carts) Lines(ctx context.Context, userID string) ([]Line, error) {
+	return c.store.Lines(ctx, userID)
+}

@@ -1,0 +1,71 @@
+// Package store persists the cart module.
+package store
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"time"
+
+	"github.com/millionshop/million/cart"
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/sqldb"
+)
+
+//go:embed sqlite/*.sql
+var sqliteFS embed.FS
+
+// SQLiteMigrations are the cart module's schema for the embedded database.
+func SQLiteMigrations() sqldb.Migrations {
+	sub, _ := fs.Sub(sqliteFS, "sqlite")
+	return sqldb.Migrations{Module: "cart", FS: sub}
+}
+
+// SQLite is the cart store on the embedded database.
+type SQLite struct {
+	db *sqldb.DB
+}
+
+var _ cart.Store = (*SQLite)(nil)
+
+// NewSQLite returns the store over db.
+func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+
+// Lines implements cart.Store.
+func (s *SQLite) Lines(ctx context.Context, userID string) ([]cart.Line, error) {
+	rows, err := s.db.Reader(ctx).QueryContext(ctx,
+		`SELECT product_id, quantity FROM cart_items WHERE user_id = ? ORDER BY added_at, product_id`, userID)
+	if err != nil {
+		return nil, fault.Wrap(err, "select cart")
+	}
+	defer rows.Close()
+	var out []cart.Line
+	for rows.Next() {
+		var l cart.Line
+		if err := rows.Scan(&l.ProductID, &l.Quantity); err != nil {
+			return nil, fault.Wrap(err, "scan cart line")
+		}
+		out = append(out, l)
+	}
+	return out, fault.Wrap(rows.Err(), "select cart")
+}
+
+// Set implements cart.Store.
+func (s *SQLite) Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO cart_items (user_id, product_id, quantity, added_at)
+		VALUES (?, ?, ?, ?) ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = excluded.quantity`,
+		userID, productID, quantity, now.UnixMicro())
+	return fault.Wrap(err, "set cart line")
+}
+
+// Remove implements cart.Store.
+func (s *SQLite) Remove(ctx context.Context, userID, productID string) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ? AND product_id = ?`, userID, productID)
+	return fault.Wrap(err, "remove cart line")
+}
+
+// Clear implements cart.Store.
+func (s *SQLite) Clear(ctx context.Context, userID string) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ?`, userID)
+	return fault.Wrap(err, "clear cart")
+}

@@ -1,0 +1,165 @@
+// Package catalog owns categories, products and inventory: public reads,
+// admin writes, and the stock reservations checkout makes.
+package catalog
+
+import (
+	"context"
+	"time"
+)
+
+// Category groups products.
+type Category struct {
+	ID   string `json:"id"`
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+}
+
+// Product is a sellable item as clients see it.
+type Product struct {
+	ID          string    `json:"id"`
+	SKU         string    `json:"sku"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	PriceCents  int64     `json:"price_cents"`
+	Currency    string    `json:"currency"`
+	Category    string    `json:"category"` // the category's slug
+	Stock       int64     `json:"stock"`
+	ImageURL    string    `json:"image_url"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// NewProduct is the input of CreateProduct. Pointers mark required fields
+// so that "absent" and "zero" can be told apart.
+type NewProduct struct {
+	SKU         *string `json:"sku"`
+	Name        *string `json:"name"`
+	Description *string `json:"description"`
+	PriceCents  *int64  `json:"price_cents"`
+	Currency    *string `json:"currency"`
+	Category    *string `json:"category"`
+	Stock       *int64  `json:"stock"`
+	ImageURL    *string `json:"image_url"`
+}
+
+// ProductPatch is the input of UpdateProduct; nil fields stay unchanged.
+type ProductPatch struct {
+	Name        *string `json:"name"`
+	Description *string `json:"description"`
+	PriceCents  *int64  `json:"price_cents"`
+	Category    *string `json:"category"`
+	Stock       *int64  `json:"stock"`
+	ImageURL    *string `json:"image_url"`
+}
+
+// Sort orders of product lists.
+const (
+	SortNewest    = "newest"
+	SortPrice     = "price"
+	SortPriceDesc = "-price"
+)
+
+// ListQuery selects a page of products.
+type ListQuery struct {
+	Category string // slug; "" means all
+	Sort     string
+	Limit    int
+	Cursor   string
+}
+
+// Page is one page of products.
+type Page struct {
+	Items      []Product `json:"items"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+// Line is a quantity of one product, as checkout reserves it.
+type Line struct {
+	ProductID string
+	Quantity  int64
+}
+
+// ReservedLine is a reserved line with the product as it was when reserved,
+// so an order records the price it was sold at.
+type ReservedLine struct {
+	ProductID  string
+	SKU        string
+	Name       string
+	PriceCents int64
+	Quantity   int64
+}
+
+// Service is the catalog module's API.
+type Service interface {
+	// Categories lists every category by name.
+	Categories(ctx context.Context) ([]Category, error)
+	// CreateCategory adds a category. Errors: fault.Invalid, fault.Conflict (slug_taken).
+	CreateCategory(ctx context.Context, slug, name string) (Category, error)
+	// Products lists products. Errors: fault.Invalid (bad sort, limit or cursor).
+	Products(ctx context.Context, q ListQuery) (Page, error)
+	// Product returns one product. Errors: fault.NotFound.
+	Product(ctx context.Context, id string) (Product, error)
+	// ProductsByID returns the products that exist among ids, keyed by ID.
+	ProductsByID(ctx context.Context, ids []string) (map[string]Product, error)
+	// CreateProduct adds a product. Errors: fault.Invalid, fault.Conflict (sku_taken).
+	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
+	// UpdateProduct changes a product. Errors: fault.Invalid, fault.NotFound.
+	UpdateProduct(ctx context.Context, id string, patch ProductPatch) (Product, error)
+	// DeleteProduct removes a product. Errors: fault.NotFound.
+	DeleteProduct(ctx context.Context, id string) error
+	// Reserve takes stock for every line or for none. It joins the
+	// transaction in ctx, if any. Errors: fault.Conflict (insufficient_stock).
+	Reserve(ctx context.Context, lines []Line) ([]ReservedLine, error)
+	// Release returns reserved stock. It joins the transaction in ctx, if any.
+	Release(ctx context.Context, lines []Line) error
+}
+
+// Indexer keeps a search index in step with the catalog. The catalog calls
+// it inside the transaction of each write, so the index never disagrees with
+// the products it describes.
+type Indexer interface {
+	// Index adds or replaces a product in the index.
+	Index(ctx context.Context, p Product) error
+	// Remove deletes a product from the index.
+	Remove(ctx context.Context, productID string) error
+}
+
+// ProductRow is a product as stored: the category by ID, not by slug.
+type ProductRow struct {
+	Product
+	CategoryID string
+}
+
+// Store is the persistence the catalog module needs; implementations live in
+// catalog/store.
+type Store interface {
+	// InTx runs fn in one transaction (or joins the one in ctx).
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// Categories lists categories by name.
+	Categories(ctx context.Context) ([]Category, error)
+	// CategoryBySlug finds a category. Errors: fault.NotFound.
+	CategoryBySlug(ctx context.Context, slug string) (Category, error)
+	// CreateCategory inserts a category. Errors: fault.Conflict (slug_taken).
+	CreateCategory(ctx context.Context, c Category) error
+	// ListProducts returns up to limit products after the cursor position.
+	ListProducts(ctx context.Context, categoryID, sort string, after *Position, limit int) ([]Product, error)
+	// ProductsByID returns the products among ids that exist.
+	ProductsByID(ctx context.Context, ids []string) ([]Product, error)
+	// InsertProduct inserts a product. Errors: fault.Conflict (sku_taken).
+	InsertProduct(ctx context.Context, p ProductRow) error
+	// UpdateProduct writes every field of p. Errors: fault.NotFound.
+	UpdateProduct(ctx context.Context, p ProductRow) error
+	// DeleteProduct removes a product. Errors: fault.NotFound.
+	DeleteProduct(ctx context.Context, id string) error
+	// TakeStock decrements stock if at least qty remain; it reports whether it did.
+	TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error)
+	// PutStock increments stock.
+	PutStock(ctx context.Context, id string, qty int64, now time.Time) error
+}
+
+// Position is a place in a sorted product list: the last item of a page.
+type Position struct {
+	Sort       string `json:"s"`
+	PriceCents int64  `json:"p,omitempty"`
+	ID         string `json:"id"`
+}

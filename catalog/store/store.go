@@ -1,0 +1,222 @@
+// Package store persists the catalog module: categories, products and stock.
+package store
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/millionshop/million/catalog"
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/sqldb"
+)
+
+//go:embed sqlite/*.sql
+var sqliteFS embed.FS
+
+// SQLiteMigrations are the catalog module's schema for the embedded database.
+func SQLiteMigrations() sqldb.Migrations {
+	sub, _ := fs.Sub(sqliteFS, "sqlite")
+	return sqldb.Migrations{Module: "catalog", FS: sub}
+}
+
+// SQLite is the catalog store on the embedded database.
+type SQLite struct {
+	db *sqldb.DB
+}
+
+var _ catalog.Store = (*SQLite)(nil)
+
+// NewSQLite returns the store over db.
+func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// InTx implements catalog.Store.
+func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// Categories implements catalog.Store.
+func (s *SQLite) Categories(ctx context.Context) ([]catalog.Category, error) {
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, slug, name FROM categories ORDER BY name, slug`)
+	if err != nil {
+		return nil, fault.Wrap(err, "list categories")
+	}
+	defer rows.Close()
+	out := []catalog.Category{}
+	for rows.Next() {
+		var c catalog.Category
+		if err := rows.Scan(&c.ID, &c.Slug, &c.Name); err != nil {
+			return nil, fault.Wrap(err, "scan category")
+		}
+		out = append(out, c)
+	}
+	return out, fault.Wrap(rows.Err(), "list categories")
+}
+
+// CategoryBySlug implements catalog.Store.
+func (s *SQLite) CategoryBySlug(ctx context.Context, slug string) (catalog.Category, error) {
+	var c catalog.Category
+	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, slug, name FROM categories WHERE slug = ?`, slug).Scan(&c.ID, &c.Slug, &c.Name)
+	if sqldb.NoRows(err) {
+		return c, fault.New(fault.NotFound, "", "no such category")
+	}
+	return c, fault.Wrap(err, "select category")
+}
+
+// CreateCategory implements catalog.Store.
+func (s *SQLite) CreateCategory(ctx context.Context, c catalog.Category) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)`, c.ID, c.Slug, c.Name)
+	if isUniqueViolation(err) {
+		return fault.New(fault.Conflict, "slug_taken", "a category with this slug already exists")
+	}
+	return fault.Wrap(err, "insert category")
+}
+
+const productSelect = `SELECT p.id, p.sku, p.name, p.description, p.price_cents, p.currency, c.slug,
+	p.stock, p.image_url, p.created_at, p.updated_at
+	FROM products p JOIN categories c ON c.id = p.category_id`
+
+func scanProducts(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) ([]catalog.Product, error) {
+	out := []catalog.Product{}
+	for rows.Next() {
+		var p catalog.Product
+		var created, updated int64
+		if err := rows.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.PriceCents, &p.Currency,
+			&p.Category, &p.Stock, &p.ImageURL, &created, &updated); err != nil {
+			return nil, fault.Wrap(err, "scan product")
+		}
+		p.CreatedAt, p.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+		out = append(out, p)
+	}
+	return out, fault.Wrap(rows.Err(), "list products")
+}
+
+// ListProducts implements catalog.Store with keyset pagination: each page
+// seeks past the last row of the previous one through an index, so page 1000
+// costs what page 1 costs.
+func (s *SQLite) ListProducts(ctx context.Context, categoryID, sort string, after *catalog.Position, limit int) ([]catalog.Product, error) {
+	var where []string
+	var args []any
+	if categoryID != "" {
+		where = append(where, "p.category_id = ?")
+		args = append(args, categoryID)
+	}
+	order := "p.id DESC"
+	switch sort {
+	case catalog.SortPrice:
+		order = "p.price_cents ASC, p.id ASC"
+		if after != nil {
+			where = append(where, "(p.price_cents, p.id) > (?, ?)")
+			args = append(args, after.PriceCents, after.ID)
+		}
+	case catalog.SortPriceDesc:
+		order = "p.price_cents DESC, p.id DESC"
+		if after != nil {
+			where = append(where, "(p.price_cents, p.id) < (?, ?)")
+			args = append(args, after.PriceCents, after.ID)
+		}
+	default:
+		if after != nil {
+			where = append(where, "p.id < ?")
+			args = append(args, after.ID)
+		}
+	}
+	q := productSelect
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY " + order + " LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fault.Wrap(err, "list products")
+	}
+	defer rows.Close()
+	return scanProducts(rows)
+}
+
+// ProductsByID implements catalog.Store.
+func (s *SQLite) ProductsByID(ctx context.Context, ids []string) ([]catalog.Product, error) {
+	if len(ids) == 0 {
+		return []catalog.Product{}, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := productSelect + " WHERE p.id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fault.Wrap(err, "select products")
+	}
+	defer rows.Close()
+	return scanProducts(rows)
+}
+
+// InsertProduct implements catalog.Store.
+func (s *SQLite) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO products
+		(id, sku, name, description, price_cents, currency, category_id, stock, image_url, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.SKU, p.Name, p.Description, p.PriceCents, p.Currency, p.CategoryID, p.Stock, p.ImageURL,
+		p.CreatedAt.UnixMicro(), p.UpdatedAt.UnixMicro())
+	if isUniqueViolation(err) {
+		return fault.New(fault.Conflict, "sku_taken", "a product with this sku already exists")
+	}
+	return fault.Wrap(err, "insert product")
+}
+
+// UpdateProduct implements catalog.Store.
+func (s *SQLite) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
+		category_id = ?, stock = ?, image_url = ?, updated_at = ? WHERE id = ?`,
+		p.Name, p.Description, p.PriceCents, p.CategoryID, p.Stock, p.ImageURL, p.UpdatedAt.UnixMicro(), p.ID)
+	if err != nil {
+		return fault.Wrap(err, "update product")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fault.New(fault.NotFound, "", "no such product")
+	}
+	return nil
+}
+
+// DeleteProduct implements catalog.Store.
+func (s *SQLite) DeleteProduct(ctx context.Context, id string) error {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM products WHERE id = ?`, id)
+	if err != nil {
+		return fault.Wrap(err, "delete product")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fault.New(fault.NotFound, "", "no such product")
+	}
+	return nil
+}
+
+// TakeStock implements catalog.Store. The guard in the WHERE clause makes the
+// check and the decrement one atomic step, so stock can never go negative.
+func (s *SQLite) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx,
+		`UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ?`, qty, now.UnixMicro(), id, qty)
+	if err != nil {
+		return false, fault.Wrap(err, "take stock")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// PutStock implements catalog.Store.
+func (s *SQLite) PutStock(ctx context.Context, id string, qty int64, now time.Time) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx,
+		`UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?`, qty, now.UnixMicro(), id)
+	return fault.Wrap(err, "put stock")
+}

@@ -1,0 +1,44 @@
+// Command million is the whole shop in one binary: the server, its
+// operator commands (migrations, users, seed data) and, in later stages, the
+// load generator, the benchmark harness and the gateway.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI is the command line. Every flag also reads a MILLION_* environment variable.
+type CLI struct {
+	Serve   ServeCmd         `cmd:"" help:"Run the shop API (embedded SQLite by default)."`
+	Migrate MigrateCmd       `cmd:"" help:"Apply or list database migrations."`
+	User    UserCmd          `cmd:"" help:"Manage users."`
+	Seed    SeedCmd          `cmd:"" help:"Fill the database with synthetic users and products for demos and load tests."`
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli,
+		kong.Name("million"),
+		kong.Description("An e-commerce backend that grows from one user to a million without a rewrite."),
+		kong.Vars{"version": version},
+		kong.UsageOnError(),
+		kong.DefaultEnvars("MILLION"),
+	)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	if err := kctx.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "million:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/millionshop/million/app"
+	"github.com/millionshop/million/obs"
+)
+
+// StorageFlags select the database, shared by every command that opens it.
+type StorageFlags struct {
+	DataDir string `default:"./data" help:"Directory of the embedded database and generated secrets."`
+}
+
+// ServeCmd runs the server.
+type ServeCmd struct {
+	StorageFlags
+	Addr                 string        `default:":8080" help:"Public API listen address."`
+	AdminAddr            string        `default:"127.0.0.1:9090" help:"Admin listener (metrics, pprof, health); 'off' disables it. Keep it on loopback."`
+	Currency             string        `default:"USD" help:"Store currency (ISO 4217); every price is in it."`
+	JWTSecret            string        `help:"HS256 key for access tokens (at least 32 bytes). Generated and kept in the data directory when empty."`
+	PaymentWebhookSecret string        `help:"HMAC key that signs payment webhooks. Generated and kept in the data directory when empty."`
+	AccessTokenTTL       time.Duration `default:"15m" help:"Lifetime of access tokens."`
+	SessionTTL           time.Duration `default:"720h" help:"Lifetime of a login session (its refresh tokens)."`
+	PaymentLatency       time.Duration `default:"0s" help:"Latency the simulated payment provider adds to each call."`
+	PaymentTimeout       time.Duration `default:"10s" help:"Timeout of every payment provider call."`
+	RequestTimeout       time.Duration `default:"30s" help:"Upper bound on one request's work."`
+	ShutdownTimeout      time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
+	TrustProxy           bool          `help:"Take the client IP from X-Forwarded-For (only behind a trusted proxy)."`
+	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
+	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+}
+
+// Run implements the serve command.
+func (c *ServeCmd) Run(ctx context.Context) error {
+	logger := obs.NewLogger(os.Stderr, c.LogLevel)
+	a, err := app.Open(ctx, app.Config{
+		Addr: c.Addr, AdminAddr: c.AdminAddr, DataDir: c.DataDir, Currency: c.Currency,
+		JWTSecret: c.JWTSecret, PaymentWebhookSecret: c.PaymentWebhookSecret,
+		AccessTokenTTL: c.AccessTokenTTL, SessionTTL: c.SessionTTL,
+		PaymentLatency: c.PaymentLatency, PaymentTimeout: c.PaymentTimeout,
+		RequestTimeout: c.RequestTimeout, ShutdownTimeout: c.ShutdownTimeout,
+		TrustProxy: c.TrustProxy, AccessLog: c.AccessLog,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.ListenAndServe(ctx)
+}

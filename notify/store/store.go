@@ -1,0 +1,76 @@
+// Package store persists the notify module.
+package store
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"time"
+
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/notify"
+	"github.com/millionshop/million/sqldb"
+)
+
+//go:embed sqlite/*.sql
+var sqliteFS embed.FS
+
+// SQLiteMigrations are the notify module's schema for the embedded database.
+func SQLiteMigrations() sqldb.Migrations {
+	sub, _ := fs.Sub(sqliteFS, "sqlite")
+	return sqldb.Migrations{Module: "notify", FS: sub}
+}
+
+// SQLite is the notify store on the embedded database.
+type SQLite struct {
+	db *sqldb.DB
+}
+
+var _ notify.Store = (*SQLite)(nil)
+
+// NewSQLite returns the store over db.
+func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+
+// InTx implements notify.Store.
+func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// MarkHandled implements notify.Store.
+func (s *SQLite) MarkHandled(ctx context.Context, consumer, eventID string, now time.Time) (bool, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_handled_events (consumer, event_id, handled_at)
+		VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, consumer, eventID, now.UnixMicro())
+	if err != nil {
+		return false, fault.Wrap(err, "mark event handled")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// InsertMessage implements notify.Store.
+func (s *SQLite) InsertMessage(ctx context.Context, m notify.Message) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_messages (id, user_id, kind, subject, body, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, m.ID, m.UserID, m.Kind, m.Subject, m.Body, m.CreatedAt.UnixMicro())
+	return fault.Wrap(err, "insert message")
+}
+
+// Messages implements notify.Store.
+func (s *SQLite) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, user_id, kind, subject, body, created_at
+		FROM notify_messages WHERE user_id = ? ORDER BY id`, userID)
+	if err != nil {
+		return nil, fault.Wrap(err, "select messages")
+	}
+	defer rows.Close()
+	var out []notify.Message
+	for rows.Next() {
+		var m notify.Message
+		var created int64
+		if err := rows.Scan(&m.ID, &m.UserID, &m.Kind, &m.Subject, &m.Body, &created); err != nil {
+			return nil, fault.Wrap(err, "scan message")
+		}
+		m.CreatedAt = time.UnixMicro(created).UTC()
+		out = append(out, m)
+	}
+	return out, fault.Wrap(rows.Err(), "select messages")
+}

@@ -1,0 +1,148 @@
+// Package order owns checkout and the order lifecycle: stock reserved,
+// order written, cart cleared and the order.placed event recorded in one
+// transaction; payment outside it with compensation; idempotency keys so a
+// retried checkout never places a second order or charges twice.
+package order
+
+import (
+	"context"
+	"time"
+
+	"github.com/millionshop/million/cart"
+	"github.com/millionshop/million/catalog"
+	"github.com/millionshop/million/payment"
+)
+
+// Order statuses.
+const (
+	StatusPending   = "pending"
+	StatusPaid      = "paid"
+	StatusCancelled = "cancelled"
+	StatusRefunded  = "refunded"
+	StatusFulfilled = "fulfilled"
+)
+
+// Item is one line of an order, priced when the order was placed.
+type Item struct {
+	ProductID  string `json:"product_id"`
+	SKU        string `json:"sku"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Quantity   int64  `json:"quantity"`
+}
+
+// Order is an order as its owner sees it.
+type Order struct {
+	ID            string    `json:"id"`
+	UserID        string    `json:"-"`
+	Status        string    `json:"status"`
+	Items         []Item    `json:"items"`
+	TotalCents    int64     `json:"total_cents"`
+	Currency      string    `json:"currency"`
+	PaymentStatus string    `json:"payment_status"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// PaymentMethod is how a checkout pays.
+type PaymentMethod struct {
+	Method string `json:"method"`
+	Token  string `json:"token"`
+}
+
+// CheckoutRequest is the body of POST /v1/checkout.
+type CheckoutRequest struct {
+	Payment PaymentMethod `json:"payment"`
+}
+
+// Page is one page of orders, newest first.
+type Page struct {
+	Items      []Order `json:"items"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// Service is the order module's API. Every method acts on the caller's own orders.
+type Service interface {
+	// Checkout places the cart as an order and pays for it. The same key and
+	// request return the first outcome again (replayed = true). Errors:
+	// fault.Invalid (missing key, empty cart), fault.Conflict
+	// (insufficient_stock, idempotency_key_in_use), fault.Unprocessable
+	// (idempotency_key_reused), payment.ErrDeclined, payment.ErrProvider.
+	Checkout(ctx context.Context, userID, key string, req CheckoutRequest) (o Order, replayed bool, err error)
+	// Get returns one of the user's orders. Errors: fault.NotFound.
+	Get(ctx context.Context, userID, orderID string) (Order, error)
+	// List returns the user's orders, newest first. Errors: fault.Invalid.
+	List(ctx context.Context, userID string, limit int, cursor string) (Page, error)
+	// Cancel cancels an order: stock returned, payment voided or refunded.
+	// Errors: fault.NotFound, fault.Conflict (fulfilled).
+	Cancel(ctx context.Context, userID, orderID string) (Order, error)
+}
+
+// Stock is what the order module needs from the catalog.
+type Stock interface {
+	Reserve(ctx context.Context, lines []catalog.Line) ([]catalog.ReservedLine, error)
+	Release(ctx context.Context, lines []catalog.Line) error
+}
+
+// Carts is what the order module needs from the cart.
+type Carts interface {
+	Lines(ctx context.Context, userID string) ([]cart.Line, error)
+	Clear(ctx context.Context, userID string) error
+}
+
+// Payments is what the order module needs from payments.
+type Payments interface {
+	Pay(ctx context.Context, c payment.Charge) (payment.Payment, error)
+	Cancel(ctx context.Context, orderID string) (payment.Payment, error)
+}
+
+// Events records domain events atomically with the transaction in ctx.
+type Events interface {
+	Add(ctx context.Context, topic, key string, payload any) error
+}
+
+// Idempotency record states.
+const (
+	KeyRunning = "running"
+	KeyDone    = "done"
+)
+
+// KeyRecord is the stored state of one idempotency key.
+type KeyRecord struct {
+	UserID      string
+	Key         string
+	RequestHash string
+	State       string
+	OrderID     string
+	LeaseUntil  time.Time // a running record whose lease passed was abandoned by a crash
+	ErrKind     int       // fault.Kind of a failed outcome; 0 with ErrCode "" is success
+	ErrCode     string
+	ErrMessage  string
+	Response    []byte // the order as first answered
+	CreatedAt   time.Time
+}
+
+// Store persists orders and idempotency keys.
+type Store interface {
+	// InTx runs fn in one transaction (or joins the one in ctx).
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// InsertOrder stores a new order with its items.
+	InsertOrder(ctx context.Context, o Order) error
+	// Order returns an order of the user. Errors: fault.NotFound (also for another user's order).
+	Order(ctx context.Context, userID, orderID string) (Order, error)
+	// OrderByID returns an order whoever owns it. Errors: fault.NotFound.
+	OrderByID(ctx context.Context, orderID string) (Order, error)
+	// Orders returns up to limit orders of the user older than beforeID ("" for the newest).
+	Orders(ctx context.Context, userID, beforeID string, limit int) ([]Order, error)
+	// SetStatus moves an order from one of the given statuses to status; it
+	// reports false when the order was in none of them.
+	SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error)
+	// Key returns an idempotency record. Errors: fault.NotFound.
+	Key(ctx context.Context, userID, key string) (KeyRecord, error)
+	// InsertKey stores a new record. Errors: fault.Conflict when it exists.
+	InsertKey(ctx context.Context, r KeyRecord) error
+	// UpdateKey writes every mutable field of r.
+	UpdateKey(ctx context.Context, r KeyRecord) error
+	// DeleteKey removes a record (a transient failure that must not be replayed).
+	DeleteKey(ctx context.Context, userID, key string) error
+}

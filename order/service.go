@@ -1,0 +1,447 @@
+package order
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/millionshop/million/catalog"
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/payment"
+	"github.com/millionshop/million/web"
+)
+
+// Event topics the order module publishes.
+const (
+	TopicPlaced    = "order.placed"
+	TopicPaid      = "order.paid"
+	TopicCancelled = "order.cancelled"
+)
+
+// EventPayload is the body of every order event.
+type EventPayload struct {
+	OrderID    string `json:"order_id"`
+	UserID     string `json:"user_id"`
+	Status     string `json:"status"`
+	TotalCents int64  `json:"total_cents"`
+	Currency   string `json:"currency"`
+	Items      []Item `json:"items"`
+}
+
+// Config tunes checkout.
+type Config struct {
+	Currency string
+	KeyLease time.Duration // how long a running checkout holds its key before another may take over
+	KeyWait  time.Duration // how long a duplicate waits for the first to finish before 409
+}
+
+// Orders implements Service.
+type Orders struct {
+	store    Store
+	stock    Stock
+	carts    Carts
+	payments Payments
+	events   Events
+	cfg      Config
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+var _ Service = (*Orders)(nil)
+
+// NewOrders returns the order service.
+func NewOrders(store Store, stock Stock, carts Carts, payments Payments, events Events, cfg Config, logger *slog.Logger, now func() time.Time) *Orders {
+	if cfg.KeyLease <= 0 {
+		cfg.KeyLease = 30 * time.Second
+	}
+	if cfg.KeyWait <= 0 {
+		cfg.KeyWait = 10 * time.Second
+	}
+	return &Orders{store: store, stock: stock, carts: carts, payments: payments, events: events, cfg: cfg, logger: logger, now: now}
+}
+
+func validKey(key string) bool {
+	if len(key) < 1 || len(key) > 255 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func requestHash(req CheckoutRequest) string {
+	b, _ := json.Marshal(req)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Checkout implements Service.
+func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutRequest) (Order, bool, error) {
+	var v fault.Validator
+	v.Check(validKey(key), "Idempotency-Key", "header is required: 1 to 255 visible ASCII characters")
+	v.Check(req.Payment.Method == "card", "payment.method", "must be card")
+	v.Check(len(req.Payment.Token) >= 1 && len(req.Payment.Token) <= 255, "payment.token", "is required: 1 to 255 characters")
+	if err := v.Err(); err != nil {
+		return Order{}, false, err
+	}
+	hash := requestHash(req)
+	for {
+		rec, claimed, err := s.claim(ctx, userID, key, hash)
+		if err != nil {
+			return Order{}, false, err
+		}
+		if claimed {
+			o, err := s.execute(ctx, rec, req)
+			if ferr := s.finish(ctx, rec, o, err); ferr != nil {
+				return Order{}, false, ferr
+			}
+			return o, false, err
+		}
+		if rec.State != KeyDone {
+			var released bool
+			if rec, released, err = s.waitFor(ctx, userID, key); err != nil {
+				return Order{}, false, err
+			}
+			if released {
+				continue // the first attempt gave the key back: run this one
+			}
+		}
+		o, err := replay(rec)
+		return o, true, err
+	}
+}
+
+// claim takes the key for this request, or returns the record of the
+// request that holds it.
+func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord, bool, error) {
+	var rec KeyRecord
+	claimed := false
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now().UTC()
+		existing, err := s.store.Key(ctx, userID, key)
+		if fault.Is(err, fault.NotFound) {
+			rec = KeyRecord{UserID: userID, Key: key, RequestHash: hash, State: KeyRunning,
+				LeaseUntil: now.Add(s.cfg.KeyLease), CreatedAt: now}
+			claimed = true
+			return s.store.InsertKey(ctx, rec)
+		}
+		if err != nil {
+			return err
+		}
+		if existing.RequestHash != hash {
+			return fault.New(fault.Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+		}
+		rec = existing
+		if existing.State == KeyRunning && now.After(existing.LeaseUntil) {
+			// The request that held the key died (crash or restart):
+			// resume it from where its committed state says it got to.
+			rec.LeaseUntil = now.Add(s.cfg.KeyLease)
+			claimed = true
+			return s.store.UpdateKey(ctx, rec)
+		}
+		return nil
+	})
+	return rec, claimed, err
+}
+
+// waitFor waits for the request holding the key to finish. It reports
+// released when that request gave the key back without an outcome.
+func (s *Orders) waitFor(ctx context.Context, userID, key string) (KeyRecord, bool, error) {
+	deadline := time.NewTimer(s.cfg.KeyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return KeyRecord{}, false, inUse()
+		case <-deadline.C:
+			return KeyRecord{}, false, inUse()
+		case <-tick.C:
+		}
+		rec, err := s.store.Key(ctx, userID, key)
+		if fault.Is(err, fault.NotFound) {
+			return KeyRecord{}, true, nil
+		}
+		if err != nil {
+			return KeyRecord{}, false, err
+		}
+		if rec.State == KeyDone {
+			return rec, false, nil
+		}
+	}
+}
+
+func inUse() error {
+	return &fault.Error{Kind: fault.Conflict, Code: "idempotency_key_in_use",
+		Message: "a request with this Idempotency-Key is still being processed; retry shortly", RetryAfter: time.Second}
+}
+
+func replay(rec KeyRecord) (Order, error) {
+	if rec.ErrCode != "" {
+		return Order{}, &fault.Error{Kind: fault.Kind(rec.ErrKind), Code: rec.ErrCode, Message: rec.ErrMessage}
+	}
+	var o Order
+	if err := json.Unmarshal(rec.Response, &o); err != nil {
+		return Order{}, fault.Wrap(err, "decode stored checkout response")
+	}
+	return o, nil
+}
+
+// finish stores the outcome so a repeat gets the same answer: the order, or
+// a payment refusal. Failures that changed nothing (empty cart, not enough
+// stock, timeouts, internal errors) give the key back instead, so the client
+// can fix the cause and retry with the same key.
+func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome error) error {
+	ctx = context.WithoutCancel(ctx)
+	var fe *fault.Error
+	if outcome != nil && (!errors.As(outcome, &fe) || (fe.Kind != fault.PaymentRequired && fe.Kind != fault.BadGateway)) {
+		if rec.OrderID == "" {
+			return s.store.DeleteKey(ctx, rec.UserID, rec.Key)
+		}
+		return nil // the order exists: leave the lease to expire so a retry resumes it
+	}
+	rec.State = KeyDone
+	if outcome != nil {
+		rec.ErrKind, rec.ErrCode, rec.ErrMessage = int(fe.Kind), fe.CodeOrDefault(), fe.Message
+	} else {
+		body, err := json.Marshal(o)
+		if err != nil {
+			return fault.Wrap(err, "encode checkout response")
+		}
+		rec.Response = body
+		rec.OrderID = o.ID
+	}
+	return s.store.UpdateKey(ctx, rec)
+}
+
+// execute runs (or resumes) a claimed checkout.
+func (s *Orders) execute(ctx context.Context, rec KeyRecord, req CheckoutRequest) (Order, error) {
+	var o Order
+	var err error
+	if rec.OrderID == "" {
+		o, err = s.place(ctx, &rec)
+		if err != nil {
+			return Order{}, err
+		}
+	} else if o, err = s.store.OrderByID(ctx, rec.OrderID); err != nil {
+		return Order{}, err
+	}
+	if o.Status != StatusPending {
+		return o, nil
+	}
+	return s.pay(ctx, o, req.Payment.Token)
+}
+
+// place is the stock transaction: reserve, write the order, clear the cart,
+// record the event and bind the order to the idempotency key, all or nothing.
+func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
+	var o Order
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		lines, err := s.carts.Lines(ctx, rec.UserID)
+		if err != nil {
+			return err
+		}
+		if len(lines) == 0 {
+			return fault.New(fault.Invalid, "empty_cart", "the cart is empty")
+		}
+		want := make([]catalog.Line, len(lines))
+		for i, l := range lines {
+			want[i] = catalog.Line{ProductID: l.ProductID, Quantity: l.Quantity}
+		}
+		reserved, err := s.stock.Reserve(ctx, want)
+		if err != nil {
+			return err
+		}
+		now := s.now().UTC().Truncate(time.Microsecond)
+		o = Order{ID: uuid.Must(uuid.NewV7()).String(), UserID: rec.UserID, Status: StatusPending,
+			Currency: s.cfg.Currency, PaymentStatus: "none", CreatedAt: now, UpdatedAt: now}
+		for _, r := range reserved {
+			o.Items = append(o.Items, Item{ProductID: r.ProductID, SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Quantity: r.Quantity})
+			o.TotalCents += r.PriceCents * r.Quantity
+		}
+		if err := s.store.InsertOrder(ctx, o); err != nil {
+			return err
+		}
+		if err := s.carts.Clear(ctx, rec.UserID); err != nil {
+			return err
+		}
+		if err := s.events.Add(ctx, TopicPlaced, o.ID, payloadOf(o)); err != nil {
+			return err
+		}
+		rec.OrderID = o.ID
+		return s.store.UpdateKey(ctx, *rec)
+	})
+	if err != nil {
+		rec.OrderID = ""
+	}
+	return o, err
+}
+
+func payloadOf(o Order) EventPayload {
+	return EventPayload{OrderID: o.ID, UserID: o.UserID, Status: o.Status, TotalCents: o.TotalCents, Currency: o.Currency, Items: o.Items}
+}
+
+func linesOf(o Order) []catalog.Line {
+	out := make([]catalog.Line, len(o.Items))
+	for i, it := range o.Items {
+		out[i] = catalog.Line{ProductID: it.ProductID, Quantity: it.Quantity}
+	}
+	return out
+}
+
+// pay charges a pending order outside the stock transaction, so a slow
+// provider never holds the database; a refusal is compensated by releasing
+// the stock and cancelling the order.
+func (s *Orders) pay(ctx context.Context, o Order, token string) (Order, error) {
+	pay, payErr := s.payments.Pay(ctx, payment.Charge{OrderID: o.ID, UserID: o.UserID,
+		AmountCents: o.TotalCents, Currency: o.Currency, Token: token})
+	if payErr != nil {
+		if !fault.Is(payErr, fault.PaymentRequired) && !fault.Is(payErr, fault.BadGateway) {
+			return Order{}, payErr // transient: the lease expires and a retry resumes
+		}
+		if _, err := s.compensate(ctx, o, pay.Status); err != nil {
+			return Order{}, err
+		}
+		return Order{}, payErr
+	}
+	var paid bool
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		paid, err = s.store.SetStatus(ctx, o.ID, []string{StatusPending}, StatusPaid, pay.Status, s.now().UTC())
+		if err != nil || !paid {
+			return err
+		}
+		o.Status, o.PaymentStatus = StatusPaid, pay.Status
+		return s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
+	})
+	if err != nil {
+		return Order{}, err
+	}
+	if !paid {
+		// Cancelled while the payment ran: give the money back.
+		if _, err := s.payments.Cancel(ctx, o.ID); err != nil {
+			return Order{}, err
+		}
+	}
+	return s.store.OrderByID(ctx, o.ID)
+}
+
+// compensate cancels a pending order and returns its stock.
+func (s *Orders) compensate(ctx context.Context, o Order, paymentStatus string) (bool, error) {
+	if paymentStatus == "" {
+		paymentStatus = "none"
+	}
+	var done bool
+	err := s.store.InTx(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		var err error
+		done, err = s.store.SetStatus(ctx, o.ID, []string{StatusPending, StatusPaid}, StatusCancelled, paymentStatus, s.now().UTC())
+		if err != nil || !done {
+			return err
+		}
+		if err := s.stock.Release(ctx, linesOf(o)); err != nil {
+			return err
+		}
+		o.Status = StatusCancelled
+		return s.events.Add(ctx, TopicCancelled, o.ID, payloadOf(o))
+	})
+	return done, err
+}
+
+// Get implements Service.
+func (s *Orders) Get(ctx context.Context, userID, orderID string) (Order, error) {
+	return s.store.Order(ctx, userID, orderID)
+}
+
+type listPosition struct {
+	ID string `json:"id"`
+}
+
+// List implements Service.
+func (s *Orders) List(ctx context.Context, userID string, limit int, cursor string) (Page, error) {
+	before := ""
+	if cursor != "" {
+		var pos listPosition
+		if err := web.DecodeCursor(cursor, &pos); err != nil {
+			return Page{}, err
+		}
+		if pos.ID == "" {
+			return Page{}, fault.Fields(fault.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
+		}
+		before = pos.ID
+	}
+	orders, err := s.store.Orders(ctx, userID, before, limit+1)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Items: orders}
+	if len(orders) > limit {
+		page.Items = orders[:limit]
+		page.NextCursor = web.EncodeCursor(listPosition{ID: page.Items[limit-1].ID})
+	}
+	return page, nil
+}
+
+// Cancel implements Service.
+func (s *Orders) Cancel(ctx context.Context, userID, orderID string) (Order, error) {
+	o, err := s.store.Order(ctx, userID, orderID)
+	if err != nil {
+		return Order{}, err
+	}
+	switch o.Status {
+	case StatusFulfilled:
+		return Order{}, fault.New(fault.Conflict, "order_fulfilled", "a fulfilled order cannot be cancelled")
+	case StatusCancelled, StatusRefunded:
+		return o, nil
+	}
+	// Money first: if the refund fails the order stays as it was and the
+	// client can retry; Cancel on the provider is idempotent.
+	pay, err := s.payments.Cancel(ctx, o.ID)
+	if err != nil {
+		return Order{}, err
+	}
+	if _, err := s.compensate(ctx, o, pay.Status); err != nil {
+		return Order{}, err
+	}
+	return s.store.Order(ctx, userID, orderID)
+}
+
+// PaymentChanged implements payment.OrderNotifier: a webhook moved a
+// payment, and the order follows. It runs in the webhook's transaction.
+func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) error {
+	o, err := s.store.OrderByID(ctx, orderID)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	switch status {
+	case payment.StatusCaptured:
+		_, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+	case payment.StatusRefunded:
+		var done bool
+		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid, StatusFulfilled}, StatusRefunded, status, now)
+		if err == nil && done && o.Status != StatusFulfilled {
+			err = s.stock.Release(ctx, linesOf(o))
+		}
+	case payment.StatusVoided, payment.StatusFailed:
+		var done bool
+		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusCancelled, status, now)
+		if err == nil && done {
+			if err = s.stock.Release(ctx, linesOf(o)); err == nil {
+				o.Status = StatusCancelled
+				err = s.events.Add(ctx, TopicCancelled, o.ID, payloadOf(o))
+			}
+		}
+	default:
+		_, err = s.store.SetStatus(ctx, orderID, []string{o.Status}, o.Status, status, now)
+	}
+	return err
+}

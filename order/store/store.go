@@ -1,0 +1,200 @@
+// Package store persists the order module: orders, their items and
+// checkout idempotency keys.
+package store
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/order"
+	"github.com/millionshop/million/sqldb"
+)
+
+//go:embed sqlite/*.sql
+var sqliteFS embed.FS
+
+// SQLiteMigrations are the order module's schema for the embedded database.
+func SQLiteMigrations() sqldb.Migrations {
+	sub, _ := fs.Sub(sqliteFS, "sqlite")
+	return sqldb.Migrations{Module: "order", FS: sub}
+}
+
+// SQLite is the order store on the embedded database.
+type SQLite struct {
+	db *sqldb.DB
+}
+
+var _ order.Store = (*SQLite)(nil)
+
+// NewSQLite returns the store over db.
+func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+
+// InTx implements order.Store.
+func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// InsertOrder implements order.Store.
+func (s *SQLite) InsertOrder(ctx context.Context, o order.Order) error {
+	return s.db.InTx(ctx, func(ctx context.Context) error {
+		w := s.db.Writer(ctx)
+		if _, err := w.ExecContext(ctx, `INSERT INTO orders (id, user_id, status, total_cents, currency, payment_status, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.UserID, o.Status, o.TotalCents, o.Currency, o.PaymentStatus,
+			o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro()); err != nil {
+			return fault.Wrap(err, "insert order")
+		}
+		for i, it := range o.Items {
+			if _, err := w.ExecContext(ctx, `INSERT INTO order_items (order_id, line, product_id, sku, name, price_cents, quantity)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, o.ID, i, it.ProductID, it.SKU, it.Name, it.PriceCents, it.Quantity); err != nil {
+				return fault.Wrap(err, "insert order item")
+			}
+		}
+		return nil
+	})
+}
+
+const orderColumns = `id, user_id, status, total_cents, currency, payment_status, created_at, updated_at`
+
+func (s *SQLite) selectOrders(ctx context.Context, where string, args ...any) ([]order.Order, error) {
+	q := s.db.Reader(ctx)
+	rows, err := q.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE `+where, args...)
+	if err != nil {
+		return nil, fault.Wrap(err, "select orders")
+	}
+	out := []order.Order{}
+	index := map[string]int{}
+	for rows.Next() {
+		var o order.Order
+		var created, updated int64
+		if err := rows.Scan(&o.ID, &o.UserID, &o.Status, &o.TotalCents, &o.Currency, &o.PaymentStatus, &created, &updated); err != nil {
+			rows.Close()
+			return nil, fault.Wrap(err, "scan order")
+		}
+		o.CreatedAt, o.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+		o.Items = []order.Item{}
+		index[o.ID] = len(out)
+		out = append(out, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fault.Wrap(err, "select orders")
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	args = args[:0]
+	for _, o := range out {
+		args = append(args, o.ID)
+	}
+	items, err := q.QueryContext(ctx, `SELECT order_id, product_id, sku, name, price_cents, quantity FROM order_items
+		WHERE order_id IN (?`+strings.Repeat(", ?", len(out)-1)+`) ORDER BY order_id, line`, args...)
+	if err != nil {
+		return nil, fault.Wrap(err, "select order items")
+	}
+	defer items.Close()
+	for items.Next() {
+		var orderID string
+		var it order.Item
+		if err := items.Scan(&orderID, &it.ProductID, &it.SKU, &it.Name, &it.PriceCents, &it.Quantity); err != nil {
+			return nil, fault.Wrap(err, "scan order item")
+		}
+		o := &out[index[orderID]]
+		o.Items = append(o.Items, it)
+	}
+	return out, fault.Wrap(items.Err(), "select order items")
+}
+
+var errNoOrder = fault.New(fault.NotFound, "", "no such order")
+
+// Order implements order.Store.
+func (s *SQLite) Order(ctx context.Context, userID, orderID string) (order.Order, error) {
+	found, err := s.selectOrders(ctx, `id = ? AND user_id = ?`, orderID, userID)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if len(found) == 0 {
+		return order.Order{}, errNoOrder
+	}
+	return found[0], nil
+}
+
+// OrderByID implements order.Store.
+func (s *SQLite) OrderByID(ctx context.Context, orderID string) (order.Order, error) {
+	found, err := s.selectOrders(ctx, `id = ?`, orderID)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if len(found) == 0 {
+		return order.Order{}, errNoOrder
+	}
+	return found[0], nil
+}
+
+// Orders implements order.Store.
+func (s *SQLite) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
+	if beforeID == "" {
+		return s.selectOrders(ctx, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
+	}
+	return s.selectOrders(ctx, `user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, userID, beforeID, limit)
+}
+
+// SetStatus implements order.Store.
+func (s *SQLite) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
+	args := []any{status, paymentStatus, now.UnixMicro(), orderID}
+	for _, f := range from {
+		args = append(args, f)
+	}
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE orders SET status = ?, payment_status = ?, updated_at = ?
+		WHERE id = ? AND status IN (?`+strings.Repeat(", ?", len(from)-1)+`)`, args...)
+	if err != nil {
+		return false, fault.Wrap(err, "update order status")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// Key implements order.Store.
+func (s *SQLite) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
+	var r order.KeyRecord
+	var lease, created int64
+	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until,
+		err_kind, err_code, err_message, response, created_at FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key).
+		Scan(&r.UserID, &r.Key, &r.RequestHash, &r.State, &r.OrderID, &lease, &r.ErrKind, &r.ErrCode, &r.ErrMessage, &r.Response, &created)
+	if sqldb.NoRows(err) {
+		return r, fault.New(fault.NotFound, "", "no such idempotency key")
+	}
+	if err != nil {
+		return r, fault.Wrap(err, "select idempotency key")
+	}
+	r.LeaseUntil, r.CreatedAt = time.UnixMicro(lease).UTC(), time.UnixMicro(created).UTC()
+	return r, nil
+}
+
+// InsertKey implements order.Store.
+func (s *SQLite) InsertKey(ctx context.Context, r order.KeyRecord) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
+		(user_id, key, request_hash, state, order_id, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.CreatedAt.UnixMicro())
+	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
+	}
+	return fault.Wrap(err, "insert idempotency key")
+}
+
+// UpdateKey implements order.Store.
+func (s *SQLite) UpdateKey(ctx context.Context, r order.KeyRecord) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?,
+		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ?`,
+		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key)
+	return fault.Wrap(err, "update idempotency key")
+}
+
+// DeleteKey implements order.Store.
+func (s *SQLite) DeleteKey(ctx context.Context, userID, key string) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key)
+	return fault.Wrap(err, "delete idempotency key")
+}

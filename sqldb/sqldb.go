@@ -1,0 +1,167 @@
+// Package sqldb opens million's databases and carries transactions across
+// module boundaries. The embedded mode uses one SQLite file in WAL mode with
+// two pools: a single-connection write pool, so writers queue in Go instead
+// of failing with SQLITE_BUSY, and a read pool sized to the CPUs.
+//
+// A transaction travels in the context: a store method called with a context
+// from InTx joins that transaction, otherwise it uses the right pool. This is
+// how checkout spans catalog, cart and order in one transaction while each
+// module keeps its own tables and its own store.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/millionshop/million/fault"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Querier is what stores run statements on: a pool or a transaction.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// DB is an open embedded database with separate write and read pools.
+type DB struct {
+	Write *sql.DB // exactly one connection: SQLite allows one writer at a time
+	Read  *sql.DB // read-only connections, served concurrently in WAL mode
+	Path  string  // the database file
+}
+
+// Options tunes OpenSQLite.
+type Options struct {
+	ReadConns   int           // read pool size; 0 means max(4, 2×CPUs)
+	BusyTimeout time.Duration // how long a statement waits for a lock; 0 means 5 s
+}
+
+// FileName is the database file inside the data directory.
+const FileName = "million.db"
+
+// OpenSQLite opens (creating if needed) the database in dataDir.
+func OpenSQLite(dataDir string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = max(4, 2*runtime.NumCPU())
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	path := filepath.Join(dataDir, FileName)
+	pragmas := url.Values{}
+	for _, p := range []string{
+		fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()),
+		"journal_mode(WAL)",
+		"synchronous(NORMAL)",
+		"foreign_keys(ON)",
+		"temp_store(MEMORY)",
+		"cache_size(-16000)",
+	} {
+		pragmas.Add("_pragma", p)
+	}
+	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate"
+	pragmas.Add("_pragma", "query_only(1)")
+	readDSN := "file:" + path + "?" + pragmas.Encode()
+
+	w, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.Ping(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", readDSN)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	r.SetMaxOpenConns(opts.ReadConns)
+	r.SetMaxIdleConns(opts.ReadConns)
+	r.SetConnMaxLifetime(0)
+	return &DB{Write: w, Read: r, Path: path}, nil
+}
+
+// Close checkpoints the WAL and closes both pools.
+func (db *DB) Close() error {
+	_, _ = db.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return errors.Join(db.Read.Close(), db.Write.Close())
+}
+
+// Ping checks that both pools can reach the database.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.Write.PingContext(ctx); err != nil {
+		return err
+	}
+	return db.Read.PingContext(ctx)
+}
+
+type txKey struct{}
+
+// InTx runs fn in a write transaction carried by the context passed to fn.
+// When ctx already carries a transaction, fn joins it, so callers compose.
+// The transaction commits when fn returns nil and rolls back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	if _, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+		return fn(ctx)
+	}
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	if err := fn(context.WithValue(ctx, txKey{}, tx)); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fault.Wrap(err, "commit")
+	}
+	return nil
+}
+
+// Writer returns the transaction of ctx, or the write pool.
+func (db *DB) Writer(ctx context.Context) Querier {
+	if tx, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+		return tx
+	}
+	return db.Write
+}
+
+// Reader returns the transaction of ctx (so a transaction reads its own
+// writes), or the read pool.
+func (db *DB) Reader(ctx context.Context) Querier {
+	if tx, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+		return tx
+	}
+	return db.Read
+}
+
+// InTransaction reports whether ctx carries a transaction.
+func InTransaction(ctx context.Context) bool {
+	_, ok := ctx.Value(txKey{}).(*sql.Tx)
+	return ok
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &fault.Error{Kind: fault.Unavailable, Message: "the request timed out waiting for the database", RetryAfter: time.Second, Err: err}
+	}
+	return fault.Wrap(err, "begin transaction")
+}
+
+// NoRows reports whether err means a query found nothing.
+func NoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -1,0 +1,190 @@
+// Package store persists the user module: users, sessions and refresh tokens.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/sqldb"
+	"github.com/millionshop/million/user"
+)
+
+//go:embed sqlite/*.sql
+var sqliteFS embed.FS
+
+// SQLiteMigrations are the user module's schema for the embedded database.
+func SQLiteMigrations() sqldb.Migrations {
+	sub, _ := fs.Sub(sqliteFS, "sqlite")
+	return sqldb.Migrations{Module: "user", FS: sub}
+}
+
+// SQLite is the user store on the embedded database.
+type SQLite struct {
+	db *sqldb.DB
+}
+
+var _ user.Store = (*SQLite)(nil)
+
+// NewSQLite returns the store over db.
+func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func optMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+// InTx implements user.Store.
+func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// CreateUser implements user.Store.
+func (s *SQLite) CreateUser(ctx context.Context, u user.User, passwordHash string, now time.Time) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx,
+		`INSERT INTO users (id, email, name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.Name, u.Role, passwordHash, micros(u.CreatedAt), micros(now))
+	if err != nil {
+		if isUniqueViolation(err) {
+			return fault.New(fault.Conflict, "email_taken", "an account with this email already exists")
+		}
+		return fault.Wrap(err, "insert user")
+	}
+	return nil
+}
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+const userColumns = `id, email, name, role, created_at`
+
+func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, error) {
+	var u user.User
+	var created int64
+	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.Role, &created}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		if sqldb.NoRows(err) {
+			return user.User{}, fault.New(fault.NotFound, "", "no such user")
+		}
+		return user.User{}, fault.Wrap(err, "scan user")
+	}
+	u.CreatedAt = fromMicros(created)
+	return u, nil
+}
+
+// UserByEmail implements user.Store.
+func (s *SQLite) UserByEmail(ctx context.Context, email string) (user.User, string, error) {
+	var hash string
+	u, err := scanUser(s.db.Reader(ctx).QueryRowContext(ctx,
+		`SELECT `+userColumns+`, password_hash FROM users WHERE email = ?`, email), &hash)
+	return u, hash, err
+}
+
+// UserByID implements user.Store.
+func (s *SQLite) UserByID(ctx context.Context, id string) (user.User, error) {
+	return scanUser(s.db.Reader(ctx).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+}
+
+// UpdateName implements user.Store.
+func (s *SQLite) UpdateName(ctx context.Context, id, name string, now time.Time) error {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE users SET name = ?, updated_at = ? WHERE id = ?`, name, micros(now), id)
+	if err != nil {
+		return fault.Wrap(err, "update user")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fault.New(fault.NotFound, "", "no such user")
+	}
+	return nil
+}
+
+// CreateSession implements user.Store.
+func (s *SQLite) CreateSession(ctx context.Context, sess user.Session, refresh user.RefreshToken) error {
+	return s.db.InTx(ctx, func(ctx context.Context) error {
+		_, err := s.db.Writer(ctx).ExecContext(ctx,
+			`INSERT INTO sessions (id, user_id, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			sess.ID, sess.UserID, sess.Role, micros(sess.CreatedAt), micros(sess.ExpiresAt))
+		if err != nil {
+			return fault.Wrap(err, "insert session")
+		}
+		return s.AddRefreshToken(ctx, refresh)
+	})
+}
+
+// SessionByID implements user.Store.
+func (s *SQLite) SessionByID(ctx context.Context, id string) (user.Session, error) {
+	var sess user.Session
+	var created, expires int64
+	var revoked sql.NullInt64
+	err := s.db.Reader(ctx).QueryRowContext(ctx,
+		`SELECT id, user_id, role, created_at, expires_at, revoked_at FROM sessions WHERE id = ?`, id).
+		Scan(&sess.ID, &sess.UserID, &sess.Role, &created, &expires, &revoked)
+	if err != nil {
+		if sqldb.NoRows(err) {
+			return user.Session{}, fault.New(fault.NotFound, "", "no such session")
+		}
+		return user.Session{}, fault.Wrap(err, "select session")
+	}
+	sess.CreatedAt, sess.ExpiresAt, sess.RevokedAt = fromMicros(created), fromMicros(expires), optMicros(revoked)
+	return sess, nil
+}
+
+// RefreshTokenByHash implements user.Store.
+func (s *SQLite) RefreshTokenByHash(ctx context.Context, hash string) (user.RefreshToken, error) {
+	var t user.RefreshToken
+	var created int64
+	var used sql.NullInt64
+	err := s.db.Reader(ctx).QueryRowContext(ctx,
+		`SELECT hash, session_id, created_at, used_at FROM refresh_tokens WHERE hash = ?`, hash).
+		Scan(&t.Hash, &t.SessionID, &created, &used)
+	if err != nil {
+		if sqldb.NoRows(err) {
+			return user.RefreshToken{}, fault.New(fault.NotFound, "", "no such refresh token")
+		}
+		return user.RefreshToken{}, fault.Wrap(err, "select refresh token")
+	}
+	t.CreatedAt, t.UsedAt = fromMicros(created), optMicros(used)
+	return t, nil
+}
+
+// MarkRefreshUsed implements user.Store.
+func (s *SQLite) MarkRefreshUsed(ctx context.Context, hash string, now time.Time) (bool, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx,
+		`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(now), hash)
+	if err != nil {
+		return false, fault.Wrap(err, "mark refresh token used")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// AddRefreshToken implements user.Store.
+func (s *SQLite) AddRefreshToken(ctx context.Context, t user.RefreshToken) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx,
+		`INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)`, t.Hash, t.SessionID, micros(t.CreatedAt))
+	if err != nil {
+		return fault.Wrap(err, "insert refresh token")
+	}
+	return nil
+}
+
+// RevokeSession implements user.Store.
+func (s *SQLite) RevokeSession(ctx context.Context, id string, now time.Time) error {
+	_, err := s.db.Writer(ctx).ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, micros(now), id)
+	if err != nil {
+		return fault.Wrap(err, "revoke session")
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package web
+
+import (
+	"net/url"
+	"strconv"
+
+	"github.com/millionshop/million/fault"
+)
+
+// Page size bounds for every list endpoint.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Page is one page of a cursor-paginated list.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Limit parses the limit query parameter: absent means DefaultLimit,
+// anything but an integer in 1..MaxLimit is a client error.
+func Limit(q url.Values) (int, error) {
+	raw, present := q["limit"]
+	if !present {
+		return DefaultLimit, nil
+	}
+	if len(raw) != 1 {
+		return 0, fault.Fields(fault.FieldError{Field: "limit", Message: "must be given once"})
+	}
+	n, err := strconv.Atoi(raw[0])
+	if err != nil || n < 1 || n > MaxLimit {
+		return 0, fault.Fields(fault.FieldError{Field: "limit", Message: "must be an integer from 1 to 100"})
+	}
+	return n, nil
+}
+
+// Single returns the only value of a query parameter, "" when absent, and
+// an error when it is repeated.
+func Single(q url.Values, name string) (string, error) {
+	v := q[name]
+	switch len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return v[0], nil
+	default:
+		return "", fault.Fields(fault.FieldError{Field: name, Message: "must be given once"})
+	}
+}

@@ -1,0 +1,232 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/millionshop/million/fault"
+)
+
+// HandlerFunc is an HTTP handler that reports failure by returning an error;
+// the router turns the error into a problem response.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Authenticator verifies a bearer token and returns its caller.
+// It returns fault.Unauthorized for any token that must be refused.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// Observer receives one call per finished request, for metrics.
+type Observer interface {
+	ObserveRequest(route, method string, status int, elapsed time.Duration)
+}
+
+// Access says who may call a route.
+type Access int
+
+// Route access levels.
+const (
+	Public        Access = iota // anyone
+	Authenticated               // a valid access token
+	Admin                       // a valid access token of an admin
+)
+
+// Router is the public API's request multiplexer. It records every pattern
+// it serves so the OpenAPI document can be checked against it.
+type Router struct {
+	mux      *http.ServeMux
+	logger   *slog.Logger
+	authn    Authenticator
+	observer Observer
+	patterns []string
+}
+
+// NewRouter returns a router. authn may be nil when no route needs it;
+// observer may be nil.
+func NewRouter(logger *slog.Logger, authn Authenticator, observer Observer) *Router {
+	rt := &Router{mux: http.NewServeMux(), logger: logger, authn: authn, observer: observer}
+	return rt
+}
+
+// Handle registers h for pattern ("METHOD /path/{param}") with the given access.
+func (rt *Router) Handle(pattern string, access Access, h HandlerFunc) {
+	rt.patterns = append(rt.patterns, pattern)
+	method, route, _ := strings.Cut(pattern, " ")
+	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := asStatusWriter(w)
+		err := rt.authorize(r, access)
+		if err == nil {
+			err = h(sw, r)
+		}
+		if err != nil {
+			WriteError(sw, r, rt.logger, err)
+		}
+		if rt.observer != nil {
+			rt.observer.ObserveRequest(route, method, sw.status, time.Since(start))
+		}
+	}))
+}
+
+// authorize checks access and, for authenticated routes, stores the caller
+// in the request context (the request is modified in place for h).
+func (rt *Router) authorize(r *http.Request, access Access) error {
+	if access == Public {
+		return nil
+	}
+	if rt.authn == nil {
+		return fault.New(fault.Internal, "", "no authenticator configured")
+	}
+	token, ok := bearerToken(r)
+	if !ok {
+		return fault.New(fault.Unauthorized, "", "an Authorization: Bearer token is required")
+	}
+	p, err := rt.authn.Authenticate(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	if access == Admin && !p.IsAdmin() {
+		return fault.New(fault.Forbidden, "", "this operation needs the admin role")
+	}
+	*r = *r.WithContext(WithPrincipal(r.Context(), p))
+	return nil
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// Patterns returns every pattern registered so far, sorted.
+func (rt *Router) Patterns() []string {
+	out := append([]string(nil), rt.patterns...)
+	sort.Strings(out)
+	return out
+}
+
+// ServeHTTP dispatches r, answering unknown routes and wrong methods with
+// problem+json instead of the standard library's plain text.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := rt.mux.Handler(r)
+	if pattern != "" {
+		rt.mux.ServeHTTP(w, r) // sets the path values that Handler does not
+		return
+	}
+	// Ask the mux what it would answer (404, 405 with Allow, or a redirect)
+	// without letting it write its plain-text body.
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch probe.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		WriteProblem(w, Problem{Type: "urn:million:problem:method_not_allowed", Title: "Method Not Allowed",
+			Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Detail: "this path does not support " + r.Method, RequestID: RequestIDFrom(r.Context())})
+	default:
+		WriteProblem(w, Problem{Type: "urn:million:problem:not_found", Title: "Not Found",
+			Status: http.StatusNotFound, Code: "not_found",
+			Detail: "no such route", RequestID: RequestIDFrom(r.Context())})
+	}
+	if rt.observer != nil {
+		rt.observer.ObserveRequest("unmatched", r.Method, probe.status, 0)
+	}
+}
+
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func asStatusWriter(w http.ResponseWriter) *statusWriter {
+	if sw, ok := w.(*statusWriter); ok {
+		return sw
+	}
+	return &statusWriter{ResponseWriter: w, status: http.StatusOK}
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.status = status
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Middleware wraps the whole public handler: it assigns request IDs, resolves
+// the client IP, recovers panics into 500 problems and writes the access log.
+func Middleware(logger *slog.Logger, trustProxy bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-ID", id)
+		ctx := WithRequestID(r.Context(), id)
+		ctx = context.WithValue(ctx, clientIPKey, clientIP(r, trustProxy))
+		r = r.WithContext(ctx)
+		sw := asStatusWriter(w)
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				logger.ErrorContext(ctx, "panic serving request", "panic", v, "stack", string(debug.Stack()))
+				if !sw.wrote {
+					WriteError(sw, r, nil, fault.New(fault.Internal, "", "panic"))
+				}
+			}
+			logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000,
+				"client_ip", ClientIPFrom(ctx))
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func clientIP(r *http.Request, trustProxy bool) string {
+	if trustProxy {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
