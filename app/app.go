@@ -179,6 +179,15 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 
 	events := bus.New()
 	a.Outbox = outbox.New(db, events, logger, now)
+	a.Metrics.RegisterGauge("million_outbox_pending", "Events recorded but not yet published (queue depth).", func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := a.Outbox.Pending(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
 	a.Provider = simulated.New(cfg.PaymentLatency)
 	a.Payments = payment.NewPayments(paymentstore.NewSQLite(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
 	a.Orders = order.NewOrders(orderstore.NewSQLite(db), a.Catalog, a.Carts, a.Payments, a.Outbox,

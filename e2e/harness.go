@@ -44,6 +44,7 @@ type Server struct {
 	App     *app.App
 	BaseURL string
 	addr    string
+	admin   string
 	cancel  context.CancelFunc
 	done    chan error
 	mu      sync.Mutex
@@ -109,7 +110,7 @@ func (s *Server) start() error {
 		return err
 	}
 	s.App, s.cancel, s.done = a, cancel, make(chan error, 1)
-	s.addr = public.Addr().String()
+	s.addr, s.admin = public.Addr().String(), admin.Addr().String()
 	s.BaseURL = "http://" + s.addr
 	go func() {
 		err := a.Serve(ctx, public, admin)
@@ -117,6 +118,9 @@ func (s *Server) start() error {
 	}()
 	return nil
 }
+
+// AdminAddr returns the admin listener's address (metrics, pprof).
+func (s *Server) AdminAddr() string { return s.admin }
 
 // Stop shuts the server down gracefully; it is safe to call twice.
 func (s *Server) Stop() error {
@@ -157,7 +161,12 @@ func NewTarget(t testing.TB) *Target {
 			AdminPassword: os.Getenv("MILLION_E2E_ADMIN_PASSWORD"),
 		}
 	}
-	s := Start(t)
+	return targetFor(t, Start(t))
+}
+
+// targetFor makes a Target of an in-process server, with a fresh admin.
+func targetFor(t testing.TB, s *Server) *Target {
+	t.Helper()
 	email, password := "admin-"+uuid.NewString()[:8]+"@example.com", "admin-password-"+uuid.NewString()[:8]
 	if _, err := s.App.Users.Register(context.Background(), user.Registration{
 		Email: email, Password: password, Name: "Admin", Role: user.RoleAdmin,

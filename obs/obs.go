@@ -80,3 +80,8 @@ func (m *Metrics) AdminHandler(healthz, readyz http.Handler) http.Handler {
 	mux.Handle("GET /readyz", readyz)
 	return mux
 }
+
+// RegisterGauge exports a value computed at scrape time, such as a queue depth.
+func (m *Metrics) RegisterGauge(name, help string, value func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value))
+}
