@@ -47,7 +47,9 @@ type Service interface {
 	RemoveItem(ctx context.Context, userID, productID string) (Cart, error)
 	// Clear empties the cart. It joins the transaction in ctx, if any.
 	Clear(ctx context.Context, userID string) error
-	// Lines returns the raw lines, joining the transaction in ctx, if any.
+	// Lines returns the lines Get shows, unpriced: those of products still
+	// sold, in the order they were added. It joins the transaction in ctx,
+	// if any, so checkout buys exactly what the cart shows.
 	Lines(ctx context.Context, userID string) ([]Line, error)
 }
 
@@ -83,11 +85,13 @@ func NewCarts(store Store, products ProductReader, currency string, now func() t
 	return &Carts{store: store, products: products, currency: currency, now: now}
 }
 
-// Get implements Service.
-func (c *Carts) Get(ctx context.Context, userID string) (Cart, error) {
+// live returns the user's lines whose product is still sold, with those
+// products. A deleted product leaves its lines behind in the store; they are
+// invisible everywhere, so a cart never holds a line its owner cannot see.
+func (c *Carts) live(ctx context.Context, userID string) ([]Line, map[string]catalog.Product, error) {
 	lines, err := c.store.Lines(ctx, userID)
 	if err != nil {
-		return Cart{}, err
+		return nil, nil, err
 	}
 	ids := make([]string, len(lines))
 	for i, l := range lines {
@@ -95,14 +99,26 @@ func (c *Carts) Get(ctx context.Context, userID string) (Cart, error) {
 	}
 	products, err := c.products.ProductsByID(ctx, ids)
 	if err != nil {
+		return nil, nil, err
+	}
+	out := lines[:0]
+	for _, l := range lines {
+		if _, ok := products[l.ProductID]; ok {
+			out = append(out, l)
+		}
+	}
+	return out, products, nil
+}
+
+// Get implements Service.
+func (c *Carts) Get(ctx context.Context, userID string) (Cart, error) {
+	lines, products, err := c.live(ctx, userID)
+	if err != nil {
 		return Cart{}, err
 	}
 	out := Cart{Items: make([]Item, 0, len(lines)), Currency: c.currency}
 	for _, l := range lines {
-		p, ok := products[l.ProductID]
-		if !ok {
-			continue
-		}
+		p := products[l.ProductID]
 		out.Items = append(out.Items, Item{ProductID: p.ID, Name: p.Name, PriceCents: p.PriceCents, Quantity: l.Quantity})
 		out.TotalCents += p.PriceCents * l.Quantity
 	}
@@ -121,7 +137,7 @@ func (c *Carts) SetItem(ctx context.Context, userID, productID string, quantity 
 	if _, ok := products[productID]; !ok {
 		return Cart{}, fault.New(fault.NotFound, "", "no such product")
 	}
-	lines, err := c.store.Lines(ctx, userID)
+	lines, _, err := c.live(ctx, userID)
 	if err != nil {
 		return Cart{}, err
 	}
@@ -156,5 +172,6 @@ func (c *Carts) Clear(ctx context.Context, userID string) error { return c.store
 
 // Lines implements Service.
 func (c *Carts) Lines(ctx context.Context, userID string) ([]Line, error) {
-	return c.store.Lines(ctx, userID)
+	lines, _, err := c.live(ctx, userID)
+	return lines, err
 }

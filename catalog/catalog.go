@@ -108,9 +108,11 @@ type Service interface {
 	// DeleteProduct removes a product. Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) error
 	// Reserve takes stock for every line or for none. It joins the
-	// transaction in ctx, if any. Errors: fault.Conflict (insufficient_stock).
+	// transaction in ctx, if any. Errors: fault.Conflict (insufficient_stock),
+	// fault.Invalid (a quantity outside 1..MaxStock).
 	Reserve(ctx context.Context, lines []Line) ([]ReservedLine, error)
 	// Release returns reserved stock. It joins the transaction in ctx, if any.
+	// Errors: fault.Invalid (a quantity outside 1..MaxStock).
 	Release(ctx context.Context, lines []Line) error
 }
 

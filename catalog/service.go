@@ -283,6 +283,9 @@ func (c *Catalog) DeleteProduct(ctx context.Context, id string) error {
 
 // Reserve implements Service.
 func (c *Catalog) Reserve(ctx context.Context, lines []Line) ([]ReservedLine, error) {
+	if err := checkQuantities(lines); err != nil {
+		return nil, err
+	}
 	lines = mergeLines(lines)
 	var out []ReservedLine
 	err := c.store.InTx(ctx, func(ctx context.Context) error {
@@ -319,6 +322,9 @@ func (c *Catalog) Reserve(ctx context.Context, lines []Line) ([]ReservedLine, er
 
 // Release implements Service.
 func (c *Catalog) Release(ctx context.Context, lines []Line) error {
+	if err := checkQuantities(lines); err != nil {
+		return err
+	}
 	lines = mergeLines(lines)
 	return c.store.InTx(ctx, func(ctx context.Context) error {
 		now := c.now().UTC()
@@ -329,6 +335,18 @@ func (c *Catalog) Release(ctx context.Context, lines []Line) error {
 		}
 		return nil
 	})
+}
+
+// checkQuantities refuses quantities outside 1..MaxStock: a negative one
+// would turn a reservation into a restock (and a release into a sale), and
+// bounding them keeps the sums of mergeLines far from overflowing.
+func checkQuantities(lines []Line) error {
+	for _, l := range lines {
+		if l.Quantity < 1 || l.Quantity > MaxStock {
+			return fault.New(fault.Invalid, "", "a quantity must be an integer from 1 to 1000000")
+		}
+	}
+	return nil
 }
 
 // mergeLines sums quantities per product and orders lines by product ID, so

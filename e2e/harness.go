@@ -64,7 +64,7 @@ func Start(t testing.TB, mutate ...func(*app.Config)) *Server {
 		AdminAddr:            "127.0.0.1:0",
 		PaymentWebhookSecret: WebhookSecret,
 		PasswordParams:       fastPasswords,
-		ShutdownTimeout:      5 * time.Second,
+		ShutdownTimeout:      15 * time.Second,
 	}
 	for _, m := range mutate {
 		m(&cfg)

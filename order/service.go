@@ -99,7 +99,9 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 			return Order{}, false, err
 		}
 		if claimed {
-			o, err := s.execute(ctx, rec, req)
+			// execute binds the order it places to rec, so finish knows
+			// whether a failure left an order behind.
+			o, err := s.execute(ctx, &rec, req)
 			if ferr := s.finish(ctx, rec, o, err); ferr != nil {
 				return Order{}, false, ferr
 			}
@@ -223,12 +225,13 @@ func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome err
 	return s.store.UpdateKey(ctx, rec)
 }
 
-// execute runs (or resumes) a claimed checkout.
-func (s *Orders) execute(ctx context.Context, rec KeyRecord, req CheckoutRequest) (Order, error) {
+// execute runs (or resumes) a claimed checkout. Placing the order sets
+// rec.OrderID, which finish relies on.
+func (s *Orders) execute(ctx context.Context, rec *KeyRecord, req CheckoutRequest) (Order, error) {
 	var o Order
 	var err error
 	if rec.OrderID == "" {
-		o, err = s.place(ctx, &rec)
+		o, err = s.place(ctx, rec)
 		if err != nil {
 			return Order{}, err
 		}
@@ -238,7 +241,10 @@ func (s *Orders) execute(ctx context.Context, rec KeyRecord, req CheckoutRequest
 	if o.Status != StatusPending {
 		return o, nil
 	}
-	return s.pay(ctx, o, req.Payment.Token)
+	// The order now holds stock: finish paying even if the client hangs up,
+	// so its retry gets the stored outcome instead of waiting out the lease
+	// of an abandoned payment. Every provider call keeps its own timeout.
+	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token)
 }
 
 // place is the stock transaction: reserve, write the order, clear the cart,

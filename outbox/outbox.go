@@ -67,7 +67,7 @@ func (o *Outbox) Add(ctx context.Context, topic, key string, payload any) error 
 	if err != nil {
 		return fault.Wrap(err, "record event")
 	}
-	o.Poke()
+	sqldb.AfterCommit(ctx, o.Poke)
 	return nil
 }
 

@@ -117,21 +117,27 @@ func (p *Payments) Cancel(ctx context.Context, orderID string) (Payment, error) 
 	if err != nil {
 		return Payment{}, err
 	}
+	// setStatus updates pay; it runs before the return statement so the
+	// caller gets the new status (the order of evaluating "return pay,
+	// p.setStatus(&pay)" is unspecified in Go).
 	switch pay.Status {
 	case StatusAuthorized:
 		if err := p.call(ctx, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) }); err != nil {
 			return pay, err
 		}
-		return pay, p.setStatus(ctx, &pay, StatusVoided, pay.ProviderRef)
+		err = p.setStatus(ctx, &pay, StatusVoided, pay.ProviderRef)
+		return pay, err
 	case StatusCaptured:
 		if err := p.call(ctx, func(ctx context.Context) error { return p.provider.Refund(ctx, pay.ProviderRef) }); err != nil {
 			return pay, err
 		}
-		return pay, p.setStatus(ctx, &pay, StatusRefunded, pay.ProviderRef)
+		err = p.setStatus(ctx, &pay, StatusRefunded, pay.ProviderRef)
+		return pay, err
 	case StatusPending:
 		// The authorization never finished: mark it failed so a late
 		// answer cannot turn into a charge.
-		return pay, p.setStatus(ctx, &pay, StatusFailed, pay.ProviderRef)
+		err = p.setStatus(ctx, &pay, StatusFailed, pay.ProviderRef)
+		return pay, err
 	default:
 		return pay, nil
 	}

@@ -112,31 +112,57 @@ func (db *DB) Ping(ctx context.Context) error {
 
 type txKey struct{}
 
+// txState is the transaction of a context and what to run once it commits.
+type txState struct {
+	tx          *sql.Tx
+	afterCommit []func()
+}
+
+func stateOf(ctx context.Context) *txState {
+	st, _ := ctx.Value(txKey{}).(*txState)
+	return st
+}
+
 // InTx runs fn in a write transaction carried by the context passed to fn.
 // When ctx already carries a transaction, fn joins it, so callers compose.
 // The transaction commits when fn returns nil and rolls back otherwise.
 func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
-	if _, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+	if stateOf(ctx) != nil {
 		return fn(ctx)
 	}
 	tx, err := db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := fn(context.WithValue(ctx, txKey{}, tx)); err != nil {
+	st := &txState{tx: tx}
+	if err := fn(context.WithValue(ctx, txKey{}, st)); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fault.Wrap(err, "commit")
 	}
+	for _, f := range st.afterCommit {
+		f()
+	}
 	return nil
+}
+
+// AfterCommit runs f once the transaction of ctx commits, and never if it
+// rolls back; without a transaction it runs f at once. It is how a writer
+// wakes a worker (the outbox relay) only when there is something to see.
+func AfterCommit(ctx context.Context, f func()) {
+	if st := stateOf(ctx); st != nil {
+		st.afterCommit = append(st.afterCommit, f)
+		return
+	}
+	f()
 }
 
 // Writer returns the transaction of ctx, or the write pool.
 func (db *DB) Writer(ctx context.Context) Querier {
-	if tx, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
-		return tx
+	if st := stateOf(ctx); st != nil {
+		return st.tx
 	}
 	return db.Write
 }
@@ -144,16 +170,15 @@ func (db *DB) Writer(ctx context.Context) Querier {
 // Reader returns the transaction of ctx (so a transaction reads its own
 // writes), or the read pool.
 func (db *DB) Reader(ctx context.Context) Querier {
-	if tx, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
-		return tx
+	if st := stateOf(ctx); st != nil {
+		return st.tx
 	}
 	return db.Read
 }
 
 // InTransaction reports whether ctx carries a transaction.
 func InTransaction(ctx context.Context) bool {
-	_, ok := ctx.Value(txKey{}).(*sql.Tx)
-	return ok
+	return stateOf(ctx) != nil
 }
 
 func unavailable(err error) error {

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"io/fs"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/search"
@@ -31,37 +32,98 @@ var _ search.Store = (*SQLite)(nil)
 // NewSQLite returns the index over db.
 func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
 
-// Upsert implements search.Store.
+// Upsert implements search.Store. The product's document goes into both
+// the stemmed index and its unstemmed twin under one rowid, so that a later
+// write can remove both.
 func (s *SQLite) Upsert(ctx context.Context, productID, name, description string) error {
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		if err := s.Delete(ctx, productID); err != nil {
 			return err
 		}
-		_, err := s.db.Writer(ctx).ExecContext(ctx,
+		w := s.db.Writer(ctx)
+		res, err := w.ExecContext(ctx,
 			`INSERT INTO search_products (product_id, name, description) VALUES (?, ?, ?)`, productID, name, description)
-		return fault.Wrap(err, "index product")
+		if err != nil {
+			return fault.Wrap(err, "index product")
+		}
+		doc, err := res.LastInsertId()
+		if err != nil {
+			return fault.Wrap(err, "index product")
+		}
+		_, err = w.ExecContext(ctx,
+			`INSERT INTO search_words (rowid, name, description) VALUES (?, ?, ?)`, doc, name, description)
+		return fault.Wrap(err, "index product words")
 	})
 }
 
-// Delete implements search.Store.
+// Delete implements search.Store. FTS5 cannot index product_id, so finding
+// the document scans the index; its rowid then removes it from both tables.
 func (s *SQLite) Delete(ctx context.Context, productID string) error {
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM search_products WHERE product_id = ?`, productID)
-	return fault.Wrap(err, "unindex product")
+	return s.db.InTx(ctx, func(ctx context.Context) error {
+		w := s.db.Writer(ctx)
+		rows, err := w.QueryContext(ctx, `SELECT rowid FROM search_products WHERE product_id = ?`, productID)
+		if err != nil {
+			return fault.Wrap(err, "find indexed product")
+		}
+		var docs []int64
+		for rows.Next() {
+			var doc int64
+			if err := rows.Scan(&doc); err != nil {
+				rows.Close()
+				return fault.Wrap(err, "find indexed product")
+			}
+			docs = append(docs, doc)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fault.Wrap(err, "find indexed product")
+		}
+		for _, doc := range docs {
+			if _, err := w.ExecContext(ctx, `DELETE FROM search_products WHERE rowid = ?`, doc); err != nil {
+				return fault.Wrap(err, "unindex product")
+			}
+			if _, err := w.ExecContext(ctx, `DELETE FROM search_words WHERE rowid = ?`, doc); err != nil {
+				return fault.Wrap(err, "unindex product words")
+			}
+		}
+		return nil
+	})
 }
 
+// MaxCompletions bounds how many whole words the last term of a query may
+// stand for besides itself.
+const MaxCompletions = 64
+
+// minCompletionRunes is the shortest last term that is completed into whole
+// words. Porter keeps the first letters of a word, so a shorter prefix
+// already matches the stem as a prefix, and completing it would only make
+// the query larger.
+const minCompletionRunes = 3
+
 // Match implements search.Store. Every term is quoted, so it is matched as a
-// plain word whatever it contains; the last one also matches as a prefix, for
-// search-as-you-type. bm25 weighs a hit in the name ten times one in the
-// description.
+// plain word whatever it contains. The last one also matches as a prefix,
+// for search-as-you-type: as a prefix of a stem ("hik" finds "hike", the stem
+// of "Hiking"), and through the whole words it completes to in the
+// unstemmed vocabulary ("hikin" finds "hiking"), which stem like the index.
+// bm25 weighs a hit in the name ten times one in the description.
 func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) ([]string, error) {
 	quoted := make([]string, len(terms))
 	for i, t := range terms {
-		quoted[i] = `"` + strings.ReplaceAll(t, `"`, `""`) + `"`
+		quoted[i] = quote(t)
 	}
-	quoted[len(quoted)-1] += "*"
+	last := terms[len(terms)-1]
+	words, err := s.completions(ctx, last)
+	if err != nil {
+		return nil, err
+	}
+	alternatives := []string{quote(last) + "*"}
+	for _, w := range words {
+		alternatives = append(alternatives, quote(w))
+	}
+	quoted[len(quoted)-1] = "(" + strings.Join(alternatives, " OR ") + ")"
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT product_id FROM search_products
 		WHERE search_products MATCH ? ORDER BY bm25(search_products, 0.0, 10.0, 1.0), product_id LIMIT ? OFFSET ?`,
-		strings.Join(quoted, " "), limit, offset)
+		strings.Join(quoted, " AND "), limit, offset)
 	if err != nil {
 		return nil, fault.Wrap(err, "search")
 	}
@@ -75,4 +137,38 @@ func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) (
 		ids = append(ids, id)
 	}
 	return ids, fault.Wrap(rows.Err(), "search")
+}
+
+// quote makes term one FTS5 string: quotes are doubled, and NUL, which
+// would end the query text early inside SQLite, is dropped.
+func quote(term string) string {
+	term = strings.ReplaceAll(term, "\x00", "")
+	return `"` + strings.ReplaceAll(term, `"`, `""`) + `"`
+}
+
+// completions returns up to MaxCompletions indexed words that start with
+// prefix and are longer than it, in alphabetical order.
+func (s *SQLite) completions(ctx context.Context, prefix string) ([]string, error) {
+	if utf8.RuneCountInString(prefix) < minCompletionRunes {
+		return nil, nil
+	}
+	// No valid UTF-8 text that starts with prefix sorts at or after
+	// prefix+U+10FFFF, the last code point, unless that code point follows.
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT term FROM search_words_vocab
+		WHERE term > ? AND term < ? ORDER BY term LIMIT ?`, prefix, prefix+"\U0010FFFF", MaxCompletions)
+	if err != nil {
+		return nil, fault.Wrap(err, "complete search term")
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			return nil, fault.Wrap(err, "scan completion")
+		}
+		if strings.HasPrefix(w, prefix) {
+			out = append(out, w)
+		}
+	}
+	return out, fault.Wrap(rows.Err(), "complete search term")
 }

@@ -1,0 +1,132 @@
+package sqldb_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/millionshop/million/sqldb"
+)
+
+func open(t *testing.T) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.OpenSQLite(t.TempDir(), sqldb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Write.Exec(`CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestInTxCommitsRollsBackAndJoins(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := db.InTx(ctx, func(ctx context.Context) error {
+		if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('a', 1)`); err != nil {
+			return err
+		}
+		// A nested InTx joins the outer transaction and fails it.
+		return db.InTx(ctx, func(ctx context.Context) error {
+			if !sqldb.InTransaction(ctx) {
+				t.Error("nested call is not in the transaction")
+			}
+			return boom
+		})
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx = %v, want boom", err)
+	}
+	var n int
+	if err := db.Read.QueryRow(`SELECT count(*) FROM kv`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows after rollback = %d (%v), want 0", n, err)
+	}
+	err = db.InTx(ctx, func(ctx context.Context) error {
+		if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('b', 2)`); err != nil {
+			return err
+		}
+		// Reads inside the transaction see its own writes.
+		var v int
+		if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT v FROM kv WHERE k = 'b'`).Scan(&v); err != nil || v != 2 {
+			t.Errorf("read own write = %d (%v), want 2", v, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Read.QueryRow(`SELECT count(*) FROM kv`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows after commit = %d (%v), want 1", n, err)
+	}
+}
+
+func TestAfterCommitRunsOnlyAfterCommit(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	ran := 0
+	_ = db.InTx(ctx, func(ctx context.Context) error {
+		sqldb.AfterCommit(ctx, func() { ran++ })
+		return errors.New("roll back")
+	})
+	if ran != 0 {
+		t.Fatalf("hook ran %d times after a rollback, want 0", ran)
+	}
+	_ = db.InTx(ctx, func(ctx context.Context) error {
+		sqldb.AfterCommit(ctx, func() {
+			var n int
+			_ = db.Read.QueryRow(`SELECT count(*) FROM kv`).Scan(&n)
+			ran += n
+		})
+		_, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('c', 3)`)
+		return err
+	})
+	if ran != 1 {
+		t.Fatalf("hook saw %d committed rows, want 1 (it must run after the commit)", ran)
+	}
+	sqldb.AfterCommit(ctx, func() { ran = 100 })
+	if ran != 100 {
+		t.Fatal("without a transaction the hook must run at once")
+	}
+}
+
+// TestConcurrentWritersQueue shows why the write pool has one connection:
+// many goroutines writing at once all succeed (they queue), none gets SQLITE_BUSY.
+func TestConcurrentWritersQueue(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	if _, err := db.Write.Exec(`INSERT INTO kv VALUES ('counter', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for range 100 {
+		wg.Go(func() {
+			errs <- db.InTx(ctx, func(ctx context.Context) error {
+				var v int
+				if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT v FROM kv WHERE k = 'counter'`).Scan(&v); err != nil {
+					return err
+				}
+				_, err := db.Writer(ctx).ExecContext(ctx, `UPDATE kv SET v = ? WHERE k = 'counter'`, v+1)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent write failed: %v", err)
+		}
+	}
+	var v int
+	if err := db.Read.QueryRow(`SELECT v FROM kv WHERE k = 'counter'`).Scan(&v); err != nil || v != 100 {
+		t.Fatalf("counter = %d (%v), want 100: a read-modify-write was lost", v, err)
+	}
+}
