@@ -126,6 +126,7 @@ type App struct {
 	Outbox   *outbox.Outbox
 	router   *web.Router
 	draining atomic.Bool
+	inFlight atomic.Int64
 }
 
 // Open opens the database, applies pending migrations and wires the modules.
@@ -188,6 +189,8 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 		}
 		return float64(n)
 	})
+	a.Metrics.RegisterGauge("million_http_in_flight_requests", "Public requests being served right now.",
+		func() float64 { return float64(a.InFlight()) })
 	a.Provider = simulated.New(cfg.PaymentLatency)
 	a.Payments = payment.NewPayments(paymentstore.NewSQLite(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
 	a.Orders = order.NewOrders(orderstore.NewSQLite(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
@@ -217,6 +220,9 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	return a, nil
 }
 
+// InFlight returns how many public requests are being served right now.
+func (a *App) InFlight() int64 { return a.inFlight.Load() }
+
 // Routes returns every public route pattern ("METHOD /path").
 func (a *App) Routes() []string { return a.router.Patterns() }
 
@@ -228,6 +234,8 @@ func (a *App) Handler() http.Handler {
 	}
 	timeout := a.cfg.RequestTimeout
 	return web.Middleware(logger, a.cfg.TrustProxy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.inFlight.Add(1)
+		defer a.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		a.router.ServeHTTP(w, r.WithContext(ctx))

@@ -73,11 +73,11 @@ func get(t *testing.T, url string) string {
 }
 
 // TestGracefulShutdownFinishesInFlight stops the server while checkouts are
-// in flight (the payment provider takes 300 ms): every one of them completes
+// in flight (the payment provider takes 1 s): every one of them completes
 // with 201, and the server then refuses new connections.
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	t.Parallel()
-	s := Start(t, func(c *app.Config) { c.PaymentLatency = 300 * time.Millisecond })
+	s := Start(t, func(c *app.Config) { c.PaymentLatency = time.Second })
 	tg := targetFor(t, s)
 	admin := tg.Admin(t)
 	p := admin.NewProduct(t, admin.NewCategory(t), "Slow Paid Lamp", 1500, 100)
@@ -97,7 +97,14 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 			statuses[i] = r.Status
 		})
 	}
-	time.Sleep(100 * time.Millisecond) // the checkouts are now waiting on the provider
+	// Stop only once every checkout is inside the server, waiting on the provider.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.App.InFlight() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := s.App.InFlight(); got < n {
+		t.Fatalf("only %d of %d checkouts reached the server", got, n)
+	}
 	if err := s.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}

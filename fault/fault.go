@@ -60,6 +60,7 @@ type Error struct {
 	Message    string        // human-readable, safe for clients
 	Fields     []FieldError  // per-field problems for Invalid
 	RetryAfter time.Duration // for TooManyRequests and Unavailable
+	Limit      int           // for TooManyRequests: the quota that was used up
 	Err        error         // cause, never shown to clients
 }
 

@@ -47,23 +47,24 @@ func (f *Failures) rule(key string) (Rule, bool) {
 	return Rule{}, false
 }
 
-// Blocked reports whether key reached its limit in the current window.
-func (f *Failures) Blocked(_ context.Context, key string) (bool, time.Duration, error) {
+// Blocked reports whether key reached its limit in the current window, the
+// limit, and how long until the window ends.
+func (f *Failures) Blocked(_ context.Context, key string) (bool, int, time.Duration, error) {
 	r, ok := f.rule(key)
 	if !ok {
-		return false, 0, nil
+		return false, 0, 0, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := f.buckets[key]
 	now := f.now()
 	if b == nil || now.Sub(b.start) >= r.Window {
-		return false, 0, nil
+		return false, r.Limit, 0, nil
 	}
 	if b.count >= r.Limit {
-		return true, r.Window - now.Sub(b.start), nil
+		return true, r.Limit, r.Window - now.Sub(b.start), nil
 	}
-	return false, 0, nil
+	return false, r.Limit, 0, nil
 }
 
 // Fail records a failure for key.

@@ -44,27 +44,34 @@ var errBadHash = errors.New("malformed password hash")
 // VerifyPassword reports whether password matches the PHC string hash.
 func VerifyPassword(password, hash string) (bool, error) {
 	parts := strings.Split(hash, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return false, errBadHash
 	}
+	// Sscanf ignores whatever follows the last verb, so each field is also
+	// compared with its canonical rendering: "v=19x" or "p=1,x=2" is not a
+	// hash this package wrote and must not be half-trusted.
 	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version ||
+		parts[2] != fmt.Sprintf("v=%d", version) {
 		return false, errBadHash
 	}
 	var p PasswordParams
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) {
 		return false, errBadHash
 	}
 	if p.MemoryKiB == 0 || p.MemoryKiB > 1<<20 || p.Iterations == 0 || p.Iterations > 16 || p.Parallelism == 0 {
 		return false, errBadHash
 	}
 	b64 := base64.RawStdEncoding
+	// RFC 9106 sets the minimums: a salt of 8 bytes and a tag of 4. Anything
+	// shorter is a truncated or hand-made hash, not one HashPassword produced.
 	salt, err := b64.DecodeString(parts[4])
-	if err != nil {
+	if err != nil || len(salt) < 8 {
 		return false, errBadHash
 	}
 	want, err := b64.DecodeString(parts[5])
-	if err != nil || len(want) == 0 {
+	if err != nil || len(want) < 4 {
 		return false, errBadHash
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))

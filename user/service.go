@@ -54,6 +54,13 @@ func validEmail(email string) bool {
 	if len(email) < 3 || len(email) > 254 {
 		return false
 	}
+	for _, r := range email {
+		// Invisible and bidi-control characters would allow look-alike
+		// accounts ("a\u200b@example.com" next to "a@example.com").
+		if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || addr.Name != "" {
 		return false
@@ -70,11 +77,17 @@ func ValidName(name string) bool {
 		return false
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || isBidiControl(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// isBidiControl reports the bidirectional embedding, override and isolate
+// characters, which can make a name display as something else.
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u200e' || r == '\u200f'
 }
 
 // Register implements Service.
@@ -116,16 +129,47 @@ func (a *Accounts) hash(ctx context.Context, password string) (string, error) {
 	return HashPassword(password, a.cfg.PasswordParams)
 }
 
-func (a *Accounts) verify(ctx context.Context, password, hash string) (bool, error) {
+// guess checks one password against hash under the failure limits of keys
+// and records a failure when it is wrong or the account does not exist.
+// Guesses queue for a KDF slot, and the limit may be reached while they
+// wait; checking it again inside the slot and recording the failure before
+// leaving it bounds the guesses evaluated past the limit by the slots in use,
+// not by however many requests an attacker manages to queue.
+func (a *Accounts) guess(ctx context.Context, keys []string, password, hash string, found bool) (bool, error) {
 	if err := a.acquireKDF(ctx); err != nil {
 		return false, err
 	}
 	defer func() { <-a.kdf }()
+	if err := a.checkFailures(ctx, keys); err != nil {
+		return false, err
+	}
 	ok, err := VerifyPassword(password, hash)
 	if err != nil {
 		return false, fault.Wrap(err, "verify password")
 	}
+	// An unknown email fails even if the dummy hash happens to match.
+	ok = ok && found
+	if !ok {
+		for _, key := range keys {
+			_ = a.failures.Fail(ctx, key)
+		}
+	}
 	return ok, nil
+}
+
+// checkFailures answers 429 when any of keys has used up its failed logins.
+func (a *Accounts) checkFailures(ctx context.Context, keys []string) error {
+	for _, key := range keys {
+		blocked, limit, wait, err := a.failures.Blocked(ctx, key)
+		if err != nil {
+			return err
+		}
+		if blocked {
+			return &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
+				Message: "too many failed logins; try again later", RetryAfter: wait, Limit: limit}
+		}
+	}
+	return nil
 }
 
 // acquireKDF bounds concurrent argon2id work: each costs ~19 MiB and tens of
@@ -147,15 +191,10 @@ func (a *Accounts) Login(ctx context.Context, cred Credentials, clientIP string)
 	if email == "" || cred.Password == "" || len(email) > 254 || len(cred.Password) > 512 {
 		return TokenPair{}, errBadCredentials
 	}
-	for _, key := range []string{"login:account:" + email, "login:ip:" + clientIP} {
-		blocked, wait, err := a.failures.Blocked(ctx, key)
-		if err != nil {
-			return TokenPair{}, err
-		}
-		if blocked {
-			return TokenPair{}, &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
-				Message: "too many failed logins; try again later", RetryAfter: wait}
-		}
+	keys := []string{"login:account:" + email, "login:ip:" + clientIP}
+	// Answer a client that is already blocked without spending a KDF slot.
+	if err := a.checkFailures(ctx, keys); err != nil {
+		return TokenPair{}, err
 	}
 	u, hash, err := a.store.UserByEmail(ctx, email)
 	found := err == nil
@@ -165,13 +204,11 @@ func (a *Accounts) Login(ctx context.Context, cred Credentials, clientIP string)
 	if !found {
 		hash = a.dummy
 	}
-	ok, err := a.verify(ctx, cred.Password, hash)
+	ok, err := a.guess(ctx, keys, cred.Password, hash, found)
 	if err != nil {
 		return TokenPair{}, err
 	}
-	if !found || !ok {
-		_ = a.failures.Fail(ctx, "login:account:"+email)
-		_ = a.failures.Fail(ctx, "login:ip:"+clientIP)
+	if !ok {
 		return TokenPair{}, errBadCredentials
 	}
 	_ = a.failures.Reset(ctx, "login:account:"+email)

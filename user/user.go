@@ -117,8 +117,9 @@ type Store interface {
 // sliding window. The in-process implementation serves one instance; the
 // Redis one (stage 3) serves a fleet.
 type FailureLimiter interface {
-	// Blocked reports whether key has reached its limit, and for how long it stays blocked.
-	Blocked(ctx context.Context, key string) (bool, time.Duration, error)
+	// Blocked reports whether key has reached its limit, the limit, and for
+	// how long the key stays blocked.
+	Blocked(ctx context.Context, key string) (blocked bool, limit int, retryAfter time.Duration, err error)
 	// Fail records one failure for key.
 	Fail(ctx context.Context, key string) error
 	// Reset forgets key's failures (after a successful login).

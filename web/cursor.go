@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 
 	"github.com/millionshop/million/fault"
 )
@@ -31,7 +33,12 @@ func DecodeCursor(cursor string, dst any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil || dec.More() {
+	if err := dec.Decode(dst); err != nil {
+		return bad
+	}
+	// dec.More would report false for a stray '}' or ']', so ask for the
+	// next token and accept only the end of the input.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return bad
 	}
 	return nil

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 )
@@ -47,10 +49,24 @@ func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	return DecodeBytes(body, dst)
 }
 
-// DecodeBytes decodes one JSON value from body into dst with the same rules
-// as Decode.
+// DecodeBytes decodes one JSON object from body into dst with the same rules
+// as Decode: the body must be UTF-8 (no unpaired surrogate escapes either)
+// and hold exactly one object whose fields dst names.
 func DecodeBytes(body []byte, dst any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return fault.New(fault.Invalid, "", "the request body must be a JSON object")
+	}
+	// encoding/json silently replaces invalid UTF-8, and \u escapes of
+	// unpaired surrogates, with U+FFFD, so a client would get back something
+	// other than what it sent; refuse both instead.
+	if !utf8.Valid(body) || hasLoneSurrogate(body) {
+		return fault.New(fault.Invalid, "", "the request body is not valid UTF-8")
+	}
+	// A top-level null would decode into a zero request without complaint
+	// (and arrays or scalars give a less helpful error), so insist on an
+	// object up front.
+	if trimmed[0] != '{' {
 		return fault.New(fault.Invalid, "", "the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -64,6 +80,63 @@ func DecodeBytes(body []byte, dst any) error {
 	return nil
 }
 
+// hasLoneSurrogate reports whether a JSON string in body holds a \u escape
+// of a UTF-16 surrogate that is not part of a high-low pair. It only looks
+// inside strings; malformed JSON is left to the decoder.
+func hasLoneSurrogate(body []byte) bool {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return false
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if i+1 >= len(body) {
+				return false
+			}
+			if body[i+1] != 'u' {
+				i++ // skip the escaped character
+				continue
+			}
+			r, ok := hex4(body, i+2)
+			if !ok {
+				return false // malformed; the decoder reports it
+			}
+			i += 5
+			switch {
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return true
+			case r >= 0xD800 && r <= 0xDBFF:
+				if i+6 >= len(body) || body[i+1] != '\\' || body[i+2] != 'u' {
+					return true
+				}
+				lo, ok := hex4(body, i+3)
+				if !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return true
+				}
+				i += 6
+			}
+		}
+	}
+	return false
+}
+
+// hex4 parses the four hex digits at body[at:at+4].
+func hex4(body []byte, at int) (rune, bool) {
+	if at+4 > len(body) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(body[at:at+4]), 16, 16)
+	return rune(n), err == nil
+}
+
 func decodeError(err error) error {
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
@@ -75,11 +148,17 @@ func decodeError(err error) error {
 		if field == "" {
 			return fault.New(fault.Invalid, "", "the request body must be a JSON object")
 		}
-		return fault.Fields(fault.FieldError{Field: field, Message: "must be a " + jsonTypeName(typeErr.Type.Kind().String())})
+		return fault.Fields(fault.FieldError{Field: field, Message: "must be " + jsonTypeName(typeErr.Type.Kind().String())})
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return fault.New(fault.Invalid, "", "the request body ends too early")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		// The name is Go-quoted (%q) in the message; unquote it so a name
+		// with quotes or escapes is reported as the client wrote it.
+		quoted := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		name, uerr := strconv.Unquote(quoted)
+		if uerr != nil {
+			name = strings.Trim(quoted, `"`)
+		}
 		return fault.Fields(fault.FieldError{Field: name, Message: "unknown field"})
 	default:
 		return fault.New(fault.Invalid, "", "the request body is not valid JSON for this endpoint")
@@ -89,17 +168,17 @@ func decodeError(err error) error {
 func jsonTypeName(goKind string) string {
 	switch goKind {
 	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
-		return "integer in range"
+		return "an integer in range"
 	case "float32", "float64":
-		return "number"
+		return "a number"
 	case "string":
-		return "string"
+		return "a string"
 	case "bool":
-		return "boolean"
+		return "a boolean"
 	case "slice", "array":
-		return "array"
+		return "an array"
 	default:
-		return "object"
+		return "an object"
 	}
 }
 

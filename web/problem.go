@@ -59,6 +59,12 @@ func ProblemFor(ctx context.Context, err error) Problem {
 	if !errors.As(err, &fe) {
 		fe = &fault.Error{Kind: fault.Internal}
 	}
+	// A kind with no status is a bug in the caller, not something a client
+	// may read about: treat it exactly like Internal.
+	internal := fe.Kind == fault.Internal
+	if _, known := kindStatus[fe.Kind]; !known {
+		internal = true
+	}
 	status := StatusOf(fe.Kind)
 	p := Problem{
 		Type:      "urn:million:problem:" + fe.CodeOrDefault(),
@@ -69,26 +75,35 @@ func ProblemFor(ctx context.Context, err error) Problem {
 		RequestID: RequestIDFrom(ctx),
 		Errors:    fe.Fields,
 	}
-	if fe.Kind == fault.Internal {
+	if internal {
 		p.Detail = "an internal error occurred; quote the request_id when reporting it"
 		p.Code = "internal"
 		p.Type = "urn:million:problem:internal"
+		p.Errors = nil
 	}
 	return p
 }
 
 // WriteError writes err as problem+json and logs it when it is a server-side
-// failure. It is the only place that turns errors into responses.
+// failure. It is the only place that turns errors into responses. The log
+// line carries the request ID, which is all a client sees of a 500.
 func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	p := ProblemFor(r.Context(), err)
 	if p.Status >= 500 && logger != nil {
 		logger.ErrorContext(r.Context(), "request failed", "error", err.Error(),
-			"method", r.Method, "path", r.URL.Path, "status", p.Status)
+			"method", r.Method, "path", r.URL.Path, "status", p.Status, "request_id", p.RequestID)
 	}
 	var fe *fault.Error
 	if errors.As(err, &fe) && fe.RetryAfter > 0 {
-		secs := int(fe.RetryAfter.Seconds() + 0.999)
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		secs := strconv.Itoa(max(int(fe.RetryAfter.Seconds()+0.999), 1))
+		h := w.Header()
+		h.Set("Retry-After", secs)
+		if fe.Kind == fault.TooManyRequests && fe.Limit > 0 {
+			// The IETF RateLimit header fields, so clients can pace themselves.
+			h.Set("RateLimit-Limit", strconv.Itoa(fe.Limit))
+			h.Set("RateLimit-Remaining", "0")
+			h.Set("RateLimit-Reset", secs)
+		}
 	}
 	WriteProblem(w, p)
 }

@@ -202,14 +202,15 @@ func Middleware(logger *slog.Logger, trustProxy bool, next http.Handler) http.Ha
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				logger.ErrorContext(ctx, "panic serving request", "panic", v, "stack", string(debug.Stack()))
+				logger.ErrorContext(ctx, "panic serving request", "panic", v, "stack", string(debug.Stack()),
+					"request_id", id, "method", r.Method, "path", r.URL.Path)
 				if !sw.wrote {
 					WriteError(sw, r, nil, fault.New(fault.Internal, "", "panic"))
 				}
 			}
 			logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path,
 				"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000,
-				"client_ip", ClientIPFrom(ctx))
+				"client_ip", ClientIPFrom(ctx), "request_id", id)
 		}()
 		next.ServeHTTP(sw, r)
 	})
