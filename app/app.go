@@ -228,28 +228,15 @@ func (a *App) Routes() []string { return a.router.Patterns() }
 
 // Handler returns the public HTTP handler with all middleware.
 func (a *App) Handler() http.Handler {
-	logger := a.logger
-	if !a.cfg.AccessLog {
-		logger = slog.New(discardAccess{a.logger.Handler()})
-	}
 	timeout := a.cfg.RequestTimeout
-	return web.Middleware(logger, a.cfg.TrustProxy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog}
+	return web.Middleware(a.logger, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inFlight.Add(1)
 		defer a.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		a.router.ServeHTTP(w, r.WithContext(ctx))
 	}))
-}
-
-// discardAccess drops the per-request access line but keeps every other record.
-type discardAccess struct{ slog.Handler }
-
-func (d discardAccess) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "request" && r.Level == slog.LevelInfo {
-		return nil
-	}
-	return d.Handler.Handle(ctx, r)
 }
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) error {

@@ -49,3 +49,16 @@ func Single(q url.Values, name string) (string, error) {
 		return "", fault.Fields(fault.FieldError{Field: name, Message: "must be given once"})
 	}
 }
+
+// Cursor returns the cursor query parameter: "" when absent, an error when
+// it is repeated or present but empty (a client bug worth reporting).
+func Cursor(q url.Values) (string, error) {
+	cursor, err := Single(q, "cursor")
+	if err != nil {
+		return "", err
+	}
+	if _, present := q["cursor"]; present && cursor == "" {
+		return "", fault.Fields(fault.FieldError{Field: "cursor", Message: "must not be empty"})
+	}
+	return cursor, nil
+}

@@ -62,9 +62,9 @@ func (rt *Router) Handle(pattern string, access Access, h HandlerFunc) {
 	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := asStatusWriter(w)
-		err := rt.authorize(r, access)
+		ctx, err := rt.authorize(r, access)
 		if err == nil {
-			err = h(sw, r)
+			err = h(sw, r.WithContext(ctx))
 		}
 		if err != nil {
 			WriteError(sw, r, rt.logger, err)
@@ -75,28 +75,28 @@ func (rt *Router) Handle(pattern string, access Access, h HandlerFunc) {
 	}))
 }
 
-// authorize checks access and, for authenticated routes, stores the caller
-// in the request context (the request is modified in place for h).
-func (rt *Router) authorize(r *http.Request, access Access) error {
+// authorize checks access and returns the request context, carrying the
+// caller for authenticated routes.
+func (rt *Router) authorize(r *http.Request, access Access) (context.Context, error) {
+	ctx := r.Context()
 	if access == Public {
-		return nil
+		return ctx, nil
 	}
 	if rt.authn == nil {
-		return fault.New(fault.Internal, "", "no authenticator configured")
+		return ctx, fault.New(fault.Internal, "", "no authenticator configured")
 	}
 	token, ok := bearerToken(r)
 	if !ok {
-		return fault.New(fault.Unauthorized, "", "an Authorization: Bearer token is required")
+		return ctx, fault.New(fault.Unauthorized, "", "an Authorization: Bearer token is required")
 	}
-	p, err := rt.authn.Authenticate(r.Context(), token)
+	p, err := rt.authn.Authenticate(ctx, token)
 	if err != nil {
-		return err
+		return ctx, err
 	}
 	if access == Admin && !p.IsAdmin() {
-		return fault.New(fault.Forbidden, "", "this operation needs the admin role")
+		return ctx, fault.New(fault.Forbidden, "", "this operation needs the admin role")
 	}
-	*r = *r.WithContext(WithPrincipal(r.Context(), p))
-	return nil
+	return WithPrincipal(ctx, p), nil
 }
 
 func bearerToken(r *http.Request) (string, bool) {
@@ -183,9 +183,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// MiddlewareOptions tune Middleware.
+type MiddlewareOptions struct {
+	TrustProxy bool // take the client IP from X-Forwarded-For
+	AccessLog  bool // log one line per request
+}
+
 // Middleware wraps the whole public handler: it assigns request IDs, resolves
 // the client IP, recovers panics into 500 problems and writes the access log.
-func Middleware(logger *slog.Logger, trustProxy bool, next http.Handler) http.Handler {
+func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-ID")
@@ -194,7 +200,7 @@ func Middleware(logger *slog.Logger, trustProxy bool, next http.Handler) http.Ha
 		}
 		w.Header().Set("X-Request-ID", id)
 		ctx := WithRequestID(r.Context(), id)
-		ctx = context.WithValue(ctx, clientIPKey, clientIP(r, trustProxy))
+		ctx = context.WithValue(ctx, clientIPKey, clientIP(r, opts.TrustProxy))
 		r = r.WithContext(ctx)
 		sw := asStatusWriter(w)
 		defer func() {
@@ -208,9 +214,11 @@ func Middleware(logger *slog.Logger, trustProxy bool, next http.Handler) http.Ha
 					WriteError(sw, r, nil, fault.New(fault.Internal, "", "panic"))
 				}
 			}
-			logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path,
-				"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000,
-				"client_ip", ClientIPFrom(ctx), "request_id", id)
+			if opts.AccessLog {
+				logger.InfoContext(ctx, "request", "method", r.Method, "path", r.URL.Path,
+					"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000,
+					"client_ip", ClientIPFrom(ctx), "request_id", id)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

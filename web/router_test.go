@@ -37,7 +37,7 @@ func webTestRouter(t *testing.T) (http.Handler, *web.Router, *bytes.Buffer) {
 	rt.Handle("GET /fail", web.Public, func(w http.ResponseWriter, r *http.Request) error {
 		return fault.Wrap(errors.New("disk I/O error at /var/lib/million/million.db"), "load item")
 	})
-	return web.Middleware(logger, false, rt), rt, &logs
+	return web.Middleware(logger, web.MiddlewareOptions{AccessLog: true}, rt), rt, &logs
 }
 
 func webServe(h http.Handler, method, path string, headers ...string) *httptest.ResponseRecorder {

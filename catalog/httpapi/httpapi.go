@@ -61,13 +61,13 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 	}
 	var lq catalog.ListQuery
 	lq.Limit = limit
-	for name, dst := range map[string]*string{"category": &lq.Category, "sort": &lq.Sort, "cursor": &lq.Cursor} {
+	for name, dst := range map[string]*string{"category": &lq.Category, "sort": &lq.Sort} {
 		if *dst, err = web.Single(q, name); err != nil {
 			return err
 		}
 	}
-	if _, present := q["cursor"]; present && lq.Cursor == "" {
-		return fault.Fields(fault.FieldError{Field: "cursor", Message: "must not be empty"})
+	if lq.Cursor, err = web.Cursor(q); err != nil {
+		return err
 	}
 	page, err := h.svc.Products(r.Context(), lq)
 	if err != nil {

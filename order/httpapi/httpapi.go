@@ -54,12 +54,9 @@ func (h handlers) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cursor, err := web.Single(q, "cursor")
+	cursor, err := web.Cursor(q)
 	if err != nil {
 		return err
-	}
-	if _, present := q["cursor"]; present && cursor == "" {
-		return fault.Fields(fault.FieldError{Field: "cursor", Message: "must not be empty"})
 	}
 	page, err := h.svc.List(r.Context(), caller(r), limit, cursor)
 	if err != nil {

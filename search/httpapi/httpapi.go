@@ -4,7 +4,6 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/search"
 	"github.com/millionshop/million/web"
 )
@@ -21,12 +20,9 @@ func Mount(rt *web.Router, svc search.Service) {
 		if err != nil {
 			return err
 		}
-		cursor, err := web.Single(q, "cursor")
+		cursor, err := web.Cursor(q)
 		if err != nil {
 			return err
-		}
-		if _, present := q["cursor"]; present && cursor == "" {
-			return fault.Fields(fault.FieldError{Field: "cursor", Message: "must not be empty"})
 		}
 		page, err := svc.Search(r.Context(), text, limit, cursor)
 		if err != nil {
