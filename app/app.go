@@ -58,6 +58,8 @@ type Config struct {
 	Addr                 string        // public listener
 	AdminAddr            string        // admin listener (metrics, pprof); keep it on loopback
 	DataDir              string        // embedded database and generated secrets
+	DatabaseURL          string        // postgres://… selects PostgreSQL instead of the embedded database
+	DBMaxConns           int32         // PostgreSQL pool size; 0 means the pgx default (4 × CPUs)
 	Currency             string        // the store currency
 	JWTSecret            string        // HS256 key for access tokens; generated and kept in DataDir when empty
 	PaymentWebhookSecret string        // HMAC key of payment webhooks; generated and kept in DataDir when empty
@@ -103,9 +105,9 @@ func (c *Config) defaults() {
 // Migrations lists every module's schema, in dependency order.
 func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{
-		userstore.SQLiteMigrations(), catalogstore.SQLiteMigrations(), searchstore.SQLiteMigrations(),
-		cartstore.SQLiteMigrations(), orderstore.SQLiteMigrations(), paymentstore.SQLiteMigrations(),
-		notifystore.SQLiteMigrations(), outbox.SQLiteMigrations(),
+		userstore.Migrations(), catalogstore.Migrations(), searchstore.SQLiteMigrations(),
+		cartstore.Migrations(), orderstore.Migrations(), paymentstore.Migrations(),
+		notifystore.Migrations(), outbox.Migrations(),
 	}
 }
 
@@ -132,7 +134,7 @@ type App struct {
 // Open opens the database, applies pending migrations and wires the modules.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	cfg.defaults()
-	db, err := sqldb.OpenSQLite(cfg.DataDir, sqldb.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +152,19 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	return a, nil
 }
 
+func openDB(ctx context.Context, cfg Config) (*sqldb.DB, error) {
+	if cfg.DatabaseURL == "" {
+		return sqldb.OpenSQLite(cfg.DataDir, sqldb.Options{})
+	}
+	if !sqldb.IsPostgresURL(cfg.DatabaseURL) {
+		return nil, fmt.Errorf("database URL must start with postgres:// or postgresql://")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	return sqldb.OpenPostgres(ctx, cfg.DatabaseURL, sqldb.PostgresOptions{MaxConns: cfg.DBMaxConns})
+}
+
 func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	now := time.Now
 	secrets, err := loadSecrets(cfg)
@@ -157,8 +172,12 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, logger: logger, DB: db, Metrics: obs.NewMetrics()}
-	a.Metrics.RegisterDBPool("write", db.Write)
-	a.Metrics.RegisterDBPool("read", db.Read)
+	if db.Dialect == sqldb.Postgres {
+		a.Metrics.RegisterDBPool("primary", db.Write)
+	} else {
+		a.Metrics.RegisterDBPool("write", db.Write)
+		a.Metrics.RegisterDBPool("read", db.Read)
+	}
 
 	tokens, err := user.NewTokens(secrets.jwt, cfg.AccessTokenTTL, now)
 	if err != nil {
@@ -167,16 +186,16 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	failures := ratelimit.NewFailures(now,
 		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
 		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute})
-	a.Users, err = user.NewAccounts(userstore.NewSQLite(db), tokens, failures, user.Config{
+	a.Users, err = user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
 		return nil, err
 	}
 	a.Search = search.NewIndex(searchstore.NewSQLite(db), nil)
-	a.Catalog = catalog.NewCatalog(catalogstore.NewSQLite(db), a.Search, cfg.Currency, now)
+	a.Catalog = catalog.NewCatalog(catalogstore.New(db), a.Search, cfg.Currency, now)
 	a.Search.SetProducts(a.Catalog)
-	a.Carts = cart.NewCarts(cartstore.NewSQLite(db), a.Catalog, cfg.Currency, now)
+	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
 	events := bus.New()
 	a.Outbox = outbox.New(db, events, logger, now)
@@ -192,11 +211,11 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	a.Metrics.RegisterGauge("million_http_in_flight_requests", "Public requests being served right now.",
 		func() float64 { return float64(a.InFlight()) })
 	a.Provider = simulated.New(cfg.PaymentLatency)
-	a.Payments = payment.NewPayments(paymentstore.NewSQLite(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
-	a.Orders = order.NewOrders(orderstore.NewSQLite(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
+	a.Payments = payment.NewPayments(paymentstore.New(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
+	a.Orders = order.NewOrders(orderstore.New(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
 		order.Config{Currency: cfg.Currency}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
-	a.Notifier = notify.NewNotifier(notifystore.NewSQLite(db), notify.LogSender{Logger: logger}, now)
+	a.Notifier = notify.NewNotifier(notifystore.New(db), notify.LogSender{Logger: logger}, now)
 	for _, topic := range []string{order.TopicPlaced, order.TopicCancelled} {
 		events.Subscribe(topic, "notify", func(ctx context.Context, e outbox.Event) error {
 			return a.Notifier.HandleOrderEvent(ctx, e.ID, e.Topic, e.Payload)

@@ -31,17 +31,17 @@ func newFixture(t *testing.T) fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{
-		catalogstore.SQLiteMigrations(), searchstore.SQLiteMigrations(), cartstore.SQLiteMigrations(),
+		catalogstore.Migrations(), searchstore.SQLiteMigrations(), cartstore.Migrations(),
 	}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	index := search.NewIndex(searchstore.NewSQLite(db), nil)
-	cat := catalog.NewCatalog(catalogstore.NewSQLite(db), index, "USD", time.Now)
+	cat := catalog.NewCatalog(catalogstore.New(db), index, "USD", time.Now)
 	index.SetProducts(cat)
 	if _, err := cat.CreateCategory(context.Background(), "gear", "Gear"); err != nil {
 		t.Fatalf("create category: %v", err)
 	}
-	return fixture{carts: cart.NewCarts(cartstore.NewSQLite(db), cat, "USD", time.Now), catalog: cat, db: db}
+	return fixture{carts: cart.NewCarts(cartstore.New(db), cat, "USD", time.Now), catalog: cat, db: db}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -32,11 +32,11 @@ func newTestCatalog(t *testing.T) testCatalog {
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
-	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.SQLiteMigrations(), searchstore.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), searchstore.SQLiteMigrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	index := search.NewIndex(searchstore.NewSQLite(db), nil)
-	c := catalog.NewCatalog(catalogstore.NewSQLite(db), index, "USD", time.Now)
+	c := catalog.NewCatalog(catalogstore.New(db), index, "USD", time.Now)
 	index.SetProducts(c)
 	cat, err := c.CreateCategory(ctx, "gear", "Gear")
 	if err != nil {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/millionshop/million/app"
+	"github.com/millionshop/million/pgtest"
+	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/user"
 )
 
@@ -54,6 +56,33 @@ type Server struct {
 // hundreds of times; production uses user.DefaultPasswordParams.
 var fastPasswords = user.PasswordParams{MemoryKiB: 1024, Iterations: 1, Parallelism: 1}
 
+// Backend is the storage the in-process servers use: "sqlite" (the
+// default) or "postgres" (MILLION_TEST_BACKEND=postgres), on a throwaway
+// cluster started by package pgtest.
+func Backend() string {
+	if b := os.Getenv("MILLION_TEST_BACKEND"); b != "" {
+		return b
+	}
+	return "sqlite"
+}
+
+// postgresDatabase returns a fresh database cloned from one migrated template.
+func postgresDatabase(t testing.TB) string {
+	t.Helper()
+	srv := pgtest.Cluster(t)
+	template := srv.NewTemplate(t, "million_e2e", func(url string) error {
+		ctx := context.Background()
+		db, err := sqldb.OpenPostgres(ctx, url, sqldb.PostgresOptions{MaxConns: 2})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = db.Migrate(ctx, app.Migrations())
+		return err
+	})
+	return srv.NewDatabase(t, template)
+}
+
 // Start runs million in-process with a fresh data directory and stops it
 // when the test ends.
 func Start(t testing.TB, mutate ...func(*app.Config)) *Server {
@@ -65,6 +94,9 @@ func Start(t testing.TB, mutate ...func(*app.Config)) *Server {
 		PaymentWebhookSecret: WebhookSecret,
 		PasswordParams:       fastPasswords,
 		ShutdownTimeout:      15 * time.Second,
+	}
+	if Backend() == "postgres" {
+		cfg.DatabaseURL = postgresDatabase(t)
 	}
 	for _, m := range mutate {
 		m(&cfg)

@@ -39,11 +39,11 @@ func newNotifier(t *testing.T) (*notify.Notifier, *recordingSender) {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{notifystore.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{notifystore.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	sender := &recordingSender{}
-	return notify.NewNotifier(notifystore.NewSQLite(db), sender, time.Now), sender
+	return notify.NewNotifier(notifystore.New(db), sender, time.Now), sender
 }
 
 func orderPayload(t *testing.T, orderID, userID string) []byte {

@@ -93,8 +93,14 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 		return Order{}, false, err
 	}
 	hash := requestHash(req)
-	for {
+	for attempt := 0; ; attempt++ {
 		rec, claimed, err := s.claim(ctx, userID, key, hash)
+		if fault.HasCode(err, "idempotency_key_in_use") && attempt < 100 {
+			// Another request inserted the key between our read and our
+			// insert (possible on PostgreSQL, whose transactions are not
+			// serial like SQLite's): look again and wait for it.
+			continue
+		}
 		if err != nil {
 			return Order{}, false, err
 		}

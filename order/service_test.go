@@ -78,8 +78,8 @@ func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
 	t.Cleanup(func() { a.Close() })
 	f := &orderFixture{app: a, clock: &orderClock{}, events: &failingEvents{next: a.Outbox, topic: failTopic},
 		provider: &hookProvider{Provider: simulated.New(0)}}
-	payments := payment.NewPayments(paymentstore.NewSQLite(a.DB), f.provider, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
-	f.orders = order.NewOrders(orderstore.NewSQLite(a.DB), a.Catalog, a.Carts, payments, f.events,
+	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
+	f.orders = order.NewOrders(orderstore.New(a.DB), a.Catalog, a.Carts, payments, f.events,
 		order.Config{Currency: "USD", KeyLease: orderTestLease, KeyWait: 50 * time.Millisecond}, logger, f.clock.now)
 	return f
 }

@@ -17,13 +17,14 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the outbox's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "outbox", FS: sub}
+// Migrations are the outbox's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "outbox", SQLite: lite, Postgres: pg}
 }
 
 // Event is one recorded fact.
@@ -99,7 +100,7 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 
 // RelayOnce publishes up to batch pending events and reports how many it published.
 func (o *Outbox) RelayOnce(ctx context.Context, batch int) (int, error) {
-	rows, err := o.db.Read.QueryContext(ctx, `SELECT seq, id, topic, event_key, payload, created_at
+	rows, err := o.db.Reader(ctx).QueryContext(ctx, `SELECT seq, id, topic, event_key, payload, created_at
 		FROM outbox_events WHERE published_at IS NULL ORDER BY seq LIMIT ?`, batch)
 	if err != nil {
 		return 0, fault.Wrap(err, "read outbox")
@@ -126,10 +127,10 @@ func (o *Outbox) RelayOnce(ctx context.Context, batch int) (int, error) {
 	}
 	for i, p := range list {
 		if err := o.pub.Publish(ctx, p.ev); err != nil {
-			_, _ = o.db.Write.ExecContext(ctx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, p.seq)
+			_, _ = o.db.Writer(ctx).ExecContext(ctx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, p.seq)
 			return i, err
 		}
-		if _, err := o.db.Write.ExecContext(ctx, `UPDATE outbox_events SET published_at = ? WHERE seq = ?`,
+		if _, err := o.db.Writer(ctx).ExecContext(ctx, `UPDATE outbox_events SET published_at = ? WHERE seq = ?`,
 			o.now().UnixMicro(), p.seq); err != nil {
 			return i, fault.Wrap(err, "mark event published")
 		}
@@ -140,6 +141,6 @@ func (o *Outbox) RelayOnce(ctx context.Context, batch int) (int, error) {
 // Pending returns how many events wait to be published (queue depth).
 func (o *Outbox) Pending(ctx context.Context) (int, error) {
 	var n int
-	err := o.db.Read.QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE published_at IS NULL`).Scan(&n)
+	err := o.db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE published_at IS NULL`).Scan(&n)
 	return n, fault.Wrap(err, "count outbox")
 }

@@ -48,7 +48,7 @@ func newOutbox(t *testing.T) (*outbox.Outbox, *recordingPublisher, *sqldb.DB) {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{outbox.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{outbox.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	pub := &recordingPublisher{}

@@ -3,7 +3,8 @@
 // production size (a million users, a hundred thousand products) standing up
 // in under a minute, which the per-row service paths cannot do: they hash a
 // password and open a transaction per row. Seed writes the tables of the
-// user, catalog and search modules directly, in large transactions.
+// user and catalog modules directly, in large transactions, and indexes the
+// products through the search store's bulk path.
 package seed
 
 import (
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	searchstore "github.com/millionshop/million/search/store"
 	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/user"
 )
@@ -83,8 +85,8 @@ var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // SQLite seeds db, whose migrations must already be applied. It first creates
 // the seed categories whose slugs are missing, then products SEED-1 to
-// SEED-<Products>, each also indexed in search_products so search finds it,
-// then users 1 to <Users>, all with one shared password hash.
+// SEED-<Products>, each also indexed for search just as the search store
+// indexes it, then users 1 to <Users>, all with one shared password hash.
 //
 // Re-running is safe, and cheap in the usual case. Every insert is INSERT OR
 // IGNORE, so a seeded email or SKU that is already taken is skipped, never
@@ -274,9 +276,8 @@ func (s *seeder) products(ctx context.Context, catIDs []string) (int, error) {
 			if err := insert(); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO search_products (product_id, name, description)
-				SELECT id, name, description FROM products WHERE rowid > ?`, mark)
-			return err
+			return searchstore.BulkIndex(ctx, tx,
+				`SELECT id AS product_id, name, description FROM products WHERE rowid > ?`, mark)
 		},
 	}
 	return s.load(ctx, l, from+1, s.opts.Products, saltProducts)

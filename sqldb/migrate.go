@@ -2,18 +2,21 @@ package sqldb
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
-// Migrations are one module's versioned schema changes. Each module keeps its
-// own version table, so a module can later move to its own database whole.
+// Migrations are one module's versioned schema changes, written once per
+// engine. Each module keeps its own version table (goose_<module>), so a
+// module can later move to its own database whole.
 type Migrations struct {
-	Module string // used in the version table name: goose_<module>
-	FS     fs.FS  // *.sql files in goose format, at the root of FS
+	Module   string
+	SQLite   fs.FS // *.sql files in goose format, at the root of the FS
+	Postgres fs.FS
+	FS       fs.FS // transitional: the SQLite set of a module not yet on both engines
 }
 
 // MigrationStatus is the state of one migration of one module.
@@ -24,9 +27,26 @@ type MigrationStatus struct {
 	Applied bool
 }
 
-func provider(db *sql.DB, m Migrations) (*goose.Provider, error) {
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, m.FS,
-		goose.WithTableName("goose_"+m.Module), goose.WithDisableGlobalRegistry(true))
+func (db *DB) provider(m Migrations) (*goose.Provider, error) {
+	opts := []goose.ProviderOption{goose.WithTableName("goose_" + m.Module), goose.WithDisableGlobalRegistry(true)}
+	dialect, fsys := goose.DialectSQLite3, m.SQLite
+	if fsys == nil {
+		fsys = m.FS
+	}
+	if db.Dialect == Postgres {
+		dialect, fsys = goose.DialectPostgres, m.Postgres
+		// A session advisory lock, so instances starting together apply
+		// each migration exactly once.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	if fsys == nil {
+		return nil, fmt.Errorf("module %s has no %s migrations", m.Module, db.Dialect)
+	}
+	p, err := goose.NewProvider(dialect, db.Write, fsys, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrations of %s: %w", m.Module, err)
 	}
@@ -38,7 +58,7 @@ func provider(db *sql.DB, m Migrations) (*goose.Provider, error) {
 func (db *DB) Migrate(ctx context.Context, sets []Migrations) (int, error) {
 	applied := 0
 	for _, m := range sets {
-		p, err := provider(db.Write, m)
+		p, err := db.provider(m)
 		if err != nil {
 			return applied, err
 		}
@@ -55,7 +75,7 @@ func (db *DB) Migrate(ctx context.Context, sets []Migrations) (int, error) {
 func (db *DB) MigrationStatuses(ctx context.Context, sets []Migrations) ([]MigrationStatus, error) {
 	var out []MigrationStatus
 	for _, m := range sets {
-		p, err := provider(db.Write, m)
+		p, err := db.provider(m)
 		if err != nil {
 			return nil, err
 		}
@@ -70,3 +90,4 @@ func (db *DB) MigrationStatuses(ctx context.Context, sets []Migrations) ([]Migra
 	}
 	return out, nil
 }
+

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/millionshop/million/fault"
@@ -31,11 +32,31 @@ type Querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// DB is an open embedded database with separate write and read pools.
+// Dialect is the SQL engine behind a DB.
+type Dialect int
+
+// The supported engines.
+const (
+	SQLite Dialect = iota
+	Postgres
+)
+
+// String names the dialect.
+func (d Dialect) String() string {
+	if d == Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// DB is an open database. On SQLite, Write has one connection and Read is a
+// read-only pool; on PostgreSQL both are the same connection pool.
 type DB struct {
-	Write *sql.DB // exactly one connection: SQLite allows one writer at a time
-	Read  *sql.DB // read-only connections, served concurrently in WAL mode
-	Path  string  // the database file
+	Write   *sql.DB // SQLite: exactly one connection, since SQLite allows one writer at a time
+	Read    *sql.DB // SQLite: read-only connections, served concurrently in WAL mode
+	Path    string  // the SQLite database file; "" on PostgreSQL
+	Dialect Dialect
+	pg      *pgPool // PostgreSQL only
 }
 
 // Options tunes OpenSQLite.
@@ -93,11 +114,17 @@ func OpenSQLite(dataDir string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
 	r.SetConnMaxLifetime(0)
-	return &DB{Write: w, Read: r, Path: path}, nil
+	return &DB{Write: w, Read: r, Path: path, Dialect: SQLite}, nil
 }
 
-// Close checkpoints the WAL and closes both pools.
+// Close closes the pools; on SQLite it first checkpoints the WAL so the
+// database file is complete on its own.
 func (db *DB) Close() error {
+	if db.Dialect == Postgres {
+		err := db.Write.Close()
+		db.pg.close()
+		return err
+	}
 	_, _ = db.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(db.Read.Close(), db.Write.Close())
 }
@@ -107,7 +134,24 @@ func (db *DB) Ping(ctx context.Context) error {
 	if err := db.Write.PingContext(ctx); err != nil {
 		return err
 	}
+	if db.Read == db.Write {
+		return nil
+	}
 	return db.Read.PingContext(ctx)
+}
+
+// ForUpdate is the clause that locks selected rows for the rest of a
+// transaction: needed on PostgreSQL for read-modify-write; SQLite's write
+// transactions are exclusive already and do not know the clause.
+// With table names, only rows of those tables are locked.
+func (db *DB) ForUpdate(of ...string) string {
+	if db.Dialect != Postgres {
+		return ""
+	}
+	if len(of) > 0 {
+		return " FOR UPDATE OF " + strings.Join(of, ", ")
+	}
+	return " FOR UPDATE"
 }
 
 type txKey struct{}
@@ -159,21 +203,29 @@ func AfterCommit(ctx context.Context, f func()) {
 	f()
 }
 
-// Writer returns the transaction of ctx, or the write pool.
+// Writer returns the transaction of ctx, or the write pool. Statements use
+// '?' placeholders on every dialect.
 func (db *DB) Writer(ctx context.Context) Querier {
 	if st := stateOf(ctx); st != nil {
-		return st.tx
+		return db.bind(st.tx)
 	}
-	return db.Write
+	return db.bind(db.Write)
 }
 
 // Reader returns the transaction of ctx (so a transaction reads its own
-// writes), or the read pool.
+// writes), or the read pool. Statements use '?' placeholders on every dialect.
 func (db *DB) Reader(ctx context.Context) Querier {
 	if st := stateOf(ctx); st != nil {
-		return st.tx
+		return db.bind(st.tx)
 	}
-	return db.Read
+	return db.bind(db.Read)
+}
+
+func (db *DB) bind(q Querier) Querier {
+	if db.Dialect == Postgres {
+		return rebinder{q}
+	}
+	return q
 }
 
 // InTransaction reports whether ctx carries a transaction.

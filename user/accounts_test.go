@@ -50,7 +50,7 @@ func newAccounts(t *testing.T) (*user.Accounts, *accountsClock) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.Migrations()}); err != nil {
 		t.Fatal(err)
 	}
 	clock := &accountsClock{t: time.Now().UTC()}
@@ -61,7 +61,7 @@ func newAccounts(t *testing.T) (*user.Accounts, *accountsClock) {
 	failures := ratelimit.NewFailures(clock.Now,
 		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
 		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute})
-	a, err := user.NewAccounts(userstore.NewSQLite(db), tokens, failures, user.Config{
+	a, err := user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
 		AccessTTL: accountsAccessTTL, SessionTTL: accountsSessionTTL, PasswordParams: cheapParams,
 	}, clock.Now)
 	if err != nil {

@@ -12,27 +12,28 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the cart module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "cart", FS: sub}
+// Migrations are the cart module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "cart", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the cart store on the embedded database.
-type SQLite struct {
+// Store is the cart store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ cart.Store = (*SQLite)(nil)
+var _ cart.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // Lines implements cart.Store.
-func (s *SQLite) Lines(ctx context.Context, userID string) ([]cart.Line, error) {
+func (s *Store) Lines(ctx context.Context, userID string) ([]cart.Line, error) {
 	rows, err := s.db.Reader(ctx).QueryContext(ctx,
 		`SELECT product_id, quantity FROM cart_items WHERE user_id = ? ORDER BY added_at, product_id`, userID)
 	if err != nil {
@@ -51,7 +52,7 @@ func (s *SQLite) Lines(ctx context.Context, userID string) ([]cart.Line, error) 
 }
 
 // Set implements cart.Store.
-func (s *SQLite) Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error {
+func (s *Store) Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO cart_items (user_id, product_id, quantity, added_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = excluded.quantity`,
 		userID, productID, quantity, now.UnixMicro())
@@ -59,13 +60,13 @@ func (s *SQLite) Set(ctx context.Context, userID, productID string, quantity int
 }
 
 // Remove implements cart.Store.
-func (s *SQLite) Remove(ctx context.Context, userID, productID string) error {
+func (s *Store) Remove(ctx context.Context, userID, productID string) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ? AND product_id = ?`, userID, productID)
 	return fault.Wrap(err, "remove cart line")
 }
 
 // Clear implements cart.Store.
-func (s *SQLite) Clear(ctx context.Context, userID string) error {
+func (s *Store) Clear(ctx context.Context, userID string) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ?`, userID)
 	return fault.Wrap(err, "clear cart")
 }

@@ -13,36 +13,40 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the catalog module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "catalog", FS: sub}
+// Migrations are the catalog module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "catalog", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the catalog store on the embedded database.
-type SQLite struct {
+// SQLiteMigrations is the transitional name of Migrations.
+func SQLiteMigrations() sqldb.Migrations { return Migrations() }
+
+// NewSQLite is the transitional name of New.
+func NewSQLite(db *sqldb.DB) *Store { return New(db) }
+
+// Store is the catalog store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ catalog.Store = (*SQLite)(nil)
+var _ catalog.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
 
 // InTx implements catalog.Store.
-func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
 // Categories implements catalog.Store.
-func (s *SQLite) Categories(ctx context.Context) ([]catalog.Category, error) {
+func (s *Store) Categories(ctx context.Context) ([]catalog.Category, error) {
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, slug, name FROM categories ORDER BY name, slug`)
 	if err != nil {
 		return nil, fault.Wrap(err, "list categories")
@@ -60,7 +64,7 @@ func (s *SQLite) Categories(ctx context.Context) ([]catalog.Category, error) {
 }
 
 // CategoryBySlug implements catalog.Store.
-func (s *SQLite) CategoryBySlug(ctx context.Context, slug string) (catalog.Category, error) {
+func (s *Store) CategoryBySlug(ctx context.Context, slug string) (catalog.Category, error) {
 	var c catalog.Category
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, slug, name FROM categories WHERE slug = ?`, slug).Scan(&c.ID, &c.Slug, &c.Name)
 	if sqldb.NoRows(err) {
@@ -70,9 +74,9 @@ func (s *SQLite) CategoryBySlug(ctx context.Context, slug string) (catalog.Categ
 }
 
 // CreateCategory implements catalog.Store.
-func (s *SQLite) CreateCategory(ctx context.Context, c catalog.Category) error {
+func (s *Store) CreateCategory(ctx context.Context, c catalog.Category) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)`, c.ID, c.Slug, c.Name)
-	if isUniqueViolation(err) {
+	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "slug_taken", "a category with this slug already exists")
 	}
 	return fault.Wrap(err, "insert category")
@@ -104,7 +108,7 @@ func scanProducts(rows interface {
 // ListProducts implements catalog.Store with keyset pagination: each page
 // seeks past the last row of the previous one through an index, so page 1000
 // costs what page 1 costs.
-func (s *SQLite) ListProducts(ctx context.Context, categoryID, sort string, after *catalog.Position, limit int) ([]catalog.Product, error) {
+func (s *Store) ListProducts(ctx context.Context, categoryID, sort string, after *catalog.Position, limit int) ([]catalog.Product, error) {
 	var where []string
 	var args []any
 	if categoryID != "" {
@@ -146,7 +150,7 @@ func (s *SQLite) ListProducts(ctx context.Context, categoryID, sort string, afte
 }
 
 // ProductsByID implements catalog.Store.
-func (s *SQLite) ProductsByID(ctx context.Context, ids []string) ([]catalog.Product, error) {
+func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Product, error) {
 	if len(ids) == 0 {
 		return []catalog.Product{}, nil
 	}
@@ -155,6 +159,12 @@ func (s *SQLite) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 		args[i] = id
 	}
 	q := productSelect + " WHERE p.id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	if sqldb.InTransaction(ctx) {
+		// Inside a write transaction the caller is about to change these
+		// rows (reserve, update): lock them, in ID order so two
+		// transactions never wait on each other in opposite orders.
+		q += " ORDER BY p.id" + s.db.ForUpdate("p")
+	}
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fault.Wrap(err, "select products")
@@ -164,20 +174,20 @@ func (s *SQLite) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 }
 
 // InsertProduct implements catalog.Store.
-func (s *SQLite) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
+func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO products
 		(id, sku, name, description, price_cents, currency, category_id, stock, image_url, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.SKU, p.Name, p.Description, p.PriceCents, p.Currency, p.CategoryID, p.Stock, p.ImageURL,
 		p.CreatedAt.UnixMicro(), p.UpdatedAt.UnixMicro())
-	if isUniqueViolation(err) {
+	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "sku_taken", "a product with this sku already exists")
 	}
 	return fault.Wrap(err, "insert product")
 }
 
 // UpdateProduct implements catalog.Store.
-func (s *SQLite) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
+func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
 		category_id = ?, stock = ?, image_url = ?, updated_at = ? WHERE id = ?`,
 		p.Name, p.Description, p.PriceCents, p.CategoryID, p.Stock, p.ImageURL, p.UpdatedAt.UnixMicro(), p.ID)
@@ -191,7 +201,7 @@ func (s *SQLite) UpdateProduct(ctx context.Context, p catalog.ProductRow) error 
 }
 
 // DeleteProduct implements catalog.Store.
-func (s *SQLite) DeleteProduct(ctx context.Context, id string) error {
+func (s *Store) DeleteProduct(ctx context.Context, id string) error {
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM products WHERE id = ?`, id)
 	if err != nil {
 		return fault.Wrap(err, "delete product")
@@ -204,7 +214,7 @@ func (s *SQLite) DeleteProduct(ctx context.Context, id string) error {
 
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes the
 // check and the decrement one atomic step, so stock can never go negative.
-func (s *SQLite) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
+func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ?`, qty, now.UnixMicro(), id, qty)
 	if err != nil {
@@ -215,7 +225,7 @@ func (s *SQLite) TakeStock(ctx context.Context, id string, qty int64, now time.T
 }
 
 // PutStock implements catalog.Store.
-func (s *SQLite) PutStock(ctx context.Context, id string, qty int64, now time.Time) error {
+func (s *Store) PutStock(ctx context.Context, id string, qty int64, now time.Time) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?`, qty, now.UnixMicro(), id)
 	return fault.Wrap(err, "put stock")

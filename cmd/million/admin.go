@@ -22,7 +22,7 @@ type MigrateCmd struct {
 
 // Run implements the migrate command.
 func (c *MigrateCmd) Run(ctx context.Context) error {
-	a, err := app.Open(ctx, app.Config{DataDir: c.DataDir}, obs.NewLogger(os.Stderr, "warn"))
+	a, err := app.Open(ctx, c.config(), obs.NewLogger(os.Stderr, "warn"))
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (c *UserCreateCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := app.Open(ctx, app.Config{DataDir: c.DataDir}, obs.NewLogger(os.Stderr, "warn"))
+	a, err := app.Open(ctx, c.config(), obs.NewLogger(os.Stderr, "warn"))
 	if err != nil {
 		return err
 	}

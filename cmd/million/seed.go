@@ -22,7 +22,7 @@ type SeedCmd struct {
 
 // Run implements the seed command.
 func (c *SeedCmd) Run(ctx context.Context) error {
-	a, err := app.Open(ctx, app.Config{DataDir: c.DataDir}, obs.NewLogger(os.Stderr, "warn"))
+	a, err := app.Open(ctx, c.config(), obs.NewLogger(os.Stderr, "warn"))
 	if err != nil {
 		return err
 	}

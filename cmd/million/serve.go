@@ -11,7 +11,14 @@ import (
 
 // StorageFlags select the database, shared by every command that opens it.
 type StorageFlags struct {
-	DataDir string `default:"./data" help:"Directory of the embedded database and generated secrets."`
+	DataDir    string `default:"./data" help:"Directory of the embedded database and generated secrets."`
+	Database   string `name:"database" env:"MILLION_DATABASE_URL" placeholder:"URL" help:"PostgreSQL URL (postgres://user:pass@host:5432/db?sslmode=verify-full) instead of the embedded database."`
+	DBMaxConns int32  `name:"db-max-conns" default:"0" help:"PostgreSQL pool size (0: 4 per CPU)."`
+}
+
+// config returns the storage part of the app configuration.
+func (f StorageFlags) config() app.Config {
+	return app.Config{DataDir: f.DataDir, DatabaseURL: f.Database, DBMaxConns: f.DBMaxConns}
 }
 
 // ServeCmd runs the server.
@@ -36,14 +43,14 @@ type ServeCmd struct {
 // Run implements the serve command.
 func (c *ServeCmd) Run(ctx context.Context) error {
 	logger := obs.NewLogger(os.Stderr, c.LogLevel)
-	a, err := app.Open(ctx, app.Config{
-		Addr: c.Addr, AdminAddr: c.AdminAddr, DataDir: c.DataDir, Currency: c.Currency,
-		JWTSecret: c.JWTSecret, PaymentWebhookSecret: c.PaymentWebhookSecret,
-		AccessTokenTTL: c.AccessTokenTTL, SessionTTL: c.SessionTTL,
-		PaymentLatency: c.PaymentLatency, PaymentTimeout: c.PaymentTimeout,
-		RequestTimeout: c.RequestTimeout, ShutdownTimeout: c.ShutdownTimeout,
-		TrustProxy: c.TrustProxy, AccessLog: c.AccessLog,
-	}, logger)
+	cfg := c.config()
+	cfg.Addr, cfg.AdminAddr, cfg.Currency = c.Addr, c.AdminAddr, c.Currency
+	cfg.JWTSecret, cfg.PaymentWebhookSecret = c.JWTSecret, c.PaymentWebhookSecret
+	cfg.AccessTokenTTL, cfg.SessionTTL = c.AccessTokenTTL, c.SessionTTL
+	cfg.PaymentLatency, cfg.PaymentTimeout = c.PaymentLatency, c.PaymentTimeout
+	cfg.RequestTimeout, cfg.ShutdownTimeout = c.RequestTimeout, c.ShutdownTimeout
+	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
+	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

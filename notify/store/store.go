@@ -12,32 +12,33 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the notify module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "notify", FS: sub}
+// Migrations are the notify module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "notify", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the notify store on the embedded database.
-type SQLite struct {
+// Store is the notify store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ notify.Store = (*SQLite)(nil)
+var _ notify.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // InTx implements notify.Store.
-func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
 // MarkHandled implements notify.Store.
-func (s *SQLite) MarkHandled(ctx context.Context, consumer, eventID string, now time.Time) (bool, error) {
+func (s *Store) MarkHandled(ctx context.Context, consumer, eventID string, now time.Time) (bool, error) {
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_handled_events (consumer, event_id, handled_at)
 		VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, consumer, eventID, now.UnixMicro())
 	if err != nil {
@@ -48,14 +49,14 @@ func (s *SQLite) MarkHandled(ctx context.Context, consumer, eventID string, now 
 }
 
 // InsertMessage implements notify.Store.
-func (s *SQLite) InsertMessage(ctx context.Context, m notify.Message) error {
+func (s *Store) InsertMessage(ctx context.Context, m notify.Message) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_messages (id, user_id, kind, subject, body, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, m.ID, m.UserID, m.Kind, m.Subject, m.Body, m.CreatedAt.UnixMicro())
 	return fault.Wrap(err, "insert message")
 }
 
 // Messages implements notify.Store.
-func (s *SQLite) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
+func (s *Store) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, user_id, kind, subject, body, created_at
 		FROM notify_messages WHERE user_id = ? ORDER BY id`, userID)
 	if err != nil {

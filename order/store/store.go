@@ -14,32 +14,33 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the order module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "order", FS: sub}
+// Migrations are the order module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "order", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the order store on the embedded database.
-type SQLite struct {
+// Store is the order store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ order.Store = (*SQLite)(nil)
+var _ order.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // InTx implements order.Store.
-func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
 // InsertOrder implements order.Store.
-func (s *SQLite) InsertOrder(ctx context.Context, o order.Order) error {
+func (s *Store) InsertOrder(ctx context.Context, o order.Order) error {
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		w := s.db.Writer(ctx)
 		if _, err := w.ExecContext(ctx, `INSERT INTO orders (id, user_id, status, total_cents, currency, payment_status, created_at, updated_at)
@@ -59,7 +60,7 @@ func (s *SQLite) InsertOrder(ctx context.Context, o order.Order) error {
 
 const orderColumns = `id, user_id, status, total_cents, currency, payment_status, created_at, updated_at`
 
-func (s *SQLite) selectOrders(ctx context.Context, where string, args ...any) ([]order.Order, error) {
+func (s *Store) selectOrders(ctx context.Context, where string, args ...any) ([]order.Order, error) {
 	q := s.db.Reader(ctx)
 	rows, err := q.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE `+where, args...)
 	if err != nil {
@@ -111,7 +112,7 @@ func (s *SQLite) selectOrders(ctx context.Context, where string, args ...any) ([
 var errNoOrder = fault.New(fault.NotFound, "", "no such order")
 
 // Order implements order.Store.
-func (s *SQLite) Order(ctx context.Context, userID, orderID string) (order.Order, error) {
+func (s *Store) Order(ctx context.Context, userID, orderID string) (order.Order, error) {
 	found, err := s.selectOrders(ctx, `id = ? AND user_id = ?`, orderID, userID)
 	if err != nil {
 		return order.Order{}, err
@@ -123,7 +124,7 @@ func (s *SQLite) Order(ctx context.Context, userID, orderID string) (order.Order
 }
 
 // OrderByID implements order.Store.
-func (s *SQLite) OrderByID(ctx context.Context, orderID string) (order.Order, error) {
+func (s *Store) OrderByID(ctx context.Context, orderID string) (order.Order, error) {
 	found, err := s.selectOrders(ctx, `id = ?`, orderID)
 	if err != nil {
 		return order.Order{}, err
@@ -135,7 +136,7 @@ func (s *SQLite) OrderByID(ctx context.Context, orderID string) (order.Order, er
 }
 
 // Orders implements order.Store.
-func (s *SQLite) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
+func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
 	if beforeID == "" {
 		return s.selectOrders(ctx, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
 	}
@@ -143,7 +144,7 @@ func (s *SQLite) Orders(ctx context.Context, userID, beforeID string, limit int)
 }
 
 // SetStatus implements order.Store.
-func (s *SQLite) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
+func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
 	args := []any{status, paymentStatus, now.UnixMicro(), orderID}
 	for _, f := range from {
 		args = append(args, f)
@@ -158,7 +159,7 @@ func (s *SQLite) SetStatus(ctx context.Context, orderID string, from []string, s
 }
 
 // Key implements order.Store.
-func (s *SQLite) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
+func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
 	var r order.KeyRecord
 	var lease, created int64
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until,
@@ -175,18 +176,18 @@ func (s *SQLite) Key(ctx context.Context, userID, key string) (order.KeyRecord, 
 }
 
 // InsertKey implements order.Store.
-func (s *SQLite) InsertKey(ctx context.Context, r order.KeyRecord) error {
+func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
 		(user_id, key, request_hash, state, order_id, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.CreatedAt.UnixMicro())
-	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
 	}
 	return fault.Wrap(err, "insert idempotency key")
 }
 
 // UpdateKey implements order.Store.
-func (s *SQLite) UpdateKey(ctx context.Context, r order.KeyRecord) error {
+func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?,
 		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ?`,
 		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key)
@@ -194,7 +195,7 @@ func (s *SQLite) UpdateKey(ctx context.Context, r order.KeyRecord) error {
 }
 
 // DeleteKey implements order.Store.
-func (s *SQLite) DeleteKey(ctx context.Context, userID, key string) error {
+func (s *Store) DeleteKey(ctx context.Context, userID, key string) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key)
 	return fault.Wrap(err, "delete idempotency key")
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/millionshop/million/fault"
@@ -13,44 +12,45 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the payment module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "payment", FS: sub}
+// Migrations are the payment module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "payment", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the payment store on the embedded database.
-type SQLite struct {
+// Store is the payment store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ payment.Store = (*SQLite)(nil)
+var _ payment.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // InTx implements payment.Store.
-func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
 // Insert implements payment.Store.
-func (s *SQLite) Insert(ctx context.Context, p payment.Payment) error {
+func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO payments
 		(id, order_id, user_id, amount_cents, currency, status, provider, provider_ref, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, p.Status, p.Provider, p.ProviderRef,
 		p.CreatedAt.UnixMicro(), p.UpdatedAt.UnixMicro())
-	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "payment_exists", "the order already has a payment")
 	}
 	return fault.Wrap(err, "insert payment")
 }
 
-func (s *SQLite) one(ctx context.Context, where string, arg string) (payment.Payment, error) {
+func (s *Store) one(ctx context.Context, where string, arg string) (payment.Payment, error) {
 	var p payment.Payment
 	var created, updated int64
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, order_id, user_id, amount_cents, currency, status,
@@ -67,24 +67,24 @@ func (s *SQLite) one(ctx context.Context, where string, arg string) (payment.Pay
 }
 
 // ByOrder implements payment.Store.
-func (s *SQLite) ByOrder(ctx context.Context, orderID string) (payment.Payment, error) {
+func (s *Store) ByOrder(ctx context.Context, orderID string) (payment.Payment, error) {
 	return s.one(ctx, "order_id", orderID)
 }
 
 // ByID implements payment.Store.
-func (s *SQLite) ByID(ctx context.Context, id string) (payment.Payment, error) {
+func (s *Store) ByID(ctx context.Context, id string) (payment.Payment, error) {
 	return s.one(ctx, "id", id)
 }
 
 // SetStatus implements payment.Store.
-func (s *SQLite) SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error {
+func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE payments SET status = ?, provider_ref = ?, updated_at = ? WHERE id = ?`, status, providerRef, now.UnixMicro(), id)
 	return fault.Wrap(err, "update payment")
 }
 
 // RecordEvent implements payment.Store.
-func (s *SQLite) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error) {
+func (s *Store) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error) {
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO payment_webhook_events (id, type, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		eventID, eventType, now.UnixMicro())

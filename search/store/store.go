@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"io/fs"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -32,22 +33,30 @@ var _ search.Store = (*SQLite)(nil)
 // NewSQLite returns the index over db.
 func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
 
-// Upsert implements search.Store. The product's document goes into both
-// the stemmed index and its unstemmed twin under one rowid, so that a later
-// write can remove both.
+// Upsert implements search.Store. The product's document goes into the
+// stemmed index and its unstemmed twin under the rowid search_documents
+// keeps for the product, so that every step finds its row by key: the
+// write costs the same in an index of ten documents or of a million.
 func (s *SQLite) Upsert(ctx context.Context, productID, name, description string) error {
 	return s.db.InTx(ctx, func(ctx context.Context) error {
-		if err := s.Delete(ctx, productID); err != nil {
-			return err
-		}
 		w := s.db.Writer(ctx)
-		res, err := w.ExecContext(ctx,
-			`INSERT INTO search_products (product_id, name, description) VALUES (?, ?, ?)`, productID, name, description)
-		if err != nil {
-			return fault.Wrap(err, "index product")
+		var doc int64
+		err := w.QueryRowContext(ctx, `SELECT doc FROM search_documents WHERE product_id = ?`, productID).Scan(&doc)
+		switch {
+		case err == nil:
+			if err := unindex(ctx, w, doc); err != nil {
+				return err
+			}
+		case sqldb.NoRows(err):
+			if err := w.QueryRowContext(ctx, `INSERT INTO search_documents (product_id) VALUES (?) RETURNING doc`,
+				productID).Scan(&doc); err != nil {
+				return fault.Wrap(err, "index product")
+			}
+		default:
+			return fault.Wrap(err, "find indexed product")
 		}
-		doc, err := res.LastInsertId()
-		if err != nil {
+		if _, err := w.ExecContext(ctx, `INSERT INTO search_products (rowid, product_id, name, description)
+			VALUES (?, ?, ?, ?)`, doc, productID, name, description); err != nil {
 			return fault.Wrap(err, "index product")
 		}
 		_, err = w.ExecContext(ctx,
@@ -56,38 +65,59 @@ func (s *SQLite) Upsert(ctx context.Context, productID, name, description string
 	})
 }
 
-// Delete implements search.Store. FTS5 cannot index product_id, so finding
-// the document scans the index; its rowid then removes it from both tables.
+// Delete implements search.Store.
 func (s *SQLite) Delete(ctx context.Context, productID string) error {
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		w := s.db.Writer(ctx)
-		rows, err := w.QueryContext(ctx, `SELECT rowid FROM search_products WHERE product_id = ?`, productID)
+		var doc int64
+		err := w.QueryRowContext(ctx, `DELETE FROM search_documents WHERE product_id = ? RETURNING doc`,
+			productID).Scan(&doc)
+		if sqldb.NoRows(err) {
+			return nil
+		}
 		if err != nil {
-			return fault.Wrap(err, "find indexed product")
+			return fault.Wrap(err, "unindex product")
 		}
-		var docs []int64
-		for rows.Next() {
-			var doc int64
-			if err := rows.Scan(&doc); err != nil {
-				rows.Close()
-				return fault.Wrap(err, "find indexed product")
-			}
-			docs = append(docs, doc)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fault.Wrap(err, "find indexed product")
-		}
-		for _, doc := range docs {
-			if _, err := w.ExecContext(ctx, `DELETE FROM search_products WHERE rowid = ?`, doc); err != nil {
-				return fault.Wrap(err, "unindex product")
-			}
-			if _, err := w.ExecContext(ctx, `DELETE FROM search_words WHERE rowid = ?`, doc); err != nil {
-				return fault.Wrap(err, "unindex product words")
-			}
-		}
-		return nil
+		return unindex(ctx, w, doc)
 	})
+}
+
+// unindex removes document doc from both full-text tables, keeping its
+// search_documents row.
+func unindex(ctx context.Context, w sqldb.Querier, doc int64) error {
+	if _, err := w.ExecContext(ctx, `DELETE FROM search_products WHERE rowid = ?`, doc); err != nil {
+		return fault.Wrap(err, "unindex product")
+	}
+	_, err := w.ExecContext(ctx, `DELETE FROM search_words WHERE rowid = ?`, doc)
+	return fault.Wrap(err, "unindex product words")
+}
+
+// BulkIndex indexes, inside tx, the products that query selects as rows of
+// (product_id, name, description), a statement per table however many
+// there are. It is for bulk loads that write the catalog's tables directly
+// (the seed), so that they fill every table Match and Upsert rely on. None
+// of the products may be indexed already.
+func BulkIndex(ctx context.Context, tx sqldb.Querier, query string, args ...any) error {
+	var mark int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(doc), 0) FROM search_documents`).Scan(&mark); err != nil {
+		return fault.Wrap(err, "bulk index")
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO search_documents (product_id)
+		SELECT product_id FROM (`+query+`)`, args...); err != nil {
+		return fault.Wrap(err, "bulk index documents")
+	}
+	// New rows of search_documents get keys above every existing one.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO search_products (rowid, product_id, name, description)
+		SELECT d.doc, d.product_id, q.name, q.description
+		FROM (`+query+`) q JOIN search_documents d ON d.product_id = q.product_id
+		WHERE d.doc > ?`, append(slices.Clip(args), mark)...); err != nil {
+		return fault.Wrap(err, "bulk index products")
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO search_words (rowid, name, description)
+		SELECT rowid, name, description FROM search_products WHERE rowid > ?`, mark); err != nil {
+		return fault.Wrap(err, "bulk index words")
+	}
+	return nil
 }
 
 // MaxCompletions bounds how many whole words the last term of a query may

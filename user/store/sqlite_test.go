@@ -13,22 +13,22 @@ import (
 	userstore "github.com/millionshop/million/user/store"
 )
 
-func newStore(t *testing.T) *userstore.SQLite {
+func newStore(t *testing.T) *userstore.Store {
 	t.Helper()
 	db, err := sqldb.OpenSQLite(t.TempDir(), sqldb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.Migrations()}); err != nil {
 		t.Fatal(err)
 	}
-	return userstore.NewSQLite(db)
+	return userstore.New(db)
 }
 
 var storeNow = time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
 
-func storeUser(t *testing.T, s *userstore.SQLite, id, email string) user.User {
+func storeUser(t *testing.T, s *userstore.Store, id, email string) user.User {
 	t.Helper()
 	u := user.User{ID: id, Email: email, Name: "Name " + id, Role: user.RoleCustomer, CreatedAt: storeNow}
 	if err := s.CreateUser(context.Background(), u, "hash-"+id, storeNow); err != nil {
@@ -37,7 +37,7 @@ func storeUser(t *testing.T, s *userstore.SQLite, id, email string) user.User {
 	return u
 }
 
-func storeSession(t *testing.T, s *userstore.SQLite, id, userID, refreshHash string) user.Session {
+func storeSession(t *testing.T, s *userstore.Store, id, userID, refreshHash string) user.Session {
 	t.Helper()
 	sess := user.Session{ID: id, UserID: userID, Role: user.RoleCustomer, CreatedAt: storeNow, ExpiresAt: storeNow.Add(time.Hour)}
 	if err := s.CreateSession(context.Background(), sess, user.RefreshToken{Hash: refreshHash, SessionID: id, CreatedAt: storeNow}); err != nil {

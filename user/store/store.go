@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"embed"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/millionshop/million/fault"
@@ -14,24 +13,31 @@ import (
 	"github.com/millionshop/million/user"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the user module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "user", FS: sub}
+// Migrations are the user module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "user", SQLite: lite, Postgres: pg}
 }
 
-// SQLite is the user store on the embedded database.
-type SQLite struct {
+// SQLiteMigrations is the transitional name of Migrations.
+func SQLiteMigrations() sqldb.Migrations { return Migrations() }
+
+// NewSQLite is the transitional name of New.
+func NewSQLite(db *sqldb.DB) *Store { return New(db) }
+
+// Store is the user store on SQLite or PostgreSQL.
+type Store struct {
 	db *sqldb.DB
 }
 
-var _ user.Store = (*SQLite)(nil)
+var _ user.Store = (*Store)(nil)
 
-// NewSQLite returns the store over db.
-func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
+// New returns the store over db.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
@@ -46,17 +52,17 @@ func optMicros(v sql.NullInt64) *time.Time {
 }
 
 // InTx implements user.Store.
-func (s *SQLite) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
 // CreateUser implements user.Store.
-func (s *SQLite) CreateUser(ctx context.Context, u user.User, passwordHash string, now time.Time) error {
+func (s *Store) CreateUser(ctx context.Context, u user.User, passwordHash string, now time.Time) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO users (id, email, name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, u.Role, passwordHash, micros(u.CreatedAt), micros(now))
 	if err != nil {
-		if isUniqueViolation(err) {
+		if sqldb.IsUniqueViolation(err) {
 			return fault.New(fault.Conflict, "email_taken", "an account with this email already exists")
 		}
 		return fault.Wrap(err, "insert user")
@@ -64,9 +70,6 @@ func (s *SQLite) CreateUser(ctx context.Context, u user.User, passwordHash strin
 	return nil
 }
 
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
 
 const userColumns = `id, email, name, role, created_at`
 
@@ -85,7 +88,7 @@ func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, err
 }
 
 // UserByEmail implements user.Store.
-func (s *SQLite) UserByEmail(ctx context.Context, email string) (user.User, string, error) {
+func (s *Store) UserByEmail(ctx context.Context, email string) (user.User, string, error) {
 	var hash string
 	u, err := scanUser(s.db.Reader(ctx).QueryRowContext(ctx,
 		`SELECT `+userColumns+`, password_hash FROM users WHERE email = ?`, email), &hash)
@@ -93,12 +96,12 @@ func (s *SQLite) UserByEmail(ctx context.Context, email string) (user.User, stri
 }
 
 // UserByID implements user.Store.
-func (s *SQLite) UserByID(ctx context.Context, id string) (user.User, error) {
+func (s *Store) UserByID(ctx context.Context, id string) (user.User, error) {
 	return scanUser(s.db.Reader(ctx).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 }
 
 // UpdateName implements user.Store.
-func (s *SQLite) UpdateName(ctx context.Context, id, name string, now time.Time) error {
+func (s *Store) UpdateName(ctx context.Context, id, name string, now time.Time) error {
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE users SET name = ?, updated_at = ? WHERE id = ?`, name, micros(now), id)
 	if err != nil {
 		return fault.Wrap(err, "update user")
@@ -110,7 +113,7 @@ func (s *SQLite) UpdateName(ctx context.Context, id, name string, now time.Time)
 }
 
 // CreateSession implements user.Store.
-func (s *SQLite) CreateSession(ctx context.Context, sess user.Session, refresh user.RefreshToken) error {
+func (s *Store) CreateSession(ctx context.Context, sess user.Session, refresh user.RefreshToken) error {
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		_, err := s.db.Writer(ctx).ExecContext(ctx,
 			`INSERT INTO sessions (id, user_id, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
@@ -123,7 +126,7 @@ func (s *SQLite) CreateSession(ctx context.Context, sess user.Session, refresh u
 }
 
 // SessionByID implements user.Store.
-func (s *SQLite) SessionByID(ctx context.Context, id string) (user.Session, error) {
+func (s *Store) SessionByID(ctx context.Context, id string) (user.Session, error) {
 	var sess user.Session
 	var created, expires int64
 	var revoked sql.NullInt64
@@ -141,7 +144,7 @@ func (s *SQLite) SessionByID(ctx context.Context, id string) (user.Session, erro
 }
 
 // RefreshTokenByHash implements user.Store.
-func (s *SQLite) RefreshTokenByHash(ctx context.Context, hash string) (user.RefreshToken, error) {
+func (s *Store) RefreshTokenByHash(ctx context.Context, hash string) (user.RefreshToken, error) {
 	var t user.RefreshToken
 	var created int64
 	var used sql.NullInt64
@@ -159,7 +162,7 @@ func (s *SQLite) RefreshTokenByHash(ctx context.Context, hash string) (user.Refr
 }
 
 // MarkRefreshUsed implements user.Store.
-func (s *SQLite) MarkRefreshUsed(ctx context.Context, hash string, now time.Time) (bool, error) {
+func (s *Store) MarkRefreshUsed(ctx context.Context, hash string, now time.Time) (bool, error) {
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(now), hash)
 	if err != nil {
@@ -170,7 +173,7 @@ func (s *SQLite) MarkRefreshUsed(ctx context.Context, hash string, now time.Time
 }
 
 // AddRefreshToken implements user.Store.
-func (s *SQLite) AddRefreshToken(ctx context.Context, t user.RefreshToken) error {
+func (s *Store) AddRefreshToken(ctx context.Context, t user.RefreshToken) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)`, t.Hash, t.SessionID, micros(t.CreatedAt))
 	if err != nil {
@@ -180,7 +183,7 @@ func (s *SQLite) AddRefreshToken(ctx context.Context, t user.RefreshToken) error
 }
 
 // RevokeSession implements user.Store.
-func (s *SQLite) RevokeSession(ctx context.Context, id string, now time.Time) error {
+func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, micros(now), id)
 	if err != nil {

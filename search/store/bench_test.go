@@ -1,0 +1,115 @@
+package store_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	catalogstore "github.com/millionshop/million/catalog/store"
+	"github.com/millionshop/million/search/store"
+	"github.com/millionshop/million/seed"
+	"github.com/millionshop/million/sqldb"
+	userstore "github.com/millionshop/million/user/store"
+)
+
+// searchBenchProducts is the catalog size the benchmarks run over: the size
+// of a seeded load-test shop, where a write that scans the index shows.
+const searchBenchProducts = 100_000
+
+// searchBenchIndex returns an index over a database seeded with
+// searchBenchProducts products, and the ids of those products.
+func searchBenchIndex(b *testing.B) (*store.SQLite, []string) {
+	b.Helper()
+	ctx := context.Background()
+	db, err := sqldb.OpenSQLite(b.TempDir(), sqldb.Options{})
+	if err != nil {
+		b.Fatalf("open sqlite: %v", err)
+	}
+	b.Cleanup(func() { db.Close() })
+	sets := []sqldb.Migrations{userstore.SQLiteMigrations(), catalogstore.SQLiteMigrations(), store.SQLiteMigrations()}
+	if _, err := db.Migrate(ctx, sets); err != nil {
+		b.Fatalf("migrate: %v", err)
+	}
+	if _, err := seed.SQLite(ctx, db, seed.Options{Products: searchBenchProducts, Seed: 1}, nil); err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	rows, err := db.Read.QueryContext(ctx, `SELECT id FROM products ORDER BY sku`)
+	if err != nil {
+		b.Fatalf("list products: %v", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			b.Fatalf("scan product: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil || len(ids) != searchBenchProducts {
+		b.Fatalf("listed %d products, %v; want %d", len(ids), err, searchBenchProducts)
+	}
+	return store.NewSQLite(db), ids
+}
+
+// BenchmarkUpsert measures the index's share of a catalog write, which runs
+// inside the catalog's write transaction and so holds up every other writer.
+func BenchmarkUpsert(b *testing.B) {
+	s, ids := searchBenchIndex(b)
+	ctx := context.Background()
+	b.Run("update", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			id := ids[(i*7919)%len(ids)]
+			if err := s.Upsert(ctx, id, "Rugged Leather Hiking Boot "+strconv.Itoa(i), "Waterproof, for mountains."); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("create", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if err := s.Upsert(ctx, "bench-new-"+strconv.Itoa(i), "Red Camp Chair", "Folds flat."); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("delete", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if err := s.Delete(ctx, ids[(i*7919)%len(ids)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkMatch measures typical queries over the seeded catalog: whole
+// words, and the short prefixes search-as-you-type sends.
+func BenchmarkMatch(b *testing.B) {
+	s, _ := searchBenchIndex(b)
+	ctx := context.Background()
+	for _, q := range [][]string{{"leather", "boot"}, {"hik"}, {"wor"}, {"w"}, {"leather", "b"}} {
+		b.Run(fmtTerms(q), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Match(ctx, q, 0, 21); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func fmtTerms(terms []string) string {
+	out := ""
+	for i, t := range terms {
+		if i > 0 {
+			out += "_"
+		}
+		out += t
+	}
+	return out
+}
