@@ -90,4 +90,3 @@ func (db *DB) MigrationStatuses(ctx context.Context, sets []Migrations) ([]Migra
 	}
 	return out, nil
 }
-

@@ -39,7 +39,6 @@ var _ catalog.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-
 // InTx implements catalog.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)

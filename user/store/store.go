@@ -70,7 +70,6 @@ func (s *Store) CreateUser(ctx context.Context, u user.User, passwordHash string
 	return nil
 }
 
-
 const userColumns = `id, email, name, role, created_at`
 
 func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, error) {
