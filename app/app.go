@@ -172,8 +172,10 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, logger: logger, DB: db, Metrics: obs.NewMetrics()}
+	db.SetObserver(a.Metrics)
 	if db.Dialect == sqldb.Postgres {
 		a.Metrics.RegisterDBPool("primary", db.Write)
+		a.Metrics.RegisterPgxPool(db.PoolStats)
 	} else {
 		a.Metrics.RegisterDBPool("write", db.Write)
 		a.Metrics.RegisterDBPool("read", db.Read)

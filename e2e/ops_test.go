@@ -42,12 +42,22 @@ func TestOperationsEndpoints(t *testing.T) {
 		`million_http_requests_total{code="200",method="GET",route="/v1/categories"}`,
 		`million_http_requests_total{code="404",method="GET",route="/v1/products/{id}"}`,
 		`million_http_request_duration_seconds_bucket{method="GET",route="/v1/categories"`,
-		`go_sql_open_connections{db_name="write"}`,
-		`go_sql_open_connections{db_name="read"}`,
 		`million_outbox_pending`,
+		`million_db_queries_total{outcome="ok",statement="SELECT categories"}`,
+		`million_db_query_duration_seconds_bucket{statement="SELECT categories"`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("admin /metrics lacks %s", want)
+		}
+	}
+	pools := []string{`go_sql_open_connections{db_name="write"}`, `go_sql_open_connections{db_name="read"}`}
+	if Backend() == "postgres" {
+		pools = []string{`go_sql_open_connections{db_name="primary"}`, "million_db_pool_in_use_connections",
+			"million_db_pool_idle_connections", "million_db_pool_waited_acquires_total", "million_db_pool_acquire_wait_seconds_total"}
+	}
+	for _, want := range pools {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("admin /metrics lacks pool metric %s", want)
 		}
 	}
 	if !strings.Contains(get(t, admin+"/debug/pprof/"), "goroutine") {

@@ -5,8 +5,13 @@
 package fault
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 )
 
@@ -101,7 +106,34 @@ func Wrap(err error, context string) error {
 	if errors.As(err, &fe) {
 		return err
 	}
+	if transient(err) {
+		return &Error{Kind: Unavailable, Message: "a dependency is unavailable or timed out; retry shortly",
+			RetryAfter: time.Second, Err: fmt.Errorf("%s: %w", context, err)}
+	}
 	return &Error{Kind: Internal, Message: context, Err: err}
+}
+
+// transient reports failures that say nothing about the request and may pass
+// on retry: deadlines, broken or refused connections, and the SQLSTATE
+// classes of connection loss (08), server shutdown or cancellation (57) and
+// exhausted resources (53). They become 503 with Retry-After, not 500.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		switch code := coded.SQLState(); {
+		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "57"), strings.HasPrefix(code, "53"):
+			return true
+		}
+	}
+	return false
 }
 
 // Fields returns an Invalid error listing the given field problems.

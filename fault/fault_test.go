@@ -1,9 +1,11 @@
 package fault_test
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"testing"
 
 	"github.com/millionshop/million/fault"
@@ -25,12 +27,12 @@ func TestWrap(t *testing.T) {
 	if fault.Wrap(nil, "x") != nil {
 		t.Error("Wrap(nil) is not nil")
 	}
-	cause := io.ErrUnexpectedEOF
+	cause := errors.New("disk I/O error")
 	err := fault.Wrap(cause, "read row")
 	if fault.KindOf(err) != fault.Internal || !errors.Is(err, cause) {
 		t.Errorf("Wrap(cause) = %v: kind %v, Is(cause) %v", err, fault.KindOf(err), errors.Is(err, cause))
 	}
-	if got, want := err.Error(), "read row: unexpected EOF"; got != want {
+	if got, want := err.Error(), "read row: disk I/O error"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 	// A classified error keeps its kind through Wrap, even wrapped by fmt.
@@ -72,5 +74,38 @@ func TestValidatorCollectsAllFields(t *testing.T) {
 	want := []fault.FieldError{{Field: "email", Message: "is required"}, {Field: "password", Message: "is too short"}}
 	if len(fe.Fields) != len(want) || fe.Fields[0] != want[0] || fe.Fields[1] != want[1] {
 		t.Errorf("Fields = %v, want %v", fe.Fields, want)
+	}
+}
+
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "sqlstate " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }
+
+// TestWrapClassifiesTransientFailures: an unreachable or restarting database
+// is a 503 the client may retry, never a 500.
+func TestWrapClassifiesTransientFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want fault.Kind
+	}{
+		{"deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), fault.Unavailable},
+		{"refused", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, fault.Unavailable},
+		{"bad conn", driver.ErrBadConn, fault.Unavailable},
+		{"admin shutdown 57P01", sqlStateError("57P01"), fault.Unavailable},
+		{"connection failure 08006", sqlStateError("08006"), fault.Unavailable},
+		{"too many connections 53300", sqlStateError("53300"), fault.Unavailable},
+		{"syntax error 42601", sqlStateError("42601"), fault.Internal},
+		{"plain", errors.New("boom"), fault.Internal},
+	} {
+		err := fault.Wrap(tc.err, "select")
+		if got := fault.KindOf(err); got != tc.want {
+			t.Errorf("%s: kind %v, want %v", tc.name, got, tc.want)
+		}
+		if !errors.Is(err, tc.err) {
+			t.Errorf("%s: the cause is lost", tc.name)
+		}
 	}
 }

@@ -5,6 +5,7 @@ package obs
 
 import (
 	"database/sql"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,6 +34,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	queries  *prometheus.CounterVec
+	queryDur *prometheus.HistogramVec
 }
 
 // NewMetrics returns a registry with Go runtime, process and request metrics.
@@ -49,7 +53,16 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
 	}
-	reg.MustRegister(m.requests, m.duration,
+	m.queries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "million_db_queries_total",
+		Help: "Database statements run, by statement (verb and first table) and outcome (ok or error).",
+	}, []string{"statement", "outcome"})
+	m.queryDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "million_db_query_duration_seconds",
+		Help:    "Time to run database statements (until the first row is ready), by statement.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"statement"})
+	reg.MustRegister(m.requests, m.duration, m.queries, m.queryDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -58,6 +71,37 @@ func NewMetrics() *Metrics {
 func (m *Metrics) ObserveRequest(route, method string, status int, elapsed time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+}
+
+// ObserveQuery records one database statement; it implements sqldb.Observer.
+func (m *Metrics) ObserveQuery(statement string, elapsed time.Duration, err error) {
+	outcome := "ok"
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		outcome = "error"
+	}
+	m.queries.WithLabelValues(statement, outcome).Inc()
+	m.queryDur.WithLabelValues(statement).Observe(elapsed.Seconds())
+}
+
+// RegisterPgxPool exports a pgx pool's statistics: connections by state,
+// acquisitions that had to wait, and the total time spent waiting.
+func (m *Metrics) RegisterPgxPool(stat func() *pgxpool.Stat) {
+	gauge := func(name, help string, v func(s *pgxpool.Stat) float64) {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return v(stat()) }))
+	}
+	counter := func(name, help string, v func(s *pgxpool.Stat) float64) {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return v(stat()) }))
+	}
+	gauge("million_db_pool_in_use_connections", "PostgreSQL pool connections in use.", func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) })
+	gauge("million_db_pool_idle_connections", "PostgreSQL pool connections idle.", func(s *pgxpool.Stat) float64 { return float64(s.IdleConns()) })
+	gauge("million_db_pool_total_connections", "PostgreSQL pool connections open or being opened.", func(s *pgxpool.Stat) float64 { return float64(s.TotalConns()) })
+	gauge("million_db_pool_max_connections", "PostgreSQL pool size limit.", func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) })
+	counter("million_db_pool_acquires_total", "Connections taken from the PostgreSQL pool.", func(s *pgxpool.Stat) float64 { return float64(s.AcquireCount()) })
+	counter("million_db_pool_waited_acquires_total", "Acquisitions that waited because no connection was idle.", func(s *pgxpool.Stat) float64 { return float64(s.EmptyAcquireCount()) })
+	counter("million_db_pool_canceled_acquires_total", "Acquisitions given up (deadline or cancellation) while waiting.", func(s *pgxpool.Stat) float64 { return float64(s.CanceledAcquireCount()) })
+	counter("million_db_pool_acquire_wait_seconds_total", "Total time spent acquiring connections.", func(s *pgxpool.Stat) float64 { return s.AcquireDuration().Seconds() })
 }
 
 // RegisterDBPool exports the statistics of a database/sql pool under the

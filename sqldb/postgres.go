@@ -118,14 +118,10 @@ func IsUniqueViolation(err error) bool {
 	return false
 }
 
-// rebinder turns '?' placeholders into PostgreSQL's $1, $2, ... so every
-// store writes its statements once.
-type rebinder struct {
-	q Querier
-}
-
 var rebound sync.Map // query text → rebound text
 
+// rebind turns '?' placeholders into PostgreSQL's $1, $2, ... so every
+// store writes its statements once.
 func rebind(query string) string {
 	if v, ok := rebound.Load(query); ok {
 		return v.(string)
@@ -153,14 +149,71 @@ func rebind(query string) string {
 	return out
 }
 
-func (r rebinder) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return r.q.ExecContext(ctx, rebind(query), args...)
+var statementNames sync.Map // query text → statement name
+
+// StatementName names a statement by its verb and first table, e.g.
+// "SELECT products", "INSERT orders", "UPDATE products": few enough distinct
+// values for a metric label, enough to see which statement is slow.
+func StatementName(query string) string {
+	if v, ok := statementNames.Load(query); ok {
+		return v.(string)
+	}
+	words := strings.Fields(query)
+	name := "other"
+	if len(words) > 0 {
+		verb := strings.ToUpper(words[0])
+		name = verb
+		after := map[string]string{"SELECT": "FROM", "DELETE": "FROM", "INSERT": "INTO", "UPDATE": ""}
+		if kw, ok := after[verb]; ok {
+			for i, w := range words {
+				if (kw == "" && i == 1) || (i > 0 && strings.EqualFold(words[i-1], kw)) {
+					name = verb + " " + strings.Trim(strings.ToLower(w), "(),;")
+					break
+				}
+			}
+		}
+	}
+	statementNames.Store(query, name)
+	return name
 }
 
-func (r rebinder) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return r.q.QueryContext(ctx, rebind(query), args...)
+// boundQuerier rebinds placeholders for PostgreSQL and times statements.
+type boundQuerier struct {
+	q      Querier
+	rebind bool
+	obs    Observer
 }
 
-func (r rebinder) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return r.q.QueryRowContext(ctx, rebind(query), args...)
+func (b boundQuerier) text(query string) string {
+	if b.rebind {
+		return rebind(query)
+	}
+	return query
+}
+
+func (b boundQuerier) observe(query string, start time.Time, err error) {
+	if b.obs != nil {
+		b.obs.ObserveQuery(StatementName(query), time.Since(start), err)
+	}
+}
+
+func (b boundQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	start := time.Now()
+	res, err := b.q.ExecContext(ctx, b.text(query), args...)
+	b.observe(query, start, err)
+	return res, err
+}
+
+func (b boundQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	start := time.Now()
+	rows, err := b.q.QueryContext(ctx, b.text(query), args...)
+	b.observe(query, start, err)
+	return rows, err
+}
+
+func (b boundQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	start := time.Now()
+	row := b.q.QueryRowContext(ctx, b.text(query), args...)
+	b.observe(query, start, row.Err())
+	return row
 }

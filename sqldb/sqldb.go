@@ -56,8 +56,18 @@ type DB struct {
 	Read    *sql.DB // SQLite: read-only connections, served concurrently in WAL mode
 	Path    string  // the SQLite database file; "" on PostgreSQL
 	Dialect Dialect
-	pg      *pgPool // PostgreSQL only
+	pg      *pgPool  // PostgreSQL only
+	obs     Observer // nil: statements are not timed
 }
+
+// Observer receives the duration and outcome of every statement, by a
+// short statement name such as "SELECT products" (for metrics).
+type Observer interface {
+	ObserveQuery(statement string, elapsed time.Duration, err error)
+}
+
+// SetObserver makes db report every statement to o. Call it before use.
+func (db *DB) SetObserver(o Observer) { db.obs = o }
 
 // Options tunes OpenSQLite.
 type Options struct {
@@ -222,8 +232,8 @@ func (db *DB) Reader(ctx context.Context) Querier {
 }
 
 func (db *DB) bind(q Querier) Querier {
-	if db.Dialect == Postgres {
-		return rebinder{q}
+	if db.Dialect == Postgres || db.obs != nil {
+		return boundQuerier{q: q, rebind: db.Dialect == Postgres, obs: db.obs}
 	}
 	return q
 }
