@@ -105,7 +105,7 @@ func (c *Config) defaults() {
 // Migrations lists every module's schema, in dependency order.
 func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{
-		userstore.Migrations(), catalogstore.Migrations(), searchstore.SQLiteMigrations(),
+		userstore.Migrations(), catalogstore.Migrations(), searchstore.Migrations(),
 		cartstore.Migrations(), orderstore.Migrations(), paymentstore.Migrations(),
 		notifystore.Migrations(), outbox.Migrations(),
 	}
@@ -194,7 +194,7 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Search = search.NewIndex(searchstore.NewSQLite(db), nil)
+	a.Search = search.NewIndex(searchstore.New(db), nil)
 	a.Catalog = catalog.NewCatalog(catalogstore.New(db), a.Search, cfg.Currency, now)
 	a.Search.SetProducts(a.Catalog)
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)

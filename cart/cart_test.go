@@ -31,7 +31,7 @@ func newFixture(t *testing.T) fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{
-		catalogstore.Migrations(), searchstore.SQLiteMigrations(), cartstore.Migrations(),
+		catalogstore.Migrations(), searchstore.Migrations(), cartstore.Migrations(),
 	}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}

@@ -32,7 +32,7 @@ func newTestCatalog(t *testing.T) testCatalog {
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
-	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), searchstore.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), searchstore.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	index := search.NewIndex(searchstore.NewSQLite(db), nil)

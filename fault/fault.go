@@ -106,11 +106,23 @@ func Wrap(err error, context string) error {
 	if errors.As(err, &fe) {
 		return err
 	}
+	if dataException(err) {
+		return &Error{Kind: Invalid, Message: "a value in the request cannot be stored",
+			Err: fmt.Errorf("%s: %w", context, err)}
+	}
 	if transient(err) {
 		return &Error{Kind: Unavailable, Message: "a dependency is unavailable or timed out; retry shortly",
 			RetryAfter: time.Second, Err: fmt.Errorf("%s: %w", context, err)}
 	}
 	return &Error{Kind: Internal, Message: context, Err: err}
+}
+
+// dataException reports SQLSTATE class 22: the database refused a value
+// (bad encoding such as NUL in text, out-of-range number). Validation should
+// have caught it first; if it did not, the client still gets a 400, not a 500.
+func dataException(err error) bool {
+	var coded interface{ SQLState() string }
+	return errors.As(err, &coded) && strings.HasPrefix(coded.SQLState(), "22")
 }
 
 // transient reports failures that say nothing about the request and may pass

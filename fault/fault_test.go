@@ -98,6 +98,7 @@ func TestWrapClassifiesTransientFailures(t *testing.T) {
 		{"connection failure 08006", sqlStateError("08006"), fault.Unavailable},
 		{"too many connections 53300", sqlStateError("53300"), fault.Unavailable},
 		{"syntax error 42601", sqlStateError("42601"), fault.Internal},
+		{"NUL in text 22021", sqlStateError("22021"), fault.Invalid},
 		{"plain", errors.New("boom"), fault.Internal},
 	} {
 		err := fault.Wrap(tc.err, "select")

@@ -8,6 +8,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"time"
@@ -81,7 +82,10 @@ func (o *Outbox) Poke() {
 }
 
 // Run relays events until ctx ends. Events are published in order; a
-// failure stops the batch and is retried after the next interval.
+// failure stops the batch and is retried after the next interval. Several
+// instances may run it against one PostgreSQL database: each claims its own
+// batch, so an event is normally published once, and order then holds
+// within a batch but not across the instances' batches.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -98,44 +102,102 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// RelayOnce publishes up to batch pending events and reports how many it published.
+// pending is an event read from the outbox with its position.
+type pending struct {
+	seq int64
+	ev  Event
+}
+
+// RelayOnce publishes up to batch pending events and reports how many it
+// published. Delivery is at least once: an event whose publish fails, or
+// whose mark is lost to a crash, stays pending and is published again.
 func (o *Outbox) RelayOnce(ctx context.Context, batch int) (int, error) {
-	rows, err := o.db.Reader(ctx).QueryContext(ctx, `SELECT seq, id, topic, event_key, payload, created_at
-		FROM outbox_events WHERE published_at IS NULL ORDER BY seq LIMIT ?`, batch)
+	if o.db.Dialect != sqldb.Postgres {
+		// SQLite has one writer per database, and so one relay: reading
+		// outside a transaction keeps the write connection free while
+		// publishing, for the handlers that write.
+		list, err := o.claim(ctx, o.db.Reader(ctx), batch, "")
+		if err != nil {
+			return 0, err
+		}
+		n, pubErr, dbErr := o.publish(ctx, ctx, list)
+		if dbErr != nil {
+			return n, dbErr
+		}
+		return n, pubErr
+	}
+	// On PostgreSQL every instance runs a relay. The batch is claimed with
+	// row locks held until commit, and SKIP LOCKED makes a concurrent relay
+	// take the next events instead of waiting for these or publishing them
+	// again. A relay that dies mid-batch rolls back, releasing its claim.
+	var (
+		n      int
+		pubErr error
+	)
+	err := o.db.InTx(ctx, func(txCtx context.Context) error {
+		list, err := o.claim(txCtx, o.db.Writer(txCtx), batch, " FOR UPDATE SKIP LOCKED")
+		if err != nil {
+			return err
+		}
+		// Handlers get ctx, not txCtx: they must not join the relay's
+		// transaction, or their writes would commit or roll back with it.
+		var dbErr error
+		n, pubErr, dbErr = o.publish(ctx, txCtx, list)
+		// A failed publish still commits: the events before it are marked
+		// published and its attempt is counted.
+		return dbErr
+	})
 	if err != nil {
-		return 0, fault.Wrap(err, "read outbox")
+		// Nothing was marked: the events published in this batch go out
+		// again, which at-least-once delivery allows.
+		return 0, err
 	}
-	type pending struct {
-		seq int64
-		ev  Event
+	return n, pubErr
+}
+
+// claim reads up to batch pending events, oldest first, with lock appended
+// to the query.
+func (o *Outbox) claim(ctx context.Context, q sqldb.Querier, batch int, lock string) ([]pending, error) {
+	rows, err := q.QueryContext(ctx, `SELECT seq, id, topic, event_key, payload, created_at
+		FROM outbox_events WHERE published_at IS NULL ORDER BY seq LIMIT ?`+lock, batch)
+	if err != nil {
+		return nil, fault.Wrap(err, "read outbox")
 	}
+	defer rows.Close()
 	var list []pending
 	for rows.Next() {
 		var p pending
 		var payload string
 		var created int64
 		if err := rows.Scan(&p.seq, &p.ev.ID, &p.ev.Topic, &p.ev.Key, &payload, &created); err != nil {
-			rows.Close()
-			return 0, fault.Wrap(err, "scan outbox")
+			return nil, fault.Wrap(err, "scan outbox")
 		}
 		p.ev.Payload, p.ev.CreatedAt = json.RawMessage(payload), time.UnixMicro(created).UTC()
 		list = append(list, p)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fault.Wrap(err, "read outbox")
+		return nil, fault.Wrap(err, "read outbox")
 	}
+	return list, nil
+}
+
+// publish publishes list in order with pubCtx, marking each event published
+// through dbCtx, and stops at the first failure. pubErr is a publish
+// failure (its attempt is counted); dbErr is a failure to record a result.
+func (o *Outbox) publish(pubCtx, dbCtx context.Context, list []pending) (n int, pubErr, dbErr error) {
 	for i, p := range list {
-		if err := o.pub.Publish(ctx, p.ev); err != nil {
-			_, _ = o.db.Writer(ctx).ExecContext(ctx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, p.seq)
-			return i, err
+		if err := o.pub.Publish(pubCtx, p.ev); err != nil {
+			if _, cerr := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, p.seq); cerr != nil {
+				return i, nil, errors.Join(err, fault.Wrap(cerr, "count publish attempt"))
+			}
+			return i, err, nil
 		}
-		if _, err := o.db.Writer(ctx).ExecContext(ctx, `UPDATE outbox_events SET published_at = ? WHERE seq = ?`,
+		if _, err := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET published_at = ? WHERE seq = ?`,
 			o.now().UnixMicro(), p.seq); err != nil {
-			return i, fault.Wrap(err, "mark event published")
+			return i, nil, fault.Wrap(err, "mark event published")
 		}
 	}
-	return len(list), nil
+	return len(list), nil, nil
 }
 
 // Pending returns how many events wait to be published (queue depth).

@@ -248,12 +248,11 @@ func (s *seeder) products(ctx context.Context, catIDs []string) (int, error) {
 	l := loader{
 		stage:    "products",
 		stmtRows: productStmtRows,
-		perRow:   8,
-		shared:   []any{s.opts.Currency, s.now},
+		perRow:   11,
 		sql: func(rows int) string {
 			return insertSQL(`INSERT OR IGNORE INTO products (id, sku, name, description, price_cents, currency,
-				category_id, stock, image_url, created_at, updated_at) VALUES `, rows, 8, 2,
-				"(?%d, ?%d, ?%d, ?%d, ?%d, ?1, ?%d, ?%d, ?%d, ?2, ?2)")
+				category_id, stock, image_url, created_at, updated_at) VALUES `, rows,
+				"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		},
 		fill: func(g *rowGen, n int, dst []any) {
 			p := g.product(n)
@@ -262,9 +261,12 @@ func (s *seeder) products(ctx context.Context, catIDs []string) (int, error) {
 			dst[2] = p.name
 			dst[3] = p.description
 			dst[4] = p.priceCents
-			dst[5] = catIDs[p.category]
-			dst[6] = p.stock
-			dst[7] = "https://img.million.test/p/" + strconv.Itoa(n) + ".jpg"
+			dst[5] = s.opts.Currency
+			dst[6] = catIDs[p.category]
+			dst[7] = p.stock
+			dst[8] = "https://img.million.test/p/" + strconv.Itoa(n) + ".jpg"
+			dst[9] = s.now
+			dst[10] = s.now
 		},
 		// The search index gets exactly the rows this transaction inserted:
 		// new rows of a rowid table get rowids above every existing one.
@@ -304,36 +306,36 @@ func (s *seeder) users(ctx context.Context) (int, error) {
 	l := loader{
 		stage:    "users",
 		stmtRows: userStmtRows,
-		perRow:   3,
-		shared:   []any{hash, s.now},
+		perRow:   6,
 		sql: func(rows int) string {
 			return insertSQL(`INSERT OR IGNORE INTO users (id, email, name, role, password_hash, created_at, updated_at) VALUES `,
-				rows, 3, 2, "(?%d, ?%d, ?%d, 'customer', ?1, ?2, ?2)")
+				rows, "(?, ?, ?, 'customer', ?, ?, ?)")
 		},
 		fill: func(g *rowGen, n int, dst []any) {
 			dst[0] = g.id()
 			dst[1] = Email(n)
 			dst[2] = g.userName(n)
+			dst[3] = hash
+			dst[4] = s.now
+			dst[5] = s.now
 		},
 	}
 	return s.load(ctx, l, from+1, s.opts.Users, saltUsers)
 }
 
-// insertSQL builds a multi-row INSERT: prefix, then rows copies of row, whose
-// %d verbs are numbered from shared+1 upward. Parameters 1 to shared are
-// bound once per statement and used by every row.
-func insertSQL(prefix string, rows, perRow, shared int, row string) string {
+// insertSQL builds a multi-row INSERT: prefix, then rows copies of row.
+// Parameters are anonymous '?', even for values every row repeats: the
+// driver looks up the name of each parameter it binds, which for numbered
+// ones (?NNN) is a linear search, so a statement of a few thousand of them
+// spent most of the seed's time naming parameters.
+func insertSQL(prefix string, rows int, row string) string {
 	var b strings.Builder
 	b.WriteString(prefix)
-	nums := make([]any, perRow)
 	for r := range rows {
 		if r > 0 {
 			b.WriteString(", ")
 		}
-		for i := range nums {
-			nums[i] = shared + r*perRow + i + 1
-		}
-		fmt.Fprintf(&b, row, nums...)
+		b.WriteString(row)
 	}
 	return b.String()
 }
@@ -341,9 +343,8 @@ func insertSQL(prefix string, rows, perRow, shared int, row string) string {
 // loader describes how one table is bulk loaded.
 type loader struct {
 	stage    string
-	stmtRows int   // rows per INSERT statement; divides txRows
-	perRow   int   // parameters per row
-	shared   []any // parameters ?1… used by every row
+	stmtRows int // rows per INSERT statement; divides txRows
+	perRow   int // parameters per row
 	sql      func(rows int) string
 	fill     func(g *rowGen, n int, dst []any) // writes row n's perRow parameters
 	// wrap, if set, runs inside each transaction around the inserts.
@@ -383,12 +384,11 @@ func (s *seeder) load(ctx context.Context, l loader, from, to int, salt uint64) 
 			select {
 			case args = <-spare:
 			default:
-				args = make([]any, len(l.shared)+l.stmtRows*l.perRow)
+				args = make([]any, l.stmtRows*l.perRow)
 			}
-			args = args[:len(l.shared)+rows*l.perRow]
-			copy(args, l.shared)
+			args = args[:rows*l.perRow]
 			for i := range rows {
-				off := len(l.shared) + i*l.perRow
+				off := i * l.perRow
 				l.fill(g, first+i, args[off:off+l.perRow])
 			}
 			select {

@@ -2,6 +2,7 @@ package seed_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	catalogstore "github.com/millionshop/million/catalog/store"
+	"github.com/millionshop/million/search"
 	searchstore "github.com/millionshop/million/search/store"
 	"github.com/millionshop/million/seed"
 	"github.com/millionshop/million/sqldb"
@@ -23,7 +25,7 @@ func openDB(t *testing.T) *sqldb.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	sets := []sqldb.Migrations{userstore.SQLiteMigrations(), catalogstore.SQLiteMigrations(), searchstore.SQLiteMigrations()}
+	sets := []sqldb.Migrations{userstore.Migrations(), catalogstore.Migrations(), searchstore.Migrations()}
 	if _, err := db.Migrate(context.Background(), sets); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +99,26 @@ func TestSeed(t *testing.T) {
 	if got := count(t, db, `SELECT count(*) FROM search_products WHERE search_products MATCH ? AND product_id = ?`,
 		`"`+word+`"`, id); got != 1 {
 		t.Errorf("search for %q did not find %s (%q)", word, id, name)
+	}
+	// Every search table has each product once, under one rowid, as the
+	// search store would have indexed it.
+	for _, table := range []string{"search_documents", "search_products", "search_words"} {
+		if got := count(t, db, `SELECT count(*) FROM `+table); got != 500 {
+			t.Errorf("%s = %d rows, want 500", table, got)
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM products p JOIN search_documents d ON d.product_id = p.id
+		JOIN search_products s ON s.rowid = d.doc AND s.product_id = p.id AND s.name = p.name AND s.description = p.description
+		WHERE EXISTS (SELECT 1 FROM search_words w WHERE w.rowid = d.doc)`); got != 500 {
+		t.Errorf("%d of 500 products are in every search table under one rowid", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM search_words WHERE search_words MATCH ?
+		AND rowid = (SELECT doc FROM search_documents WHERE product_id = ?)`, `"`+word+`"`, id); got != 1 {
+		t.Errorf("the unstemmed words of %s (%q) lack %q", id, name, word)
+	}
+	ids, err := searchstore.NewSQLite(db).Match(ctx, search.Terms(name), 0, 100)
+	if err != nil || !slices.Contains(ids, id) {
+		t.Errorf("the search store's match for %q = %v, %v; want %s among them", name, ids, err, id)
 	}
 
 	// A seeded user logs in with the default password.
@@ -192,8 +214,18 @@ func TestSeedResumes(t *testing.T) {
 	if got := count(t, db, `SELECT count(*) FROM search_products`); got != 399 {
 		t.Errorf("search_products = %d, want 399", got)
 	}
-	if got := count(t, db, `SELECT count(*) FROM search_products WHERE product_id = 'manual-product'`); got != 0 {
+	for _, table := range []string{"search_documents", "search_products", "search_words"} {
+		if got := count(t, db, `SELECT count(*) FROM `+table); got != 399 {
+			t.Errorf("%s = %d rows, want 399", table, got)
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM search_products WHERE product_id = 'manual-product'`) +
+		count(t, db, `SELECT count(*) FROM search_documents WHERE product_id = 'manual-product'`); got != 0 {
 		t.Error("the hand-made product was indexed by the seed")
+	}
+	if got := count(t, db, `SELECT count(*) FROM search_documents d JOIN search_products s ON s.rowid = d.doc
+		AND s.product_id = d.product_id WHERE EXISTS (SELECT 1 FROM search_words w WHERE w.rowid = d.doc)`); got != 399 {
+		t.Errorf("%d of 399 indexed products are in every search table under one rowid", got)
 	}
 	if got := count(t, db, `SELECT count(*) FROM users WHERE email = ? AND id = 'manual-user'`, seed.Email(400)); got != 1 {
 		t.Error("the hand-made user was replaced")

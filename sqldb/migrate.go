@@ -16,7 +16,6 @@ type Migrations struct {
 	Module   string
 	SQLite   fs.FS // *.sql files in goose format, at the root of the FS
 	Postgres fs.FS
-	FS       fs.FS // transitional: the SQLite set of a module not yet on both engines
 }
 
 // MigrationStatus is the state of one migration of one module.
@@ -30,9 +29,6 @@ type MigrationStatus struct {
 func (db *DB) provider(m Migrations) (*goose.Provider, error) {
 	opts := []goose.ProviderOption{goose.WithTableName("goose_" + m.Module), goose.WithDisableGlobalRegistry(true)}
 	dialect, fsys := goose.DialectSQLite3, m.SQLite
-	if fsys == nil {
-		fsys = m.FS
-	}
 	if db.Dialect == Postgres {
 		dialect, fsys = goose.DialectPostgres, m.Postgres
 		// A session advisory lock, so instances starting together apply

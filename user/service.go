@@ -196,10 +196,20 @@ func (a *Accounts) Login(ctx context.Context, cred Credentials, clientIP string)
 	if err := a.checkFailures(ctx, keys); err != nil {
 		return TokenPair{}, err
 	}
-	u, hash, err := a.store.UserByEmail(ctx, email)
-	found := err == nil
-	if err != nil && !fault.Is(err, fault.NotFound) {
-		return TokenPair{}, err
+	var (
+		u     User
+		hash  string
+		found bool
+	)
+	// An address that could never have registered is looked up nowhere,
+	// but otherwise treated exactly like an unknown one.
+	if validEmail(email) {
+		var err error
+		u, hash, err = a.store.UserByEmail(ctx, email)
+		found = err == nil
+		if err != nil && !fault.Is(err, fault.NotFound) {
+			return TokenPair{}, err
+		}
 	}
 	if !found {
 		hash = a.dummy

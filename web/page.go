@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/http"
 	"net/url"
 	"strconv"
 
@@ -61,4 +62,24 @@ func Cursor(q url.Values) (string, error) {
 		return "", fault.Fields(fault.FieldError{Field: "cursor", Message: "must not be empty"})
 	}
 	return cursor, nil
+}
+
+// MaxIDLen bounds the IDs the API hands out (UUIDs are 36 characters).
+const MaxIDLen = 64
+
+// PathID returns the named path parameter as an object ID. Anything that
+// cannot be an ID million issued (too long, or characters other than
+// letters, digits, '-', '_', '.', ':') is answered 404 at once, the same as
+// an ID that does not exist, without reaching storage.
+func PathID(r *http.Request, name string) (string, error) {
+	id := r.PathValue(name)
+	ok := len(id) > 0 && len(id) <= MaxIDLen
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
+	}
+	if !ok {
+		return "", fault.New(fault.NotFound, "", "no such object")
+	}
+	return id, nil
 }

@@ -60,7 +60,11 @@ func (h handlers) setItem(w http.ResponseWriter, r *http.Request) error {
 	if req.Quantity == nil {
 		return web.MissingField("quantity")
 	}
-	c, err := h.svc.SetItem(r.Context(), caller(r), r.PathValue("product_id"), *req.Quantity)
+	id, err := web.PathID(r, "product_id")
+	if err != nil {
+		return err
+	}
+	c, err := h.svc.SetItem(r.Context(), caller(r), id, *req.Quantity)
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,11 @@ func (h handlers) setItem(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) removeItem(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.svc.RemoveItem(r.Context(), caller(r), r.PathValue("product_id"))
+	id, err := web.PathID(r, "product_id")
+	if err != nil {
+		return err
+	}
+	c, err := h.svc.RemoveItem(r.Context(), caller(r), id)
 	if err != nil {
 		return err
 	}

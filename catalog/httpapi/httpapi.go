@@ -78,7 +78,11 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
-	p, err := h.svc.Product(r.Context(), r.PathValue("id"))
+	id, err := web.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	p, err := h.svc.Product(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -111,7 +115,11 @@ func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) error {
 	if err := web.Decode(w, r, &req); err != nil {
 		return err
 	}
-	p, err := h.svc.UpdateProduct(r.Context(), r.PathValue("id"), req)
+	id, err := web.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	p, err := h.svc.UpdateProduct(r.Context(), id, req)
 	if err != nil {
 		return err
 	}
@@ -120,7 +128,11 @@ func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) deleteProduct(w http.ResponseWriter, r *http.Request) error {
-	if err := h.svc.DeleteProduct(r.Context(), r.PathValue("id")); err != nil {
+	id, err := web.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	if err := h.svc.DeleteProduct(r.Context(), id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/fault"
@@ -39,6 +40,21 @@ var _ catalog.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
+// storable reports whether every s fits a PostgreSQL TEXT column: valid
+// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
+// rest alike: writes fail with errUnstorable, and lookups find nothing,
+// since no stored key can hold such a value.
+func storable(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
+
 // InTx implements catalog.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
@@ -65,6 +81,9 @@ func (s *Store) Categories(ctx context.Context) ([]catalog.Category, error) {
 // CategoryBySlug implements catalog.Store.
 func (s *Store) CategoryBySlug(ctx context.Context, slug string) (catalog.Category, error) {
 	var c catalog.Category
+	if !storable(slug) {
+		return c, fault.New(fault.NotFound, "", "no such category")
+	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, slug, name FROM categories WHERE slug = ?`, slug).Scan(&c.ID, &c.Slug, &c.Name)
 	if sqldb.NoRows(err) {
 		return c, fault.New(fault.NotFound, "", "no such category")
@@ -74,6 +93,9 @@ func (s *Store) CategoryBySlug(ctx context.Context, slug string) (catalog.Catego
 
 // CreateCategory implements catalog.Store.
 func (s *Store) CreateCategory(ctx context.Context, c catalog.Category) error {
+	if !storable(c.ID, c.Slug, c.Name) {
+		return errUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)`, c.ID, c.Slug, c.Name)
 	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "slug_taken", "a category with this slug already exists")
@@ -108,6 +130,12 @@ func scanProducts(rows interface {
 // seeks past the last row of the previous one through an index, so page 1000
 // costs what page 1 costs.
 func (s *Store) ListProducts(ctx context.Context, categoryID, sort string, after *catalog.Position, limit int) ([]catalog.Product, error) {
+	if after != nil && !storable(after.ID) {
+		return nil, fault.New(fault.Invalid, "", "the list position is not one a list returned")
+	}
+	if !storable(categoryID) {
+		return []catalog.Product{}, nil
+	}
 	var where []string
 	var args []any
 	if categoryID != "" {
@@ -150,14 +178,16 @@ func (s *Store) ListProducts(ctx context.Context, categoryID, sort string, after
 
 // ProductsByID implements catalog.Store.
 func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Product, error) {
-	if len(ids) == 0 {
+	args := make([]any, 0, len(ids))
+	for _, id := range ids {
+		if storable(id) {
+			args = append(args, id)
+		}
+	}
+	if len(args) == 0 {
 		return []catalog.Product{}, nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	q := productSelect + " WHERE p.id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	q := productSelect + " WHERE p.id IN (?" + strings.Repeat(", ?", len(args)-1) + ")"
 	if sqldb.InTransaction(ctx) {
 		// Inside a write transaction the caller is about to change these
 		// rows (reserve, update): lock them, in ID order so two
@@ -174,6 +204,9 @@ func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Produ
 
 // InsertProduct implements catalog.Store.
 func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
+	if !storable(p.ID, p.SKU, p.Name, p.Description, p.Currency, p.CategoryID, p.ImageURL) {
+		return errUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO products
 		(id, sku, name, description, price_cents, currency, category_id, stock, image_url, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -187,6 +220,12 @@ func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
 
 // UpdateProduct implements catalog.Store.
 func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
+	if !storable(p.ID) {
+		return errNoProduct
+	}
+	if !storable(p.Name, p.Description, p.CategoryID, p.ImageURL) {
+		return errUnstorable
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
 		category_id = ?, stock = ?, image_url = ?, updated_at = ? WHERE id = ?`,
 		p.Name, p.Description, p.PriceCents, p.CategoryID, p.Stock, p.ImageURL, p.UpdatedAt.UnixMicro(), p.ID)
@@ -194,19 +233,24 @@ func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
 		return fault.Wrap(err, "update product")
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fault.New(fault.NotFound, "", "no such product")
+		return errNoProduct
 	}
 	return nil
 }
 
+var errNoProduct = fault.New(fault.NotFound, "", "no such product")
+
 // DeleteProduct implements catalog.Store.
 func (s *Store) DeleteProduct(ctx context.Context, id string) error {
+	if !storable(id) {
+		return errNoProduct
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM products WHERE id = ?`, id)
 	if err != nil {
 		return fault.Wrap(err, "delete product")
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fault.New(fault.NotFound, "", "no such product")
+		return errNoProduct
 	}
 	return nil
 }
@@ -214,6 +258,9 @@ func (s *Store) DeleteProduct(ctx context.Context, id string) error {
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes the
 // check and the decrement one atomic step, so stock can never go negative.
 func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
+	if !storable(id) {
+		return false, nil
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ?`, qty, now.UnixMicro(), id, qty)
 	if err != nil {
@@ -225,6 +272,9 @@ func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Ti
 
 // PutStock implements catalog.Store.
 func (s *Store) PutStock(ctx context.Context, id string, qty int64, now time.Time) error {
+	if !storable(id) {
+		return nil // no such product, as for any unknown ID
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?`, qty, now.UnixMicro(), id)
 	return fault.Wrap(err, "put stock")

@@ -57,8 +57,10 @@ func (s *Store) InsertMessage(ctx context.Context, m notify.Message) error {
 
 // Messages implements notify.Store.
 func (s *Store) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
+	// Oldest means created_at: ordering by the (time-based) ID alone would
+	// trust two clocks to agree, the ID generator's and the caller's.
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, user_id, kind, subject, body, created_at
-		FROM notify_messages WHERE user_id = ? ORDER BY id`, userID)
+		FROM notify_messages WHERE user_id = ? ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, fault.Wrap(err, "select messages")
 	}

@@ -68,7 +68,11 @@ func (h handlers) list(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) get(w http.ResponseWriter, r *http.Request) error {
-	o, err := h.svc.Get(r.Context(), caller(r), r.PathValue("id"))
+	id, err := web.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	o, err := h.svc.Get(r.Context(), caller(r), id)
 	if err != nil {
 		return err
 	}
@@ -78,7 +82,11 @@ func (h handlers) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) cancel(w http.ResponseWriter, r *http.Request) error {
-	o, err := h.svc.Cancel(r.Context(), caller(r), r.PathValue("id"))
+	id, err := web.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	o, err := h.svc.Cancel(r.Context(), caller(r), id)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/order"
@@ -34,6 +35,21 @@ var _ order.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
+// storable reports whether every s fits a PostgreSQL TEXT column: valid
+// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
+// rest alike: writes fail with errUnstorable, and lookups find nothing,
+// since no stored key can hold such a value.
+func storable(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
+
 // InTx implements order.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
@@ -41,6 +57,14 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // InsertOrder implements order.Store.
 func (s *Store) InsertOrder(ctx context.Context, o order.Order) error {
+	if !storable(o.ID, o.UserID, o.Status, o.Currency, o.PaymentStatus) {
+		return errUnstorable
+	}
+	for _, it := range o.Items {
+		if !storable(it.ProductID, it.SKU, it.Name) {
+			return errUnstorable
+		}
+	}
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		w := s.db.Writer(ctx)
 		if _, err := w.ExecContext(ctx, `INSERT INTO orders (id, user_id, status, total_cents, currency, payment_status, created_at, updated_at)
@@ -111,9 +135,24 @@ func (s *Store) selectOrders(ctx context.Context, where string, args ...any) ([]
 
 var errNoOrder = fault.New(fault.NotFound, "", "no such order")
 
-// Order implements order.Store.
+// lockInTx locks the rows a single-row read returns when ctx carries a
+// transaction: the caller is about to change them (a status transition, a
+// lease takeover) from what it read. SQLite's write transactions are
+// exclusive already; on PostgreSQL a plain read would let two transactions
+// act on the same stale row.
+func (s *Store) lockInTx(ctx context.Context) string {
+	if !sqldb.InTransaction(ctx) {
+		return ""
+	}
+	return s.db.ForUpdate()
+}
+
+// Order implements order.Store. Inside a transaction it locks the order.
 func (s *Store) Order(ctx context.Context, userID, orderID string) (order.Order, error) {
-	found, err := s.selectOrders(ctx, `id = ? AND user_id = ?`, orderID, userID)
+	if !storable(userID, orderID) {
+		return order.Order{}, errNoOrder
+	}
+	found, err := s.selectOrders(ctx, `id = ? AND user_id = ?`+s.lockInTx(ctx), orderID, userID)
 	if err != nil {
 		return order.Order{}, err
 	}
@@ -123,9 +162,12 @@ func (s *Store) Order(ctx context.Context, userID, orderID string) (order.Order,
 	return found[0], nil
 }
 
-// OrderByID implements order.Store.
+// OrderByID implements order.Store. Inside a transaction it locks the order.
 func (s *Store) OrderByID(ctx context.Context, orderID string) (order.Order, error) {
-	found, err := s.selectOrders(ctx, `id = ?`, orderID)
+	if !storable(orderID) {
+		return order.Order{}, errNoOrder
+	}
+	found, err := s.selectOrders(ctx, `id = ?`+s.lockInTx(ctx), orderID)
 	if err != nil {
 		return order.Order{}, err
 	}
@@ -137,6 +179,12 @@ func (s *Store) OrderByID(ctx context.Context, orderID string) (order.Order, err
 
 // Orders implements order.Store.
 func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
+	if !storable(beforeID) {
+		return nil, fault.New(fault.Invalid, "", "the list position is not one a list returned")
+	}
+	if !storable(userID) {
+		return []order.Order{}, nil
+	}
 	if beforeID == "" {
 		return s.selectOrders(ctx, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
 	}
@@ -145,28 +193,41 @@ func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) 
 
 // SetStatus implements order.Store.
 func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
+	if !storable(status, paymentStatus) {
+		return false, errUnstorable
+	}
 	args := []any{status, paymentStatus, now.UnixMicro(), orderID}
 	for _, f := range from {
-		args = append(args, f)
+		if storable(f) {
+			args = append(args, f)
+		}
+	}
+	n := len(args) - 4
+	if n == 0 || !storable(orderID) {
+		return false, nil // no stored order can match; and "IN ()" is not SQL
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE orders SET status = ?, payment_status = ?, updated_at = ?
-		WHERE id = ? AND status IN (?`+strings.Repeat(", ?", len(from)-1)+`)`, args...)
+		WHERE id = ? AND status IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
 	if err != nil {
 		return false, fault.Wrap(err, "update order status")
 	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+	changed, _ := res.RowsAffected()
+	return changed == 1, nil
 }
 
-// Key implements order.Store.
+// Key implements order.Store. Inside a transaction it locks the record, so
+// of two checkouts that find the same expired lease only one takes it over.
 func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
 	var r order.KeyRecord
 	var lease, created int64
+	if !storable(userID, key) {
+		return r, errNoKey
+	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until,
-		err_kind, err_code, err_message, response, created_at FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key).
+		err_kind, err_code, err_message, response, created_at FROM order_idempotency_keys WHERE user_id = ? AND key = ?`+s.lockInTx(ctx), userID, key).
 		Scan(&r.UserID, &r.Key, &r.RequestHash, &r.State, &r.OrderID, &lease, &r.ErrKind, &r.ErrCode, &r.ErrMessage, &r.Response, &created)
 	if sqldb.NoRows(err) {
-		return r, fault.New(fault.NotFound, "", "no such idempotency key")
+		return r, errNoKey
 	}
 	if err != nil {
 		return r, fault.Wrap(err, "select idempotency key")
@@ -175,8 +236,13 @@ func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, e
 	return r, nil
 }
 
+var errNoKey = fault.New(fault.NotFound, "", "no such idempotency key")
+
 // InsertKey implements order.Store.
 func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
+	if !storable(r.UserID, r.Key, r.RequestHash, r.State, r.OrderID) {
+		return errUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
 		(user_id, key, request_hash, state, order_id, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.CreatedAt.UnixMicro())
@@ -188,6 +254,12 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 
 // UpdateKey implements order.Store.
 func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
+	if !storable(r.State, r.OrderID, r.ErrCode, r.ErrMessage) {
+		return errUnstorable
+	}
+	if !storable(r.UserID, r.Key) {
+		return nil // no such record, as for any unknown key
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?,
 		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ?`,
 		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key)
@@ -196,6 +268,9 @@ func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
 
 // DeleteKey implements order.Store.
 func (s *Store) DeleteKey(ctx context.Context, userID, key string) error {
+	if !storable(userID, key) {
+		return nil // no such record, as for any unknown key
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key)
 	return fault.Wrap(err, "delete idempotency key")
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"embed"
 	"io/fs"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/payment"
@@ -32,6 +34,21 @@ var _ payment.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
+// storable reports whether every s fits a PostgreSQL TEXT column: valid
+// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
+// rest alike: writes fail with errUnstorable, and lookups find nothing,
+// since no stored key can hold such a value.
+func storable(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
+
 // InTx implements payment.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
@@ -39,6 +56,9 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // Insert implements payment.Store.
 func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
+	if !storable(p.ID, p.OrderID, p.UserID, p.Currency, p.Status, p.Provider, p.ProviderRef) {
+		return errUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO payments
 		(id, order_id, user_id, amount_cents, currency, status, provider, provider_ref, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -50,14 +70,25 @@ func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
 	return fault.Wrap(err, "insert payment")
 }
 
+// one reads a payment. Inside a transaction it locks the row: the caller
+// (a webhook) is about to change the payment from what it read. SQLite's
+// write transactions are exclusive already; on PostgreSQL a plain read would
+// let two webhooks act on the same stale status.
 func (s *Store) one(ctx context.Context, where string, arg string) (payment.Payment, error) {
 	var p payment.Payment
 	var created, updated int64
+	if !storable(arg) {
+		return p, errNoPayment
+	}
+	lock := ""
+	if sqldb.InTransaction(ctx) {
+		lock = s.db.ForUpdate()
+	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, order_id, user_id, amount_cents, currency, status,
-		provider, provider_ref, created_at, updated_at FROM payments WHERE `+where+` = ?`, arg).
+		provider, provider_ref, created_at, updated_at FROM payments WHERE `+where+` = ?`+lock, arg).
 		Scan(&p.ID, &p.OrderID, &p.UserID, &p.AmountCents, &p.Currency, &p.Status, &p.Provider, &p.ProviderRef, &created, &updated)
 	if sqldb.NoRows(err) {
-		return p, fault.New(fault.NotFound, "", "no such payment")
+		return p, errNoPayment
 	}
 	if err != nil {
 		return p, fault.Wrap(err, "select payment")
@@ -66,18 +97,26 @@ func (s *Store) one(ctx context.Context, where string, arg string) (payment.Paym
 	return p, nil
 }
 
-// ByOrder implements payment.Store.
+var errNoPayment = fault.New(fault.NotFound, "", "no such payment")
+
+// ByOrder implements payment.Store. Inside a transaction it locks the payment.
 func (s *Store) ByOrder(ctx context.Context, orderID string) (payment.Payment, error) {
 	return s.one(ctx, "order_id", orderID)
 }
 
-// ByID implements payment.Store.
+// ByID implements payment.Store. Inside a transaction it locks the payment.
 func (s *Store) ByID(ctx context.Context, id string) (payment.Payment, error) {
 	return s.one(ctx, "id", id)
 }
 
 // SetStatus implements payment.Store.
 func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error {
+	if !storable(status, providerRef) {
+		return errUnstorable
+	}
+	if !storable(id) {
+		return nil // no such payment, as for any unknown ID
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE payments SET status = ?, provider_ref = ?, updated_at = ? WHERE id = ?`, status, providerRef, now.UnixMicro(), id)
 	return fault.Wrap(err, "update payment")
@@ -85,6 +124,9 @@ func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, n
 
 // RecordEvent implements payment.Store.
 func (s *Store) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error) {
+	if !storable(eventID, eventType) {
+		return false, errUnstorable
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO payment_webhook_events (id, type, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		eventID, eventType, now.UnixMicro())

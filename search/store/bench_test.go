@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 
 	catalogstore "github.com/millionshop/million/catalog/store"
@@ -16,9 +17,9 @@ import (
 // of a seeded load-test shop, where a write that scans the index shows.
 const searchBenchProducts = 100_000
 
-// searchBenchIndex returns an index over a database seeded with
-// searchBenchProducts products, and the ids of those products.
-func searchBenchIndex(b *testing.B) (*store.SQLite, []string) {
+// searchBenchIndex returns an index over a database seeded with n
+// products, and the ids of those products.
+func searchBenchIndex(b *testing.B, n int) (*store.SQLite, []string) {
 	b.Helper()
 	ctx := context.Background()
 	db, err := sqldb.OpenSQLite(b.TempDir(), sqldb.Options{})
@@ -26,11 +27,11 @@ func searchBenchIndex(b *testing.B) (*store.SQLite, []string) {
 		b.Fatalf("open sqlite: %v", err)
 	}
 	b.Cleanup(func() { db.Close() })
-	sets := []sqldb.Migrations{userstore.SQLiteMigrations(), catalogstore.SQLiteMigrations(), store.SQLiteMigrations()}
+	sets := []sqldb.Migrations{userstore.Migrations(), catalogstore.Migrations(), store.Migrations()}
 	if _, err := db.Migrate(ctx, sets); err != nil {
 		b.Fatalf("migrate: %v", err)
 	}
-	if _, err := seed.SQLite(ctx, db, seed.Options{Products: searchBenchProducts, Seed: 1}, nil); err != nil {
+	if _, err := seed.SQLite(ctx, db, seed.Options{Products: n, Seed: 1}, nil); err != nil {
 		b.Fatalf("seed: %v", err)
 	}
 	rows, err := db.Read.QueryContext(ctx, `SELECT id FROM products ORDER BY sku`)
@@ -46,54 +47,67 @@ func searchBenchIndex(b *testing.B) (*store.SQLite, []string) {
 		}
 		ids = append(ids, id)
 	}
-	if err := rows.Err(); err != nil || len(ids) != searchBenchProducts {
-		b.Fatalf("listed %d products, %v; want %d", len(ids), err, searchBenchProducts)
+	if err := rows.Err(); err != nil || len(ids) != n {
+		b.Fatalf("listed %d products, %v; want %d", len(ids), err, n)
 	}
 	return store.NewSQLite(db), ids
 }
 
 // BenchmarkUpsert measures the index's share of a catalog write, which runs
 // inside the catalog's write transaction and so holds up every other writer.
+// It runs over a small and a large index: the cost must not grow with the
+// catalog.
 func BenchmarkUpsert(b *testing.B) {
-	s, ids := searchBenchIndex(b)
 	ctx := context.Background()
-	b.Run("update", func(b *testing.B) {
-		i := 0
-		for b.Loop() {
-			id := ids[(i*7919)%len(ids)]
-			if err := s.Upsert(ctx, id, "Rugged Leather Hiking Boot "+strconv.Itoa(i), "Waterproof, for mountains."); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
-	b.Run("create", func(b *testing.B) {
-		i := 0
-		for b.Loop() {
-			if err := s.Upsert(ctx, "bench-new-"+strconv.Itoa(i), "Red Camp Chair", "Folds flat."); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
-	b.Run("delete", func(b *testing.B) {
-		i := 0
-		for b.Loop() {
-			if err := s.Delete(ctx, ids[(i*7919)%len(ids)]); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
+	for _, n := range []int{1_000, searchBenchProducts} {
+		b.Run("products="+strconv.Itoa(n), func(b *testing.B) {
+			s, ids := searchBenchIndex(b, n)
+			b.Run("update", func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					id := ids[(i*7919)%len(ids)]
+					if err := s.Upsert(ctx, id, "Rugged Leather Hiking Boot "+strconv.Itoa(i), "Waterproof, for mountains."); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+			b.Run("create", func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					if err := s.Upsert(ctx, "bench-new-"+strconv.Itoa(i), "Red Camp Chair", "Folds flat."); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+			b.Run("delete", func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					id := ids[(i*7919)%len(ids)]
+					if err := s.Delete(ctx, id); err != nil {
+						b.Fatal(err)
+					}
+					// Put it back untimed, so every delete finds a document.
+					b.StopTimer()
+					if err := s.Upsert(ctx, id, "Rugged Leather Hiking Boot", "Waterproof."); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					i++
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkMatch measures typical queries over the seeded catalog: whole
 // words, and the short prefixes search-as-you-type sends.
 func BenchmarkMatch(b *testing.B) {
-	s, _ := searchBenchIndex(b)
+	s, _ := searchBenchIndex(b, searchBenchProducts)
 	ctx := context.Background()
 	for _, q := range [][]string{{"leather", "boot"}, {"hik"}, {"wor"}, {"w"}, {"leather", "b"}} {
-		b.Run(fmtTerms(q), func(b *testing.B) {
+		b.Run(strings.Join(q, "_"), func(b *testing.B) {
 			for b.Loop() {
 				if _, err := s.Match(ctx, q, 0, 21); err != nil {
 					b.Fatal(err)
@@ -101,15 +115,4 @@ func BenchmarkMatch(b *testing.B) {
 			}
 		})
 	}
-}
-
-func fmtTerms(terms []string) string {
-	out := ""
-	for i, t := range terms {
-		if i > 0 {
-			out += "_"
-		}
-		out += t
-	}
-	return out
 }

@@ -1,4 +1,5 @@
-// Package store persists the search index: SQLite FTS5 in the embedded mode.
+// Package store persists the search index: SQLite FTS5 in the embedded mode,
+// PostgreSQL full-text search (tsvector and GIN) on PostgreSQL.
 package store
 
 import (
@@ -14,13 +15,23 @@ import (
 	"github.com/millionshop/million/sqldb"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFS embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var migrationsFS embed.FS
 
-// SQLiteMigrations are the search module's schema for the embedded database.
-func SQLiteMigrations() sqldb.Migrations {
-	sub, _ := fs.Sub(sqliteFS, "sqlite")
-	return sqldb.Migrations{Module: "search", FS: sub}
+// Migrations are the search module's schema, for each engine.
+func Migrations() sqldb.Migrations {
+	lite, _ := fs.Sub(migrationsFS, "sqlite")
+	pg, _ := fs.Sub(migrationsFS, "postgres")
+	return sqldb.Migrations{Module: "search", SQLite: lite, Postgres: pg}
+}
+
+// New returns the index for db's engine. The two engines' full-text
+// features differ too much for one set of statements.
+func New(db *sqldb.DB) search.Store {
+	if db.Dialect == sqldb.Postgres {
+		return NewPostgres(db)
+	}
+	return NewSQLite(db)
 }
 
 // SQLite is the search index on SQLite FTS5.

@@ -26,7 +26,7 @@ func openDB(t *testing.T) *sqldb.DB {
 func newIndex(t *testing.T) *store.SQLite {
 	t.Helper()
 	db := openDB(t)
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{store.SQLiteMigrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{store.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return store.NewSQLite(db)
@@ -205,12 +205,12 @@ func TestMigrationIndexesExistingDocuments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := openDB(t)
-	full := store.SQLiteMigrations()
-	first, err := fs.ReadFile(full.FS, "00001_search.sql")
+	full := store.Migrations()
+	first, err := fs.ReadFile(full.SQLite, "00001_search.sql")
 	if err != nil {
 		t.Fatalf("read first migration: %v", err)
 	}
-	v1 := sqldb.Migrations{Module: full.Module, FS: fstest.MapFS{"00001_search.sql": {Data: first}}}
+	v1 := sqldb.Migrations{Module: full.Module, SQLite: fstest.MapFS{"00001_search.sql": {Data: first}}}
 	if _, err := db.Migrate(ctx, []sqldb.Migrations{v1}); err != nil {
 		t.Fatalf("migrate to v1: %v", err)
 	}

@@ -23,12 +23,6 @@ func Migrations() sqldb.Migrations {
 	return sqldb.Migrations{Module: "user", SQLite: lite, Postgres: pg}
 }
 
-// SQLiteMigrations is the transitional name of Migrations.
-func SQLiteMigrations() sqldb.Migrations { return Migrations() }
-
-// NewSQLite is the transitional name of New.
-func NewSQLite(db *sqldb.DB) *Store { return New(db) }
-
 // Store is the user store on SQLite or PostgreSQL.
 type Store struct {
 	db *sqldb.DB

@@ -1,0 +1,141 @@
+// Package storetest is the contract every cart.Store must pass, whatever
+// engine is behind it: one suite, run by each implementation's own tests
+// (cart/store runs it on SQLite and on PostgreSQL), so a new backend is done
+// when Run passes on it.
+package storetest
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/millionshop/million/cart"
+)
+
+var t0 = time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
+
+// Run runs the contract against the stores newStore returns. Every subtest
+// calls newStore for a fresh, empty store of its own and runs in parallel.
+func Run(t *testing.T, newStore func(t *testing.T) cart.Store) {
+	t.Helper()
+
+	setup := func(t *testing.T) (cart.Store, context.Context) {
+		t.Helper()
+		t.Parallel()
+		return newStore(t), context.Background()
+	}
+
+	t.Run("EmptyCartHasNoLines", func(t *testing.T) {
+		s, _ := setup(t)
+		wantLines(t, s, "nobody")
+	})
+
+	t.Run("SetInserts", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 2, t0)
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 2})
+		mustSet(t, ctx, s, "u1", "p2", 99, t0.Add(time.Second))
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 2}, cart.Line{ProductID: "p2", Quantity: 99})
+	})
+
+	t.Run("SetUpdatesQuantityInPlace", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 2, t0)
+		mustSet(t, ctx, s, "u1", "p2", 1, t0.Add(time.Second))
+		// Setting p1 again, later, changes its quantity and keeps its place:
+		// a line is ordered by when it was first added, not last changed.
+		mustSet(t, ctx, s, "u1", "p1", 5, t0.Add(time.Minute))
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 5}, cart.Line{ProductID: "p2", Quantity: 1})
+		mustSet(t, ctx, s, "u1", "p1", 1, t0.Add(2*time.Minute))
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p2", Quantity: 1})
+	})
+
+	t.Run("LinesInOrderOfAddedTime", func(t *testing.T) {
+		s, ctx := setup(t)
+		// Call order (b, c, a), name order (a, b, c) and time order
+		// (c, a, b) all differ, so only ordering by the added time passes.
+		mustSet(t, ctx, s, "u1", "p-b", 1, t0.Add(2*time.Microsecond))
+		mustSet(t, ctx, s, "u1", "p-c", 2, t0)
+		mustSet(t, ctx, s, "u1", "p-a", 3, t0.Add(time.Microsecond))
+		wantLines(t, s, "u1",
+			cart.Line{ProductID: "p-c", Quantity: 2},
+			cart.Line{ProductID: "p-a", Quantity: 3},
+			cart.Line{ProductID: "p-b", Quantity: 1})
+	})
+
+	t.Run("Remove", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 1, t0)
+		mustSet(t, ctx, s, "u1", "p2", 2, t0.Add(time.Second))
+		mustSet(t, ctx, s, "u1", "p3", 3, t0.Add(2*time.Second))
+		if err := s.Remove(ctx, "u1", "p2"); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p3", Quantity: 3})
+		if err := s.Remove(ctx, "u1", "p2"); err != nil {
+			t.Fatalf("Remove of a line no longer there = %v, want nil", err)
+		}
+		if err := s.Remove(ctx, "nobody", "p1"); err != nil {
+			t.Fatalf("Remove from an empty cart = %v, want nil", err)
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p3", Quantity: 3})
+		// A removed product comes back as a new line, at the end.
+		mustSet(t, ctx, s, "u1", "p2", 4, t0.Add(time.Minute))
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p3", Quantity: 3}, cart.Line{ProductID: "p2", Quantity: 4})
+	})
+
+	t.Run("Clear", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 1, t0)
+		mustSet(t, ctx, s, "u1", "p2", 2, t0.Add(time.Second))
+		if err := s.Clear(ctx, "u1"); err != nil {
+			t.Fatalf("Clear: %v", err)
+		}
+		wantLines(t, s, "u1")
+		if err := s.Clear(ctx, "u1"); err != nil {
+			t.Fatalf("Clear of an empty cart = %v, want nil", err)
+		}
+		mustSet(t, ctx, s, "u1", "p2", 3, t0.Add(time.Minute))
+		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 3})
+	})
+
+	t.Run("CartsAreIsolatedPerUser", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 1, t0)
+		mustSet(t, ctx, s, "u1", "p2", 2, t0.Add(time.Second))
+		mustSet(t, ctx, s, "u2", "p1", 7, t0.Add(2*time.Second))
+		mustSet(t, ctx, s, "u3", "p3", 3, t0)
+
+		mustSet(t, ctx, s, "u1", "p1", 9, t0.Add(time.Minute))
+		wantLines(t, s, "u2", cart.Line{ProductID: "p1", Quantity: 7})
+		if err := s.Remove(ctx, "u2", "p1"); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 9}, cart.Line{ProductID: "p2", Quantity: 2})
+		wantLines(t, s, "u2")
+		if err := s.Clear(ctx, "u1"); err != nil {
+			t.Fatalf("Clear: %v", err)
+		}
+		wantLines(t, s, "u1")
+		wantLines(t, s, "u3", cart.Line{ProductID: "p3", Quantity: 3})
+	})
+}
+
+func mustSet(t *testing.T, ctx context.Context, s cart.Store, userID, productID string, quantity int64, now time.Time) {
+	t.Helper()
+	if err := s.Set(ctx, userID, productID, quantity, now); err != nil {
+		t.Fatalf("Set(%s, %s, %d): %v", userID, productID, quantity, err)
+	}
+}
+
+func wantLines(t *testing.T, s cart.Store, userID string, want ...cart.Line) {
+	t.Helper()
+	got, err := s.Lines(context.Background(), userID)
+	if err != nil {
+		t.Fatalf("Lines(%s): %v", userID, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Lines(%s) = %+v, want %+v", userID, got, want)
+	}
+}

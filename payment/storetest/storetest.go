@@ -1,0 +1,369 @@
+// Package storetest is the contract every payment.Store must pass, whatever
+// engine is behind it: one suite, run by each implementation's own tests
+// (payment/store runs it on SQLite and on PostgreSQL), so a new backend is
+// done when Run passes on it.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/payment"
+)
+
+// when is a clock reading off UTC and below the microsecond, so the suite
+// sees that stored times come back in UTC at microsecond precision.
+var when = time.Date(2031, 2, 3, 4, 5, 6, 789012345, time.FixedZone("UTC+9", 9*3600))
+
+// stored is t as the contract promises to give it back.
+func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+
+// Run runs the contract against the stores newStore returns. Every subtest
+// calls newStore for a fresh, empty store of its own and runs in parallel.
+func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
+	t.Helper()
+
+	setup := func(t *testing.T) (payment.Store, context.Context) {
+		t.Helper()
+		t.Parallel()
+		return newStore(t), context.Background()
+	}
+
+	t.Run("InsertAndRead", func(t *testing.T) {
+		s, ctx := setup(t)
+		in := newPayment("pay1", "o1")
+		in.Status, in.ProviderRef = payment.StatusAuthorized, "ch_123"
+		in.UpdatedAt = when.Add(time.Second)
+		mustPayment(t, s, in)
+		mustPayment(t, s, newPayment("pay2", "o2"))
+		got, err := s.ByID(ctx, "pay1")
+		if err != nil {
+			t.Fatalf("ByID: %v", err)
+		}
+		if d := paymentDiff(got, in); d != "" {
+			t.Fatalf("ByID: %s", d)
+		}
+		got, err = s.ByOrder(ctx, "o1")
+		if err != nil {
+			t.Fatalf("ByOrder: %v", err)
+		}
+		if d := paymentDiff(got, in); d != "" {
+			t.Fatalf("ByOrder: %s", d)
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustPayment(t, s, newPayment("pay1", "o1"))
+		if got, err := s.ByID(ctx, "nope"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByID(missing) = %+v, %v; want fault.NotFound", got, err)
+		}
+		if got, err := s.ByOrder(ctx, "nope"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByOrder(missing) = %+v, %v; want fault.NotFound", got, err)
+		}
+		if got, err := s.ByID(ctx, "o1"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByID(an order ID) = %+v, %v; want fault.NotFound", got, err)
+		}
+		if got, err := s.ByOrder(ctx, "pay1"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByOrder(a payment ID) = %+v, %v; want fault.NotFound", got, err)
+		}
+	})
+
+	t.Run("SecondPaymentOfAnOrderIsConflict", func(t *testing.T) {
+		s, ctx := setup(t)
+		first := mustPayment(t, s, newPayment("pay1", "o1"))
+		err := s.Insert(ctx, newPayment("pay2", "o1"))
+		if !fault.Is(err, fault.Conflict) || !fault.HasCode(err, "payment_exists") {
+			t.Fatalf("Insert(second payment of o1) = %v, want fault.Conflict payment_exists", err)
+		}
+		if got, err := s.ByID(ctx, "pay2"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByID(pay2) after the conflict = %+v, %v; want fault.NotFound", got, err)
+		}
+		if d := paymentDiff(mustByOrder(t, s, "o1"), first); d != "" {
+			t.Fatalf("ByOrder(o1) after the conflict: %s", d)
+		}
+	})
+
+	t.Run("InsertConcurrent", func(t *testing.T) {
+		s, ctx := setup(t)
+		// Retried checkouts of one order race to create its payment.
+		const n = 10
+		var mu sync.Mutex
+		var lost []error
+		won := concurrently(t, n, func(i int) (bool, error) {
+			err := s.Insert(ctx, newPayment("pay"+strconv.Itoa(i), "o1"))
+			if err != nil {
+				mu.Lock()
+				lost = append(lost, err)
+				mu.Unlock()
+			}
+			return err == nil, nil
+		})
+		if won != 1 {
+			t.Fatalf("%d of %d concurrent Inserts for one order succeeded, want exactly 1", won, n)
+		}
+		for _, err := range lost {
+			if !fault.Is(err, fault.Conflict) || !fault.HasCode(err, "payment_exists") {
+				t.Fatalf("a losing Insert = %v, want fault.Conflict payment_exists", err)
+			}
+		}
+	})
+
+	t.Run("SetStatus", func(t *testing.T) {
+		s, ctx := setup(t)
+		in := mustPayment(t, s, newPayment("pay1", "o1"))
+		other := mustPayment(t, s, newPayment("pay2", "o2"))
+		later := when.Add(time.Hour)
+		if err := s.SetStatus(ctx, "pay1", payment.StatusAuthorized, "ch_1", later); err != nil {
+			t.Fatalf("SetStatus: %v", err)
+		}
+		want := in
+		want.Status, want.ProviderRef, want.UpdatedAt = payment.StatusAuthorized, "ch_1", later
+		if d := paymentDiff(mustByID(t, s, "pay1"), want); d != "" {
+			t.Fatalf("after SetStatus: %s", d)
+		}
+		if d := paymentDiff(mustByID(t, s, "pay2"), other); d != "" {
+			t.Fatalf("another payment after SetStatus: %s", d)
+		}
+		// Any status to any other: the service, not the store, decides.
+		evenLater := later.Add(time.Minute)
+		if err := s.SetStatus(ctx, "pay1", payment.StatusPending, "", evenLater); err != nil {
+			t.Fatalf("SetStatus back to pending: %v", err)
+		}
+		want.Status, want.ProviderRef, want.UpdatedAt = payment.StatusPending, "", evenLater
+		if d := paymentDiff(mustByOrder(t, s, "o1"), want); d != "" {
+			t.Fatalf("after SetStatus back to pending: %s", d)
+		}
+	})
+
+	t.Run("RecordEventOnce", func(t *testing.T) {
+		s, ctx := setup(t)
+		for _, step := range []struct {
+			id, typ string
+			fresh   bool
+		}{
+			{"evt1", "payment.captured", true},
+			{"evt1", "payment.captured", false},
+			{"evt1", "payment.refunded", false},
+			{"evt2", "payment.captured", true},
+			{"evt2", "payment.captured", false},
+		} {
+			fresh, err := s.RecordEvent(ctx, step.id, step.typ, when)
+			if err != nil || fresh != step.fresh {
+				t.Fatalf("RecordEvent(%s, %s) = %v, %v; want %v", step.id, step.typ, fresh, err, step.fresh)
+			}
+		}
+	})
+
+	t.Run("RecordEventConcurrent", func(t *testing.T) {
+		s, ctx := setup(t)
+		// The provider delivers one event many times at once, each delivery
+		// in its own transaction as payment.Payments.HandleWebhook runs it.
+		const n = 20
+		fresh := concurrently(t, n, func(int) (bool, error) {
+			var fresh bool
+			err := s.InTx(ctx, func(ctx context.Context) error {
+				var err error
+				fresh, err = s.RecordEvent(ctx, "evt1", "payment.captured", when)
+				return err
+			})
+			return fresh, err
+		})
+		if fresh != 1 {
+			t.Fatalf("%d of %d concurrent RecordEvent(evt1) reported a new event, want exactly 1", fresh, n)
+		}
+		alone := concurrently(t, n, func(int) (bool, error) {
+			return s.RecordEvent(ctx, "evt2", "payment.captured", when)
+		})
+		if alone != 1 {
+			t.Fatalf("%d of %d concurrent RecordEvent(evt2) outside transactions reported a new event, want exactly 1", alone, n)
+		}
+	})
+
+	t.Run("ReadInTxLocksThePayment", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustPayment(t, s, newPayment("pay1", "o1"))
+		const n = 12
+		// Each transaction reads the payment, then writes a reference derived
+		// from what it read, as a webhook decides from the status it read.
+		reads := []func(ctx context.Context) (payment.Payment, error){
+			func(ctx context.Context) (payment.Payment, error) { return s.ByID(ctx, "pay1") },
+			func(ctx context.Context) (payment.Payment, error) { return s.ByOrder(ctx, "o1") },
+		}
+		wait := gate(n, 200*time.Millisecond)
+		ok := concurrently(t, n, func(i int) (bool, error) {
+			err := s.InTx(ctx, func(ctx context.Context) error {
+				wait()
+				p, err := reads[i%2](ctx)
+				if err != nil {
+					return err
+				}
+				time.Sleep(5 * time.Millisecond) // let the others read, unless the payment is locked
+				return s.SetStatus(ctx, p.ID, p.Status, p.ProviderRef+"+", when)
+			})
+			return err == nil, err
+		})
+		if ok != n {
+			t.Fatalf("%d of %d transactions committed", ok, n)
+		}
+		if got := strings.Count(mustByID(t, s, "pay1").ProviderRef, "+"); got != n {
+			t.Fatalf("%d read-modify-write transactions left %d marks, want %d: an update was lost", n, got, n)
+		}
+	})
+
+	t.Run("InTxRollsBack", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustPayment(t, s, newPayment("pay1", "o1"))
+		boom := errors.New("boom")
+		err := s.InTx(ctx, func(ctx context.Context) error {
+			if err := s.Insert(ctx, newPayment("pay2", "o2")); err != nil {
+				return err
+			}
+			if _, err := s.ByOrder(ctx, "o2"); err != nil {
+				return fmt.Errorf("ByOrder in the transaction that inserted it: %w", err)
+			}
+			if err := s.SetStatus(ctx, "pay1", payment.StatusFailed, "x", when); err != nil {
+				return err
+			}
+			if fresh, err := s.RecordEvent(ctx, "evt1", "payment.failed", when); err != nil || !fresh {
+				return fmt.Errorf("RecordEvent in the transaction = %v, %v; want true", fresh, err)
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("InTx = %v, want the error fn returned", err)
+		}
+		if got, err := s.ByID(ctx, "pay2"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("ByID after a rolled-back Insert = %+v, %v; want fault.NotFound", got, err)
+		}
+		if got := mustByID(t, s, "pay1"); got.Status != payment.StatusPending || got.ProviderRef != "" {
+			t.Fatalf("payment after a rolled-back SetStatus = %s/%q, want pending/\"\"", got.Status, got.ProviderRef)
+		}
+		// The event of a rolled-back webhook was not processed: its retry is new.
+		if fresh, err := s.RecordEvent(ctx, "evt1", "payment.failed", when); err != nil || !fresh {
+			t.Fatalf("RecordEvent after a rolled-back RecordEvent = %v, %v; want true", fresh, err)
+		}
+	})
+}
+
+// newPayment is a pending payment of an order.
+func newPayment(id, orderID string) payment.Payment {
+	return payment.Payment{ID: id, OrderID: orderID, UserID: "u-" + orderID, AmountCents: 12_345,
+		Currency: "EUR", Status: payment.StatusPending, Provider: "simulated", CreatedAt: when, UpdatedAt: when}
+}
+
+func mustPayment(t *testing.T, s payment.Store, p payment.Payment) payment.Payment {
+	t.Helper()
+	if err := s.Insert(context.Background(), p); err != nil {
+		t.Fatalf("Insert(%s): %v", p.ID, err)
+	}
+	return p
+}
+
+func mustByID(t *testing.T, s payment.Store, id string) payment.Payment {
+	t.Helper()
+	p, err := s.ByID(context.Background(), id)
+	if err != nil {
+		t.Fatalf("ByID(%s): %v", id, err)
+	}
+	return p
+}
+
+func mustByOrder(t *testing.T, s payment.Store, orderID string) payment.Payment {
+	t.Helper()
+	p, err := s.ByOrder(context.Background(), orderID)
+	if err != nil {
+		t.Fatalf("ByOrder(%s): %v", orderID, err)
+	}
+	return p
+}
+
+// paymentDiff describes how got differs from want as stored, or returns "".
+func paymentDiff(got, want payment.Payment) string {
+	var d []string
+	for _, tm := range []struct {
+		name      string
+		got, want time.Time
+	}{{"CreatedAt", got.CreatedAt, want.CreatedAt}, {"UpdatedAt", got.UpdatedAt, want.UpdatedAt}} {
+		if tm.got.Location() != time.UTC || !tm.got.Equal(stored(tm.want)) {
+			d = append(d, fmt.Sprintf("%s = %v, want %v (UTC, microseconds)", tm.name, tm.got, stored(tm.want)))
+		}
+	}
+	got.CreatedAt, got.UpdatedAt, want.CreatedAt, want.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if got != want {
+		d = append(d, fmt.Sprintf("got %+v, want %+v", got, want))
+	}
+	return strings.Join(d, "; ")
+}
+
+// concurrently runs fn n times at once and counts the calls that reported
+// true. An error fails the test.
+func concurrently(t *testing.T, n int, fn func(i int) (bool, error)) int {
+	t.Helper()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		count int
+		errs  []error
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ok, err := fn(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ok {
+				count++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("%d of %d concurrent calls failed: %v", len(errs), n, err)
+	}
+	return count
+}
+
+// gate returns a wait that holds each caller until n callers have reached it
+// or d has passed since the first did. Transactions that meet at a gate read
+// at the same moment, where an engine lets them; SQLite runs one write
+// transaction at a time, so there the wait times out instead.
+func gate(n int, d time.Duration) func() {
+	var (
+		mu      sync.Mutex
+		arrived int
+		open    = make(chan struct{})
+		timer   *time.Timer
+	)
+	release := func() {
+		select {
+		case <-open:
+		default:
+			close(open)
+		}
+	}
+	return func() {
+		mu.Lock()
+		arrived++
+		if arrived == n {
+			release()
+		}
+		if timer == nil {
+			timer = time.AfterFunc(d, func() { mu.Lock(); defer mu.Unlock(); release() })
+		}
+		mu.Unlock()
+		<-open
+	}
+}
