@@ -133,7 +133,11 @@ type ProductRow struct {
 }
 
 // Store is the persistence the catalog module needs; implementations live in
-// catalog/store.
+// catalog/store and every one must pass catalog/storetest.
+//
+// Text a store cannot hold (sqldb.Storable: invalid UTF-8, NUL) is treated
+// alike on every engine: a write that carries it fails with fault.Invalid
+// (sqldb.ErrUnstorable), and a lookup by it finds nothing.
 type Store interface {
 	// InTx runs fn in one transaction (or joins the one in ctx).
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
@@ -141,15 +145,25 @@ type Store interface {
 	Categories(ctx context.Context) ([]Category, error)
 	// CategoryBySlug finds a category. Errors: fault.NotFound.
 	CategoryBySlug(ctx context.Context, slug string) (Category, error)
-	// CreateCategory inserts a category. Errors: fault.Conflict (slug_taken).
+	// CreateCategory inserts a category. Errors: fault.Conflict (slug_taken),
+	// fault.Invalid (unstorable text).
 	CreateCategory(ctx context.Context, c Category) error
 	// ListProducts returns up to limit products after the cursor position.
+	// Errors: fault.Invalid when after holds an ID no store can hold, so it
+	// cannot be a position a list returned.
 	ListProducts(ctx context.Context, categoryID, sort string, after *Position, limit int) ([]Product, error)
-	// ProductsByID returns the products among ids that exist.
+	// ProductsByID returns the products among ids that exist. Called inside
+	// a transaction it locks them until the transaction ends, so a
+	// read-modify-write (checkout's reservation, UpdateProduct's patch)
+	// never loses a concurrent update.
 	ProductsByID(ctx context.Context, ids []string) ([]Product, error)
-	// InsertProduct inserts a product. Errors: fault.Conflict (sku_taken).
+	// InsertProduct inserts a product. Errors: fault.Conflict (sku_taken),
+	// fault.Invalid (unstorable text).
 	InsertProduct(ctx context.Context, p ProductRow) error
-	// UpdateProduct writes every field of p. Errors: fault.NotFound.
+	// UpdateProduct writes the mutable fields of p (name, description,
+	// price, category, stock, image URL, UpdatedAt) to the product p.ID. SKU,
+	// Currency and CreatedAt are set once by InsertProduct and never
+	// written. Errors: fault.NotFound, fault.Invalid (unstorable text).
 	UpdateProduct(ctx context.Context, p ProductRow) error
 	// DeleteProduct removes a product. Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) error

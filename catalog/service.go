@@ -102,7 +102,7 @@ func (c *Catalog) Products(ctx context.Context, q ListQuery) (Page, error) {
 		if err := web.DecodeCursor(q.Cursor, &pos); err != nil {
 			return Page{}, err
 		}
-		if pos.Sort != q.Sort || pos.ID == "" || pos.PriceCents < 0 {
+		if pos.Sort != q.Sort || !web.ValidID(pos.ID) || pos.PriceCents < 0 {
 			return Page{}, fault.Fields(fault.FieldError{Field: "cursor", Message: "does not belong to this sort order"})
 		}
 		after = &pos

@@ -122,26 +122,45 @@ type KeyRecord struct {
 	CreatedAt   time.Time
 }
 
-// Store persists orders and idempotency keys.
+// Store persists orders and idempotency keys; implementations live in
+// order/store and every one must pass order/storetest.
+//
+// Text a store cannot hold (sqldb.Storable: invalid UTF-8, NUL) is treated
+// alike on every engine: a write that carries it fails with fault.Invalid
+// (sqldb.ErrUnstorable), and a lookup by it finds nothing.
+//
+// Order, OrderByID and Key, called inside a transaction, lock the row they
+// return until the transaction ends: checkout (taking over a key whose lease
+// ran out), cancel and payment webhooks change what they read, and must not
+// act twice on the same stale row.
 type Store interface {
 	// InTx runs fn in one transaction (or joins the one in ctx).
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
-	// InsertOrder stores a new order with its items.
+	// InsertOrder stores a new order with its items. Errors: fault.Invalid
+	// (unstorable text).
 	InsertOrder(ctx context.Context, o Order) error
-	// Order returns an order of the user. Errors: fault.NotFound (also for another user's order).
+	// Order returns an order of the user, locked inside a transaction.
+	// Errors: fault.NotFound (also for another user's order).
 	Order(ctx context.Context, userID, orderID string) (Order, error)
-	// OrderByID returns an order whoever owns it. Errors: fault.NotFound.
+	// OrderByID returns an order whoever owns it, locked inside a
+	// transaction. Errors: fault.NotFound.
 	OrderByID(ctx context.Context, orderID string) (Order, error)
 	// Orders returns up to limit orders of the user older than beforeID ("" for the newest).
+	// Errors: fault.Invalid when beforeID is an ID no store can hold, so it
+	// cannot be a position a list returned.
 	Orders(ctx context.Context, userID, beforeID string, limit int) ([]Order, error)
 	// SetStatus moves an order from one of the given statuses to status; it
-	// reports false when the order was in none of them.
+	// reports false when the order was in none of them. Errors:
+	// fault.Invalid (unstorable status text).
 	SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error)
-	// Key returns an idempotency record. Errors: fault.NotFound.
+	// Key returns an idempotency record, locked inside a transaction.
+	// Errors: fault.NotFound.
 	Key(ctx context.Context, userID, key string) (KeyRecord, error)
-	// InsertKey stores a new record. Errors: fault.Conflict when it exists.
+	// InsertKey stores a new record. Errors: fault.Conflict when it exists,
+	// fault.Invalid (unstorable text).
 	InsertKey(ctx context.Context, r KeyRecord) error
-	// UpdateKey writes every mutable field of r.
+	// UpdateKey writes every mutable field of r. Errors: fault.Invalid
+	// (unstorable text).
 	UpdateKey(ctx context.Context, r KeyRecord) error
 	// DeleteKey removes a record (a transient failure that must not be replayed).
 	DeleteKey(ctx context.Context, userID, key string) error

@@ -385,7 +385,7 @@ func (s *Orders) List(ctx context.Context, userID string, limit int, cursor stri
 		if err := web.DecodeCursor(cursor, &pos); err != nil {
 			return Page{}, err
 		}
-		if pos.ID == "" {
+		if !web.ValidID(pos.ID) {
 			return Page{}, fault.Fields(fault.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
 		}
 		before = pos.ID

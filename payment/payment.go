@@ -88,18 +88,33 @@ type OrderNotifier interface {
 	PaymentChanged(ctx context.Context, orderID, status string) error
 }
 
-// Store persists payments and processed webhook events.
+// Store persists payments and processed webhook events; implementations
+// live in payment/store and every one must pass payment/storetest.
+//
+// Text a store cannot hold (sqldb.Storable: invalid UTF-8, NUL) is treated
+// alike on every engine: a write that carries it fails with fault.Invalid
+// (sqldb.ErrUnstorable), and a lookup by it finds nothing.
+//
+// ByID and ByOrder, called inside a transaction, lock the payment they
+// return until the transaction ends: a webhook or a cancel changes the
+// payment from what it read, and two of them must not both act on the same
+// stale status.
 type Store interface {
 	// InTx runs fn in one transaction (or joins the one in ctx).
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
-	// Insert stores a new payment. Errors: fault.Conflict when the order already has one.
+	// Insert stores a new payment. Errors: fault.Conflict when the order
+	// already has one, fault.Invalid (unstorable text).
 	Insert(ctx context.Context, p Payment) error
-	// ByOrder returns an order's payment. Errors: fault.NotFound.
+	// ByOrder returns an order's payment, locked inside a transaction.
+	// Errors: fault.NotFound.
 	ByOrder(ctx context.Context, orderID string) (Payment, error)
-	// ByID returns a payment. Errors: fault.NotFound.
+	// ByID returns a payment, locked inside a transaction. Errors:
+	// fault.NotFound.
 	ByID(ctx context.Context, id string) (Payment, error)
-	// SetStatus updates status and provider reference.
+	// SetStatus updates status and provider reference. Errors:
+	// fault.Invalid (unstorable text).
 	SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error
-	// RecordEvent stores a webhook event ID; it reports false when it was already stored.
+	// RecordEvent stores a webhook event ID; it reports false when it was
+	// already stored. Errors: fault.Invalid (unstorable text).
 	RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error)
 }

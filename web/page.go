@@ -73,13 +73,20 @@ const MaxIDLen = 64
 // an ID that does not exist, without reaching storage.
 func PathID(r *http.Request, name string) (string, error) {
 	id := r.PathValue(name)
-	ok := len(id) > 0 && len(id) <= MaxIDLen
-	for i := 0; ok && i < len(id); i++ {
-		c := id[i]
-		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
-	}
-	if !ok {
+	if !ValidID(id) {
 		return "", fault.New(fault.NotFound, "", "no such object")
 	}
 	return id, nil
+}
+
+// ValidID reports whether s could be an ID million issued: 1 to MaxIDLen
+// letters, digits, '-', '_', '.' or ':'. Paths and cursors are checked with
+// it, so a forged value never reaches storage.
+func ValidID(s string) bool {
+	ok := len(s) > 0 && len(s) <= MaxIDLen
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
+	}
+	return ok
 }

@@ -34,6 +34,9 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // Lines implements cart.Store.
 func (s *Store) Lines(ctx context.Context, userID string) ([]cart.Line, error) {
+	if !sqldb.Storable(userID) {
+		return nil, nil // no stored line can belong to it
+	}
 	rows, err := s.db.Reader(ctx).QueryContext(ctx,
 		`SELECT product_id, quantity FROM cart_items WHERE user_id = ? ORDER BY added_at, product_id`, userID)
 	if err != nil {
@@ -53,6 +56,9 @@ func (s *Store) Lines(ctx context.Context, userID string) ([]cart.Line, error) {
 
 // Set implements cart.Store.
 func (s *Store) Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error {
+	if !sqldb.Storable(userID, productID) {
+		return sqldb.ErrUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO cart_items (user_id, product_id, quantity, added_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = excluded.quantity`,
 		userID, productID, quantity, now.UnixMicro())
@@ -61,12 +67,18 @@ func (s *Store) Set(ctx context.Context, userID, productID string, quantity int6
 
 // Remove implements cart.Store.
 func (s *Store) Remove(ctx context.Context, userID, productID string) error {
+	if !sqldb.Storable(userID, productID) {
+		return nil // no such line, as for any unknown product
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ? AND product_id = ?`, userID, productID)
 	return fault.Wrap(err, "remove cart line")
 }
 
 // Clear implements cart.Store.
 func (s *Store) Clear(ctx context.Context, userID string) error {
+	if !sqldb.Storable(userID) {
+		return nil // no stored line can belong to it
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ?`, userID)
 	return fault.Wrap(err, "clear cart")
 }

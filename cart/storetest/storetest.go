@@ -11,9 +11,15 @@ import (
 	"time"
 
 	"github.com/millionshop/million/cart"
+	"github.com/millionshop/million/fault"
 )
 
 var t0 = time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
+
+// unstorable are strings PostgreSQL cannot hold in text: NUL, alone or
+// between storable bytes, and bytes that are not UTF-8. Appended to a stored
+// key they also catch a store that cuts a key at the first bad byte.
+var unstorable = []string{"\x00", "\x00tail", "\xff", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -119,6 +125,36 @@ func Run(t *testing.T, newStore func(t *testing.T) cart.Store) {
 		}
 		wantLines(t, s, "u1")
 		wantLines(t, s, "u3", cart.Line{ProductID: "p3", Quantity: 3})
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 2, t0)
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			for _, userID := range []string{bad, "u1" + bad} {
+				wantLines(t, s, userID)
+				if err := s.Set(ctx, userID, "p1", 1, t0); !fault.Is(err, fault.Invalid) {
+					t.Errorf("Set(%q, p1) = %v, want fault.Invalid", userID, err)
+				}
+				if err := s.Remove(ctx, userID, "p1"); err != nil {
+					t.Errorf("Remove(%q, p1) = %v, want nil as for any empty cart", userID, err)
+				}
+				if err := s.Clear(ctx, userID); err != nil {
+					t.Errorf("Clear(%q) = %v, want nil as for any empty cart", userID, err)
+				}
+			}
+			for _, productID := range []string{bad, "p1" + bad} {
+				if err := s.Set(ctx, "u1", productID, 1, t0); !fault.Is(err, fault.Invalid) {
+					t.Errorf("Set(u1, %q) = %v, want fault.Invalid", productID, err)
+				}
+				if err := s.Remove(ctx, "u1", productID); err != nil {
+					t.Errorf("Remove(u1, %q) = %v, want nil as for any line not there", productID, err)
+				}
+			}
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 2})
 	})
 }
 

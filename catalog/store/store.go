@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/fault"
@@ -24,12 +23,6 @@ func Migrations() sqldb.Migrations {
 	return sqldb.Migrations{Module: "catalog", SQLite: lite, Postgres: pg}
 }
 
-// SQLiteMigrations is the transitional name of Migrations.
-func SQLiteMigrations() sqldb.Migrations { return Migrations() }
-
-// NewSQLite is the transitional name of New.
-func NewSQLite(db *sqldb.DB) *Store { return New(db) }
-
 // Store is the catalog store on SQLite or PostgreSQL.
 type Store struct {
 	db *sqldb.DB
@@ -39,21 +32,6 @@ var _ catalog.Store = (*Store)(nil)
 
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
-
-// storable reports whether every s fits a PostgreSQL TEXT column: valid
-// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
-// rest alike: writes fail with errUnstorable, and lookups find nothing,
-// since no stored key can hold such a value.
-func storable(ss ...string) bool {
-	for _, s := range ss {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
 
 // InTx implements catalog.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -81,7 +59,7 @@ func (s *Store) Categories(ctx context.Context) ([]catalog.Category, error) {
 // CategoryBySlug implements catalog.Store.
 func (s *Store) CategoryBySlug(ctx context.Context, slug string) (catalog.Category, error) {
 	var c catalog.Category
-	if !storable(slug) {
+	if !sqldb.Storable(slug) {
 		return c, fault.New(fault.NotFound, "", "no such category")
 	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT id, slug, name FROM categories WHERE slug = ?`, slug).Scan(&c.ID, &c.Slug, &c.Name)
@@ -93,8 +71,8 @@ func (s *Store) CategoryBySlug(ctx context.Context, slug string) (catalog.Catego
 
 // CreateCategory implements catalog.Store.
 func (s *Store) CreateCategory(ctx context.Context, c catalog.Category) error {
-	if !storable(c.ID, c.Slug, c.Name) {
-		return errUnstorable
+	if !sqldb.Storable(c.ID, c.Slug, c.Name) {
+		return sqldb.ErrUnstorable
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)`, c.ID, c.Slug, c.Name)
 	if sqldb.IsUniqueViolation(err) {
@@ -130,10 +108,10 @@ func scanProducts(rows interface {
 // seeks past the last row of the previous one through an index, so page 1000
 // costs what page 1 costs.
 func (s *Store) ListProducts(ctx context.Context, categoryID, sort string, after *catalog.Position, limit int) ([]catalog.Product, error) {
-	if after != nil && !storable(after.ID) {
+	if after != nil && !sqldb.Storable(after.ID) {
 		return nil, fault.New(fault.Invalid, "", "the list position is not one a list returned")
 	}
-	if !storable(categoryID) {
+	if !sqldb.Storable(categoryID) {
 		return []catalog.Product{}, nil
 	}
 	var where []string
@@ -180,7 +158,7 @@ func (s *Store) ListProducts(ctx context.Context, categoryID, sort string, after
 func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Product, error) {
 	args := make([]any, 0, len(ids))
 	for _, id := range ids {
-		if storable(id) {
+		if sqldb.Storable(id) {
 			args = append(args, id)
 		}
 	}
@@ -204,8 +182,8 @@ func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Produ
 
 // InsertProduct implements catalog.Store.
 func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
-	if !storable(p.ID, p.SKU, p.Name, p.Description, p.Currency, p.CategoryID, p.ImageURL) {
-		return errUnstorable
+	if !sqldb.Storable(p.ID, p.SKU, p.Name, p.Description, p.Currency, p.CategoryID, p.ImageURL) {
+		return sqldb.ErrUnstorable
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO products
 		(id, sku, name, description, price_cents, currency, category_id, stock, image_url, created_at, updated_at)
@@ -220,11 +198,11 @@ func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
 
 // UpdateProduct implements catalog.Store.
 func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
-	if !storable(p.ID) {
+	if !sqldb.Storable(p.ID) {
 		return errNoProduct
 	}
-	if !storable(p.Name, p.Description, p.CategoryID, p.ImageURL) {
-		return errUnstorable
+	if !sqldb.Storable(p.Name, p.Description, p.CategoryID, p.ImageURL) {
+		return sqldb.ErrUnstorable
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
 		category_id = ?, stock = ?, image_url = ?, updated_at = ? WHERE id = ?`,
@@ -242,7 +220,7 @@ var errNoProduct = fault.New(fault.NotFound, "", "no such product")
 
 // DeleteProduct implements catalog.Store.
 func (s *Store) DeleteProduct(ctx context.Context, id string) error {
-	if !storable(id) {
+	if !sqldb.Storable(id) {
 		return errNoProduct
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM products WHERE id = ?`, id)
@@ -258,7 +236,7 @@ func (s *Store) DeleteProduct(ctx context.Context, id string) error {
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes the
 // check and the decrement one atomic step, so stock can never go negative.
 func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
-	if !storable(id) {
+	if !sqldb.Storable(id) {
 		return false, nil
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
@@ -272,7 +250,7 @@ func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Ti
 
 // PutStock implements catalog.Store.
 func (s *Store) PutStock(ctx context.Context, id string, qty int64, now time.Time) error {
-	if !storable(id) {
+	if !sqldb.Storable(id) {
 		return nil // no such product, as for any unknown ID
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,

@@ -10,20 +10,21 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
 // when is a clock reading off UTC and below the microsecond, so the suite
 // sees that stored times come back in UTC at microsecond precision.
 var when = time.Date(2031, 2, 3, 4, 5, 6, 789012345, time.FixedZone("UTC+5:30", 5*3600+1800))
 
-// stored is t as the contract promises to give it back.
-func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+// unstorable are strings PostgreSQL cannot hold in text: NUL, and bytes
+// that are not UTF-8.
+var unstorable = []string{"p1\x00", "\x00", "p\xff1", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -70,7 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		s, ctx := setup(t)
 		first := mustCategory(t, s, "c1", "toys", "Toys")
 		err := s.CreateCategory(ctx, catalog.Category{ID: "c2", Slug: "toys", Name: "More toys"})
-		wantFault(t, "CreateCategory(same slug)", err, fault.Conflict, "slug_taken")
+		sqldbtest.WantFault(t, "CreateCategory(same slug)", err, fault.Conflict, "slug_taken")
 		got, err := s.Categories(ctx)
 		if want := []catalog.Category{first}; err != nil || !slices.Equal(got, want) {
 			t.Fatalf("Categories after the conflict = %+v, %v; want only %+v", got, err, want)
@@ -100,7 +101,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		first := mustProduct(t, s, row("p1", "c1", "gear", 100, 1))
 		dup := row("p2", "c1", "gear", 200, 2)
 		dup.SKU = first.SKU
-		wantFault(t, "InsertProduct(same sku)", s.InsertProduct(ctx, dup), fault.Conflict, "sku_taken")
+		sqldbtest.WantFault(t, "InsertProduct(same sku)", s.InsertProduct(ctx, dup), fault.Conflict, "sku_taken")
 		if got, ok := get(t, s, "p2"); ok {
 			t.Fatalf("ProductsByID(p2) after the conflict = %+v; want no such product", got)
 		}
@@ -136,7 +137,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		}
 	})
 
-	t.Run("UpdateProductWritesEveryField", func(t *testing.T) {
+	t.Run("UpdateProductWritesEveryMutableField", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustCategory(t, s, "c1", "gear", "Gear")
 		mustCategory(t, s, "c2", "food", "Food")
@@ -162,7 +163,26 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			t.Fatalf("UpdateProduct with unchanged values = %v, want success", err)
 		}
 		missing := row("nope", "c1", "gear", 1, 1)
-		wantFault(t, "UpdateProduct(missing)", s.UpdateProduct(ctx, missing), fault.NotFound, "")
+		sqldbtest.WantFault(t, "UpdateProduct(missing)", s.UpdateProduct(ctx, missing), fault.NotFound, "")
+	})
+
+	t.Run("UpdateProductKeepsSKUCurrencyAndCreatedAt", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustCategory(t, s, "c1", "gear", "Gear")
+		before := mustProduct(t, s, row("p1", "c1", "gear", 100, 1))
+		// They are set once, by InsertProduct: an update that carries other
+		// values for them changes the rest and leaves them as they were.
+		changed := before
+		changed.SKU, changed.Currency, changed.CreatedAt = "SKU-OTHER", "EUR", when.Add(-24*time.Hour)
+		changed.Name, changed.UpdatedAt = "Renamed", when.Add(time.Hour)
+		if err := s.UpdateProduct(ctx, changed); err != nil {
+			t.Fatalf("UpdateProduct: %v", err)
+		}
+		want := before.Product
+		want.Name, want.UpdatedAt = "Renamed", changed.UpdatedAt
+		if d := productDiff(mustGet(t, s, "p1"), want); d != "" {
+			t.Fatalf("after UpdateProduct with another SKU, currency and creation time: %s", d)
+		}
 	})
 
 	t.Run("DeleteProduct", func(t *testing.T) {
@@ -176,8 +196,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		if got, ok := get(t, s, "p1"); ok {
 			t.Fatalf("ProductsByID after DeleteProduct = %+v; want no such product", got)
 		}
-		wantFault(t, "DeleteProduct again", s.DeleteProduct(ctx, "p1"), fault.NotFound, "")
-		wantFault(t, "DeleteProduct(missing)", s.DeleteProduct(ctx, "nope"), fault.NotFound, "")
+		sqldbtest.WantFault(t, "DeleteProduct again", s.DeleteProduct(ctx, "p1"), fault.NotFound, "")
+		sqldbtest.WantFault(t, "DeleteProduct(missing)", s.DeleteProduct(ctx, "nope"), fault.NotFound, "")
 		if d := productDiff(mustGet(t, s, "p2"), other.Product); d != "" {
 			t.Fatalf("another product after DeleteProduct: %s", d)
 		}
@@ -291,7 +311,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			return took, err
 		}
 		for id, take := range map[string]func(context.Context, string) (bool, error){"p1": alone, "p2": inTx} {
-			took := concurrently(t, 50, func(int) (bool, error) { return take(ctx, id) })
+			took := sqldbtest.Concurrently(t, 50, func(int) (bool, error) { return take(ctx, id) })
 			if took != 10 {
 				t.Errorf("%s: %d of 50 concurrent TakeStock(1) on stock 10 succeeded, want 10", id, took)
 			}
@@ -369,8 +389,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		mustCategory(t, s, "c1", "gear", "Gear")
 		mustProduct(t, s, row("p1", "c1", "gear", 100, 0))
 		const n = 12
-		wait := gate(n, 200*time.Millisecond)
-		ok := concurrently(t, n, func(int) (bool, error) {
+		wait := sqldbtest.Gate(n, 200*time.Millisecond)
+		ok := sqldbtest.Concurrently(t, n, func(int) (bool, error) {
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				wait()
 				found, err := s.ProductsByID(ctx, []string{"p1"})
@@ -389,6 +409,76 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		}
 		if got := mustGet(t, s, "p1").Stock; got != n {
 			t.Fatalf("stock after %d read-increment-write transactions = %d, want %d: an update was lost", n, got, n)
+		}
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		gear := mustCategory(t, s, "c1", "gear", "Gear")
+		p1 := mustProduct(t, s, row("p1", "c1", "gear", 100, 5))
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			if got, err := s.CategoryBySlug(ctx, bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("CategoryBySlug(%q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.ProductsByID(ctx, []string{bad, "p1"}); err != nil || !slices.Equal(ids(got), []string{"p1"}) {
+				t.Errorf("ProductsByID(%q, p1) = %v, %v; want p1", bad, ids(got), err)
+			}
+			missing := p1
+			missing.ID = bad
+			if err := s.UpdateProduct(ctx, missing); !fault.Is(err, fault.NotFound) {
+				t.Errorf("UpdateProduct(ID %q) = %v, want fault.NotFound", bad, err)
+			}
+			if err := s.DeleteProduct(ctx, bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("DeleteProduct(%q) = %v, want fault.NotFound", bad, err)
+			}
+			if took, err := s.TakeStock(ctx, bad, 1, when); err != nil || took {
+				t.Errorf("TakeStock(%q) = %v, %v; want false, nil", bad, took, err)
+			}
+			if err := s.PutStock(ctx, bad, 1, when); err != nil {
+				t.Errorf("PutStock(%q) = %v, want nil as for any unknown product", bad, err)
+			}
+			for _, sort := range []string{catalog.SortNewest, catalog.SortPrice, catalog.SortPriceDesc} {
+				if got, err := s.ListProducts(ctx, bad, sort, nil, 10); err != nil || len(got) != 0 {
+					t.Errorf("ListProducts(category %q, %s) = %v, %v; want none", bad, sort, ids(got), err)
+				}
+				after := &catalog.Position{Sort: sort, ID: bad}
+				if got, err := s.ListProducts(ctx, "", sort, after, 10); !fault.Is(err, fault.Invalid) {
+					t.Errorf("ListProducts(after ID %q, %s) = %v, %v; want fault.Invalid", bad, sort, ids(got), err)
+				}
+			}
+			if err := s.CreateCategory(ctx, catalog.Category{ID: "c2", Slug: "misc", Name: "Misc " + bad}); !fault.Is(err, fault.Invalid) {
+				t.Errorf("CreateCategory(name %q) = %v, want fault.Invalid", bad, err)
+			}
+			for _, field := range []func(r *catalog.ProductRow){
+				func(r *catalog.ProductRow) { r.ID = bad },
+				func(r *catalog.ProductRow) { r.SKU = bad },
+				func(r *catalog.ProductRow) { r.Name = bad },
+				func(r *catalog.ProductRow) { r.Description = bad },
+				func(r *catalog.ProductRow) { r.ImageURL = bad },
+			} {
+				r := row("p2", "c1", "gear", 100, 1)
+				field(&r)
+				if err := s.InsertProduct(ctx, r); !fault.Is(err, fault.Invalid) {
+					t.Errorf("InsertProduct(%+v) = %v, want fault.Invalid", r.Product, err)
+				}
+			}
+			changed := p1
+			changed.Description = bad
+			if err := s.UpdateProduct(ctx, changed); !fault.Is(err, fault.Invalid) {
+				t.Errorf("UpdateProduct(description %q) = %v, want fault.Invalid", bad, err)
+			}
+		}
+		if d := productDiff(mustGet(t, s, "p1"), p1.Product); d != "" {
+			t.Errorf("p1 after refused writes: %s", d)
+		}
+		got, err := s.ListProducts(ctx, "", catalog.SortNewest, nil, 10)
+		if err != nil || !slices.Equal(ids(got), []string{"p1"}) {
+			t.Errorf("products after refused writes = %v, %v; want only p1", ids(got), err)
+		}
+		if got, err := s.Categories(ctx); err != nil || !slices.Equal(got, []catalog.Category{gear}) {
+			t.Errorf("categories after refused writes = %+v, %v; want only %+v", got, err, gear)
 		}
 	})
 
@@ -500,8 +590,8 @@ func productDiff(got, want catalog.Product) string {
 		name      string
 		got, want time.Time
 	}{{"CreatedAt", got.CreatedAt, want.CreatedAt}, {"UpdatedAt", got.UpdatedAt, want.UpdatedAt}} {
-		if tm.got.Location() != time.UTC || !tm.got.Equal(stored(tm.want)) {
-			d = append(d, fmt.Sprintf("%s = %v, want %v", tm.name, tm.got, stored(tm.want)))
+		if tm.got.Location() != time.UTC || !tm.got.Equal(sqldbtest.Stored(tm.want)) {
+			d = append(d, fmt.Sprintf("%s = %v, want %v", tm.name, tm.got, sqldbtest.Stored(tm.want)))
 		}
 	}
 	got.CreatedAt, got.UpdatedAt, want.CreatedAt, want.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
@@ -513,15 +603,8 @@ func productDiff(got, want catalog.Product) string {
 
 func checkTime(t *testing.T, what string, got, want time.Time) {
 	t.Helper()
-	if got.Location() != time.UTC || !got.Equal(stored(want)) {
-		t.Errorf("%s = %v, want %v (UTC, microseconds)", what, got, stored(want))
-	}
-}
-
-func wantFault(t *testing.T, what string, err error, kind fault.Kind, code string) {
-	t.Helper()
-	if !fault.Is(err, kind) || (code != "" && !fault.HasCode(err, code)) {
-		t.Fatalf("%s = %v, want fault %s with code %q", what, err, kind, code)
+	if got.Location() != time.UTC || !got.Equal(sqldbtest.Stored(want)) {
+		t.Errorf("%s = %v, want %v (UTC, microseconds)", what, got, sqldbtest.Stored(want))
 	}
 }
 
@@ -604,70 +687,5 @@ func walk(t *testing.T, s catalog.Store, all map[string]catalog.ProductRow, cate
 			pos.PriceCents = last.PriceCents
 		}
 		after = &pos
-	}
-}
-
-// concurrently runs fn n times at once and counts the calls that reported
-// true. An error fails the test.
-func concurrently(t *testing.T, n int, fn func(i int) (bool, error)) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		count int
-		errs  []error
-	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			ok, err := fn(i)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if ok {
-				count++
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("%d of %d concurrent calls failed: %v", len(errs), n, err)
-	}
-	return count
-}
-
-// gate returns a wait that holds each caller until n callers have reached it
-// or d has passed since the first did. Transactions that meet at a gate read
-// at the same moment, where an engine lets them; SQLite runs one write
-// transaction at a time, so there the wait times out instead.
-func gate(n int, d time.Duration) func() {
-	var (
-		mu      sync.Mutex
-		arrived int
-		open    = make(chan struct{})
-		timer   *time.Timer
-	)
-	release := func() {
-		select {
-		case <-open:
-		default:
-			close(open)
-		}
-	}
-	return func() {
-		mu.Lock()
-		arrived++
-		if arrived == n {
-			release()
-		}
-		if timer == nil {
-			timer = time.AfterFunc(d, func() { mu.Lock(); defer mu.Unlock(); release() })
-		}
-		mu.Unlock()
-		<-open
 	}
 }

@@ -39,6 +39,9 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // MarkHandled implements notify.Store.
 func (s *Store) MarkHandled(ctx context.Context, consumer, eventID string, now time.Time) (bool, error) {
+	if !sqldb.Storable(consumer, eventID) {
+		return false, sqldb.ErrUnstorable
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_handled_events (consumer, event_id, handled_at)
 		VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, consumer, eventID, now.UnixMicro())
 	if err != nil {
@@ -50,6 +53,9 @@ func (s *Store) MarkHandled(ctx context.Context, consumer, eventID string, now t
 
 // InsertMessage implements notify.Store.
 func (s *Store) InsertMessage(ctx context.Context, m notify.Message) error {
+	if !sqldb.Storable(m.ID, m.UserID, m.Kind, m.Subject, m.Body) {
+		return sqldb.ErrUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO notify_messages (id, user_id, kind, subject, body, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, m.ID, m.UserID, m.Kind, m.Subject, m.Body, m.CreatedAt.UnixMicro())
 	return fault.Wrap(err, "insert message")
@@ -57,6 +63,9 @@ func (s *Store) InsertMessage(ctx context.Context, m notify.Message) error {
 
 // Messages implements notify.Store.
 func (s *Store) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
+	if !sqldb.Storable(userID) {
+		return nil, nil // no stored message can belong to it
+	}
 	// Oldest means created_at: ordering by the (time-based) ID alone would
 	// trust two clocks to agree, the ID generator's and the caller's.
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, user_id, kind, subject, body, created_at

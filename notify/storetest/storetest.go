@@ -9,15 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/notify"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
 var t0 = time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
+
+// unstorable are strings PostgreSQL cannot hold in text: NUL, alone or
+// between storable bytes, and bytes that are not UTF-8. Appended to a stored
+// key they also catch a store that cuts a key at the first bad byte.
+var unstorable = []string{"\x00", "\x00tail", "\xff", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -44,7 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) notify.Store) {
 
 	t.Run("MarkHandledConcurrently", func(t *testing.T) {
 		s, ctx := setup(t)
-		fresh := concurrently(t, 20, func() (bool, error) { return s.MarkHandled(ctx, "notify", "e1", t0) })
+		fresh := sqldbtest.Concurrently(t, 20, func(int) (bool, error) { return s.MarkHandled(ctx, "notify", "e1", t0) })
 		if fresh != 1 {
 			t.Fatalf("%d of 20 concurrent MarkHandled calls reported the event fresh, want exactly 1", fresh)
 		}
@@ -56,7 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) notify.Store) {
 	t.Run("MarkHandledConcurrentlyInTransactions", func(t *testing.T) {
 		s, ctx := setup(t)
 		var n atomic.Int32
-		fresh := concurrently(t, 20, func() (bool, error) {
+		fresh := sqldbtest.Concurrently(t, 20, func(int) (bool, error) {
 			var fresh bool
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				var err error
@@ -89,7 +95,7 @@ func Run(t *testing.T, newStore func(t *testing.T) notify.Store) {
 		}
 		got := mustMessages(t, s, "u1")
 		want := m
-		want.CreatedAt = created.Truncate(time.Microsecond).UTC()
+		want.CreatedAt = sqldbtest.Stored(created)
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("Messages = %+v, want [%+v]", got, want)
 		}
@@ -129,6 +135,47 @@ func Run(t *testing.T, newStore func(t *testing.T) notify.Store) {
 		wantIDs(t, s, "u1", "m1", "m3")
 		wantIDs(t, s, "u2", "m2")
 		wantIDs(t, s, "u3")
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		wantMark(t, s, "notify", "e1", true)
+		m1 := message("m1", "u1", t0)
+		if err := s.InsertMessage(ctx, m1); err != nil {
+			t.Fatalf("InsertMessage(m1): %v", err)
+		}
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			for _, mark := range [][2]string{{"notify", bad}, {"notify", "e1" + bad}, {"notify" + bad, "e1"}} {
+				if fresh, err := s.MarkHandled(ctx, mark[0], mark[1], t0); !fault.Is(err, fault.Invalid) || fresh {
+					t.Errorf("MarkHandled(%q, %q) = %v, %v; want false, fault.Invalid", mark[0], mark[1], fresh, err)
+				}
+			}
+			for _, userID := range []string{bad, "u1" + bad} {
+				if got := mustMessages(t, s, userID); len(got) != 0 {
+					t.Errorf("Messages(%q) = %+v, want none", userID, got)
+				}
+			}
+			for _, field := range []func(m *notify.Message){
+				func(m *notify.Message) { m.ID = bad },
+				func(m *notify.Message) { m.UserID = "u1" + bad },
+				func(m *notify.Message) { m.Kind = bad },
+				func(m *notify.Message) { m.Subject = "Subject " + bad },
+				func(m *notify.Message) { m.Body = "Body " + bad },
+			} {
+				m := message("m2", "u1", t0.Add(time.Second))
+				field(&m)
+				if err := s.InsertMessage(ctx, m); !fault.Is(err, fault.Invalid) {
+					t.Errorf("InsertMessage(%+v) = %v, want fault.Invalid", m, err)
+				}
+			}
+		}
+		if got := mustMessages(t, s, "u1"); !slices.Equal(got, []notify.Message{m1}) {
+			t.Errorf("Messages(u1) after refused writes = %+v, want only %+v", got, m1)
+		}
+		wantMark(t, s, "notify", "e1", false)
+		wantMark(t, s, "notify", "e2", true)
 	})
 
 	t.Run("InTxCommits", func(t *testing.T) {
@@ -205,31 +252,4 @@ func wantIDs(t *testing.T, s notify.Store, userID string, want ...string) {
 	if !slices.Equal(ids, want) {
 		t.Fatalf("Messages(%s) IDs = %v, want %v", userID, ids, want)
 	}
-}
-
-// concurrently runs fn from n goroutines released together and returns how
-// many reported true; an error fails the test.
-func concurrently(t *testing.T, n int, fn func() (bool, error)) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		yes   atomic.Int32
-	)
-	for range n {
-		wg.Go(func() {
-			<-start
-			ok, err := fn()
-			if err != nil {
-				t.Errorf("concurrent call: %v", err)
-				return
-			}
-			if ok {
-				yes.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	return int(yes.Load())
 }

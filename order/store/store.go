@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/order"
@@ -35,21 +34,6 @@ var _ order.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// storable reports whether every s fits a PostgreSQL TEXT column: valid
-// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
-// rest alike: writes fail with errUnstorable, and lookups find nothing,
-// since no stored key can hold such a value.
-func storable(ss ...string) bool {
-	for _, s := range ss {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
-
 // InTx implements order.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
@@ -57,12 +41,12 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // InsertOrder implements order.Store.
 func (s *Store) InsertOrder(ctx context.Context, o order.Order) error {
-	if !storable(o.ID, o.UserID, o.Status, o.Currency, o.PaymentStatus) {
-		return errUnstorable
+	if !sqldb.Storable(o.ID, o.UserID, o.Status, o.Currency, o.PaymentStatus) {
+		return sqldb.ErrUnstorable
 	}
 	for _, it := range o.Items {
-		if !storable(it.ProductID, it.SKU, it.Name) {
-			return errUnstorable
+		if !sqldb.Storable(it.ProductID, it.SKU, it.Name) {
+			return sqldb.ErrUnstorable
 		}
 	}
 	return s.db.InTx(ctx, func(ctx context.Context) error {
@@ -149,7 +133,7 @@ func (s *Store) lockInTx(ctx context.Context) string {
 
 // Order implements order.Store. Inside a transaction it locks the order.
 func (s *Store) Order(ctx context.Context, userID, orderID string) (order.Order, error) {
-	if !storable(userID, orderID) {
+	if !sqldb.Storable(userID, orderID) {
 		return order.Order{}, errNoOrder
 	}
 	found, err := s.selectOrders(ctx, `id = ? AND user_id = ?`+s.lockInTx(ctx), orderID, userID)
@@ -164,7 +148,7 @@ func (s *Store) Order(ctx context.Context, userID, orderID string) (order.Order,
 
 // OrderByID implements order.Store. Inside a transaction it locks the order.
 func (s *Store) OrderByID(ctx context.Context, orderID string) (order.Order, error) {
-	if !storable(orderID) {
+	if !sqldb.Storable(orderID) {
 		return order.Order{}, errNoOrder
 	}
 	found, err := s.selectOrders(ctx, `id = ?`+s.lockInTx(ctx), orderID)
@@ -179,10 +163,10 @@ func (s *Store) OrderByID(ctx context.Context, orderID string) (order.Order, err
 
 // Orders implements order.Store.
 func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
-	if !storable(beforeID) {
+	if !sqldb.Storable(beforeID) {
 		return nil, fault.New(fault.Invalid, "", "the list position is not one a list returned")
 	}
-	if !storable(userID) {
+	if !sqldb.Storable(userID) {
 		return []order.Order{}, nil
 	}
 	if beforeID == "" {
@@ -193,17 +177,17 @@ func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) 
 
 // SetStatus implements order.Store.
 func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
-	if !storable(status, paymentStatus) {
-		return false, errUnstorable
+	if !sqldb.Storable(status, paymentStatus) {
+		return false, sqldb.ErrUnstorable
 	}
 	args := []any{status, paymentStatus, now.UnixMicro(), orderID}
 	for _, f := range from {
-		if storable(f) {
+		if sqldb.Storable(f) {
 			args = append(args, f)
 		}
 	}
 	n := len(args) - 4
-	if n == 0 || !storable(orderID) {
+	if n == 0 || !sqldb.Storable(orderID) {
 		return false, nil // no stored order can match; and "IN ()" is not SQL
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE orders SET status = ?, payment_status = ?, updated_at = ?
@@ -220,7 +204,7 @@ func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, st
 func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
 	var r order.KeyRecord
 	var lease, created int64
-	if !storable(userID, key) {
+	if !sqldb.Storable(userID, key) {
 		return r, errNoKey
 	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until,
@@ -240,8 +224,8 @@ var errNoKey = fault.New(fault.NotFound, "", "no such idempotency key")
 
 // InsertKey implements order.Store.
 func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
-	if !storable(r.UserID, r.Key, r.RequestHash, r.State, r.OrderID) {
-		return errUnstorable
+	if !sqldb.Storable(r.UserID, r.Key, r.RequestHash, r.State, r.OrderID) {
+		return sqldb.ErrUnstorable
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
 		(user_id, key, request_hash, state, order_id, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -254,10 +238,10 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 
 // UpdateKey implements order.Store.
 func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
-	if !storable(r.State, r.OrderID, r.ErrCode, r.ErrMessage) {
-		return errUnstorable
+	if !sqldb.Storable(r.State, r.OrderID, r.ErrCode, r.ErrMessage) {
+		return sqldb.ErrUnstorable
 	}
-	if !storable(r.UserID, r.Key) {
+	if !sqldb.Storable(r.UserID, r.Key) {
 		return nil // no such record, as for any unknown key
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?,
@@ -268,7 +252,7 @@ func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
 
 // DeleteKey implements order.Store.
 func (s *Store) DeleteKey(ctx context.Context, userID, key string) error {
-	if !storable(userID, key) {
+	if !sqldb.Storable(userID, key) {
 		return nil // no such record, as for any unknown key
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key)

@@ -19,14 +19,16 @@ import (
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/order"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
 // when is a clock reading off UTC and below the microsecond, so the suite
 // sees that stored times come back in UTC at microsecond precision.
 var when = time.Date(2031, 2, 3, 4, 5, 6, 789012345, time.FixedZone("UTC-3", -3*3600))
 
-// stored is t as the contract promises to give it back.
-func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+// unstorable are strings PostgreSQL cannot hold in text: NUL, and bytes
+// that are not UTF-8.
+var unstorable = []string{"o1\x00", "\x00", "o\xff1", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -168,7 +170,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			t.Fatalf("SetStatus(from paid or cancelled) on a pending order = %v, %v; want false", ok, err)
 		}
 		got := mustGet(t, s, "o1")
-		if got.Status != order.StatusPending || got.PaymentStatus != "none" || !got.UpdatedAt.Equal(stored(when)) {
+		if got.Status != order.StatusPending || got.PaymentStatus != "none" || !got.UpdatedAt.Equal(sqldbtest.Stored(when)) {
 			t.Fatalf("order after a refused SetStatus = %+v; want it unchanged", got)
 		}
 		ok, err = s.SetStatus(ctx, "o1", []string{order.StatusCancelled, order.StatusPending}, order.StatusPaid, "captured", later)
@@ -201,7 +203,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 	t.Run("SetStatusConcurrent", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustOrder(t, s, newOrder("o1", "u1", 1))
-		won := concurrently(t, 20, func(i int) (bool, error) {
+		won := sqldbtest.Concurrently(t, 20, func(i int) (bool, error) {
 			status := order.StatusPaid
 			if i%2 == 0 {
 				status = order.StatusCancelled
@@ -223,8 +225,8 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			func(ctx context.Context) (order.Order, error) { return s.OrderByID(ctx, "o1") },
 			func(ctx context.Context) (order.Order, error) { return s.Order(ctx, "u1", "o1") },
 		}
-		wait := gate(n, 200*time.Millisecond)
-		ok := concurrently(t, n, func(i int) (bool, error) {
+		wait := sqldbtest.Gate(n, 200*time.Millisecond)
+		ok := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				wait()
 				o, err := reads[i%2](ctx)
@@ -242,6 +244,72 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		}
 		if got := strings.Count(mustGet(t, s, "o1").PaymentStatus, "+"); got != n {
 			t.Fatalf("%d read-modify-write transactions left %d marks, want %d: an update was lost", n, got, n)
+		}
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		o1 := mustOrder(t, s, newOrder("o1", "u1", 2))
+		k1 := newKey("u1", "k1")
+		mustKey(t, s, k1)
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			if got, err := s.Order(ctx, "u1", bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("Order(u1, %q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.Order(ctx, bad, "o1"); !fault.Is(err, fault.NotFound) {
+				t.Errorf("Order(%q, o1) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.OrderByID(ctx, bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("OrderByID(%q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.Orders(ctx, bad, "", 10); err != nil || len(got) != 0 {
+				t.Errorf("Orders(%q) = %v, %v; want none", bad, orderIDs(got), err)
+			}
+			if got, err := s.Orders(ctx, "u1", bad, 10); !fault.Is(err, fault.Invalid) {
+				t.Errorf("Orders(u1, before %q) = %v, %v; want fault.Invalid", bad, orderIDs(got), err)
+			}
+			if ok, err := s.SetStatus(ctx, bad, []string{order.StatusPending}, order.StatusPaid, "captured", when); err != nil || ok {
+				t.Errorf("SetStatus(%q) = %v, %v; want false", bad, ok, err)
+			}
+			if ok, err := s.SetStatus(ctx, "o1", []string{bad}, order.StatusPaid, "captured", when); err != nil || ok {
+				t.Errorf("SetStatus(o1, from %q) = %v, %v; want false", bad, ok, err)
+			}
+			if ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPending}, order.StatusPaid, bad, when); !fault.Is(err, fault.Invalid) || ok {
+				t.Errorf("SetStatus(o1, payment status %q) = %v, %v; want fault.Invalid", bad, ok, err)
+			}
+			o := newOrder("o2", "u1", 2)
+			o.Items[1].Name = bad
+			if err := s.InsertOrder(ctx, o); !fault.Is(err, fault.Invalid) {
+				t.Errorf("InsertOrder(item name %q) = %v, want fault.Invalid", bad, err)
+			}
+			if got, err := s.Key(ctx, "u1", bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("Key(u1, %q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.Key(ctx, bad, "k1"); !fault.Is(err, fault.NotFound) {
+				t.Errorf("Key(%q, k1) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if err := s.InsertKey(ctx, newKey("u1", bad)); !fault.Is(err, fault.Invalid) {
+				t.Errorf("InsertKey(%q) = %v, want fault.Invalid", bad, err)
+			}
+			failed := k1
+			failed.State, failed.ErrKind, failed.ErrCode, failed.ErrMessage = order.KeyDone, int(fault.BadGateway), "payment_provider_error", bad
+			if err := s.UpdateKey(ctx, failed); !fault.Is(err, fault.Invalid) {
+				t.Errorf("UpdateKey(message %q) = %v, want fault.Invalid", bad, err)
+			}
+			if err := s.DeleteKey(ctx, "u1", bad); err != nil {
+				t.Errorf("DeleteKey(u1, %q) = %v, want nil as for any unknown key", bad, err)
+			}
+		}
+		if d := orderDiff(mustGet(t, s, "o1"), o1); d != "" {
+			t.Errorf("o1 after refused writes: %s", d)
+		}
+		if got, err := s.Orders(ctx, "u1", "", 10); err != nil || !slices.Equal(orderIDs(got), []string{"o1"}) {
+			t.Errorf("orders after refused writes = %v, %v; want only o1", orderIDs(got), err)
+		}
+		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), k1); d != "" {
+			t.Errorf("k1 after refused writes: %s", d)
 		}
 	})
 
@@ -292,7 +360,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		}
 		dup := newKey("u1", "k1")
 		dup.RequestHash = "third-hash"
-		wantFault(t, "InsertKey(existing)", s.InsertKey(ctx, dup), fault.Conflict)
+		sqldbtest.WantFault(t, "InsertKey(existing)", s.InsertKey(ctx, dup), fault.Conflict, "")
 		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), in); d != "" {
 			t.Fatalf("Key after a conflicting InsertKey: %s", d)
 		}
@@ -303,7 +371,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		const n = 8
 		var mu sync.Mutex
 		var conflicts int
-		won := concurrently(t, n, func(i int) (bool, error) {
+		won := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
 			// As order.Orders.claim does: look, then insert, in one transaction.
 			inserted := false
 			err := s.InTx(ctx, func(ctx context.Context) error {
@@ -346,7 +414,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		// commits and the other gets a conflict, never both a success.
 		var mu sync.Mutex
 		var errs []error
-		won := concurrently(t, 2, func(i int) (bool, error) {
+		won := sqldbtest.Concurrently(t, 2, func(i int) (bool, error) {
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				r := newKey("u1", "k1")
 				r.RequestHash = "hash-" + strconv.Itoa(i)
@@ -429,8 +497,8 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		// Several retries find the lease expired at once; as in
 		// order.Orders.claim, only one may take the record over.
 		const n = 10
-		wait := gate(n, 200*time.Millisecond)
-		won := concurrently(t, n, func(i int) (bool, error) {
+		wait := sqldbtest.Gate(n, 200*time.Millisecond)
+		won := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
 			took := false
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				wait()
@@ -564,80 +632,8 @@ func keyDiff(got, want order.KeyRecord) string {
 }
 
 func appendTimeDiff(d []string, name string, got, want time.Time) []string {
-	if got.Location() != time.UTC || !got.Equal(stored(want)) {
-		d = append(d, fmt.Sprintf("%s = %v, want %v (UTC, microseconds)", name, got, stored(want)))
+	if got.Location() != time.UTC || !got.Equal(sqldbtest.Stored(want)) {
+		d = append(d, fmt.Sprintf("%s = %v, want %v (UTC, microseconds)", name, got, sqldbtest.Stored(want)))
 	}
 	return d
-}
-
-func wantFault(t *testing.T, what string, err error, kind fault.Kind) {
-	t.Helper()
-	if !fault.Is(err, kind) {
-		t.Fatalf("%s = %v, want fault %s", what, err, kind)
-	}
-}
-
-// concurrently runs fn n times at once and counts the calls that reported
-// true. An error fails the test.
-func concurrently(t *testing.T, n int, fn func(i int) (bool, error)) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		count int
-		errs  []error
-	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			ok, err := fn(i)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if ok {
-				count++
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("%d of %d concurrent calls failed: %v", len(errs), n, err)
-	}
-	return count
-}
-
-// gate returns a wait that holds each caller until n callers have reached it
-// or d has passed since the first did. Transactions that meet at a gate read
-// at the same moment, where an engine lets them; SQLite runs one write
-// transaction at a time, so there the wait times out instead.
-func gate(n int, d time.Duration) func() {
-	var (
-		mu      sync.Mutex
-		arrived int
-		open    = make(chan struct{})
-		timer   *time.Timer
-	)
-	release := func() {
-		select {
-		case <-open:
-		default:
-			close(open)
-		}
-	}
-	return func() {
-		mu.Lock()
-		arrived++
-		if arrived == n {
-			release()
-		}
-		if timer == nil {
-			timer = time.AfterFunc(d, func() { mu.Lock(); defer mu.Unlock(); release() })
-		}
-		mu.Unlock()
-		<-open
-	}
 }

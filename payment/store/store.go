@@ -5,9 +5,7 @@ import (
 	"context"
 	"embed"
 	"io/fs"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/payment"
@@ -34,21 +32,6 @@ var _ payment.Store = (*Store)(nil)
 // New returns the store over db.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// storable reports whether every s fits a PostgreSQL TEXT column: valid
-// UTF-8 without NUL. SQLite would take anything, so both engines refuse the
-// rest alike: writes fail with errUnstorable, and lookups find nothing,
-// since no stored key can hold such a value.
-func storable(ss ...string) bool {
-	for _, s := range ss {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-var errUnstorable = fault.New(fault.Invalid, "", "a value in the request cannot be stored")
-
 // InTx implements payment.Store.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	return s.db.InTx(ctx, fn)
@@ -56,8 +39,8 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // Insert implements payment.Store.
 func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
-	if !storable(p.ID, p.OrderID, p.UserID, p.Currency, p.Status, p.Provider, p.ProviderRef) {
-		return errUnstorable
+	if !sqldb.Storable(p.ID, p.OrderID, p.UserID, p.Currency, p.Status, p.Provider, p.ProviderRef) {
+		return sqldb.ErrUnstorable
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO payments
 		(id, order_id, user_id, amount_cents, currency, status, provider, provider_ref, created_at, updated_at)
@@ -77,7 +60,7 @@ func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
 func (s *Store) one(ctx context.Context, where string, arg string) (payment.Payment, error) {
 	var p payment.Payment
 	var created, updated int64
-	if !storable(arg) {
+	if !sqldb.Storable(arg) {
 		return p, errNoPayment
 	}
 	lock := ""
@@ -111,10 +94,10 @@ func (s *Store) ByID(ctx context.Context, id string) (payment.Payment, error) {
 
 // SetStatus implements payment.Store.
 func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error {
-	if !storable(status, providerRef) {
-		return errUnstorable
+	if !sqldb.Storable(status, providerRef) {
+		return sqldb.ErrUnstorable
 	}
-	if !storable(id) {
+	if !sqldb.Storable(id) {
 		return nil // no such payment, as for any unknown ID
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
@@ -124,8 +107,8 @@ func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, n
 
 // RecordEvent implements payment.Store.
 func (s *Store) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error) {
-	if !storable(eventID, eventType) {
-		return false, errUnstorable
+	if !sqldb.Storable(eventID, eventType) {
+		return false, sqldb.ErrUnstorable
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO payment_webhook_events (id, type, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,

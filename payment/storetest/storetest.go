@@ -16,14 +16,16 @@ import (
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/payment"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
 // when is a clock reading off UTC and below the microsecond, so the suite
 // sees that stored times come back in UTC at microsecond precision.
 var when = time.Date(2031, 2, 3, 4, 5, 6, 789012345, time.FixedZone("UTC+9", 9*3600))
 
-// stored is t as the contract promises to give it back.
-func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+// unstorable are strings PostgreSQL cannot hold in text: NUL, and bytes
+// that are not UTF-8.
+var unstorable = []string{"pay1\x00", "\x00", "p\xffy1", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -97,7 +99,7 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		const n = 10
 		var mu sync.Mutex
 		var lost []error
-		won := concurrently(t, n, func(i int) (bool, error) {
+		won := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
 			err := s.Insert(ctx, newPayment("pay"+strconv.Itoa(i), "o1"))
 			if err != nil {
 				mu.Lock()
@@ -167,7 +169,7 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		// The provider delivers one event many times at once, each delivery
 		// in its own transaction as payment.Payments.HandleWebhook runs it.
 		const n = 20
-		fresh := concurrently(t, n, func(int) (bool, error) {
+		fresh := sqldbtest.Concurrently(t, n, func(int) (bool, error) {
 			var fresh bool
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				var err error
@@ -179,7 +181,7 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		if fresh != 1 {
 			t.Fatalf("%d of %d concurrent RecordEvent(evt1) reported a new event, want exactly 1", fresh, n)
 		}
-		alone := concurrently(t, n, func(int) (bool, error) {
+		alone := sqldbtest.Concurrently(t, n, func(int) (bool, error) {
 			return s.RecordEvent(ctx, "evt2", "payment.captured", when)
 		})
 		if alone != 1 {
@@ -197,8 +199,8 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 			func(ctx context.Context) (payment.Payment, error) { return s.ByID(ctx, "pay1") },
 			func(ctx context.Context) (payment.Payment, error) { return s.ByOrder(ctx, "o1") },
 		}
-		wait := gate(n, 200*time.Millisecond)
-		ok := concurrently(t, n, func(i int) (bool, error) {
+		wait := sqldbtest.Gate(n, 200*time.Millisecond)
+		ok := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				wait()
 				p, err := reads[i%2](ctx)
@@ -215,6 +217,41 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		}
 		if got := strings.Count(mustByID(t, s, "pay1").ProviderRef, "+"); got != n {
 			t.Fatalf("%d read-modify-write transactions left %d marks, want %d: an update was lost", n, got, n)
+		}
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		pay1 := mustPayment(t, s, newPayment("pay1", "o1"))
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			if got, err := s.ByID(ctx, bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("ByID(%q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			if got, err := s.ByOrder(ctx, bad); !fault.Is(err, fault.NotFound) {
+				t.Errorf("ByOrder(%q) = %+v, %v; want fault.NotFound", bad, got, err)
+			}
+			p := newPayment("pay2", "o2")
+			p.ProviderRef = bad
+			if err := s.Insert(ctx, p); !fault.Is(err, fault.Invalid) {
+				t.Errorf("Insert(provider ref %q) = %v, want fault.Invalid", bad, err)
+			}
+			if err := s.SetStatus(ctx, "pay1", payment.StatusAuthorized, bad, when); !fault.Is(err, fault.Invalid) {
+				t.Errorf("SetStatus(pay1, ref %q) = %v, want fault.Invalid", bad, err)
+			}
+			if err := s.SetStatus(ctx, bad, payment.StatusAuthorized, "ch_1", when); err != nil {
+				t.Errorf("SetStatus(%q) = %v, want nil as for any unknown payment", bad, err)
+			}
+			if fresh, err := s.RecordEvent(ctx, bad, "payment.captured", when); !fault.Is(err, fault.Invalid) || fresh {
+				t.Errorf("RecordEvent(%q) = %v, %v; want fault.Invalid", bad, fresh, err)
+			}
+		}
+		if d := paymentDiff(mustByID(t, s, "pay1"), pay1); d != "" {
+			t.Errorf("pay1 after refused writes: %s", d)
+		}
+		if got, err := s.ByOrder(ctx, "o2"); !fault.Is(err, fault.NotFound) {
+			t.Errorf("ByOrder(o2) after a refused Insert = %+v, %v; want fault.NotFound", got, err)
 		}
 	})
 
@@ -292,8 +329,8 @@ func paymentDiff(got, want payment.Payment) string {
 		name      string
 		got, want time.Time
 	}{{"CreatedAt", got.CreatedAt, want.CreatedAt}, {"UpdatedAt", got.UpdatedAt, want.UpdatedAt}} {
-		if tm.got.Location() != time.UTC || !tm.got.Equal(stored(tm.want)) {
-			d = append(d, fmt.Sprintf("%s = %v, want %v (UTC, microseconds)", tm.name, tm.got, stored(tm.want)))
+		if tm.got.Location() != time.UTC || !tm.got.Equal(sqldbtest.Stored(tm.want)) {
+			d = append(d, fmt.Sprintf("%s = %v, want %v (UTC, microseconds)", tm.name, tm.got, sqldbtest.Stored(tm.want)))
 		}
 	}
 	got.CreatedAt, got.UpdatedAt, want.CreatedAt, want.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
@@ -301,69 +338,4 @@ func paymentDiff(got, want payment.Payment) string {
 		d = append(d, fmt.Sprintf("got %+v, want %+v", got, want))
 	}
 	return strings.Join(d, "; ")
-}
-
-// concurrently runs fn n times at once and counts the calls that reported
-// true. An error fails the test.
-func concurrently(t *testing.T, n int, fn func(i int) (bool, error)) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		count int
-		errs  []error
-	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			ok, err := fn(i)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if ok {
-				count++
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("%d of %d concurrent calls failed: %v", len(errs), n, err)
-	}
-	return count
-}
-
-// gate returns a wait that holds each caller until n callers have reached it
-// or d has passed since the first did. Transactions that meet at a gate read
-// at the same moment, where an engine lets them; SQLite runs one write
-// transaction at a time, so there the wait times out instead.
-func gate(n int, d time.Duration) func() {
-	var (
-		mu      sync.Mutex
-		arrived int
-		open    = make(chan struct{})
-		timer   *time.Timer
-	)
-	release := func() {
-		select {
-		case <-open:
-		default:
-			close(open)
-		}
-	}
-	return func() {
-		mu.Lock()
-		arrived++
-		if arrived == n {
-			release()
-		}
-		if timer == nil {
-			timer = time.AfterFunc(d, func() { mu.Lock(); defer mu.Unlock(); release() })
-		}
-		mu.Unlock()
-		<-open
-	}
 }

@@ -52,6 +52,9 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 
 // CreateUser implements user.Store.
 func (s *Store) CreateUser(ctx context.Context, u user.User, passwordHash string, now time.Time) error {
+	if !sqldb.Storable(u.ID, u.Email, u.Name, u.Role, passwordHash) {
+		return sqldb.ErrUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO users (id, email, name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Email, u.Name, u.Role, passwordHash, micros(u.CreatedAt), micros(now))
@@ -64,6 +67,12 @@ func (s *Store) CreateUser(ctx context.Context, u user.User, passwordHash string
 	return nil
 }
 
+var (
+	errNoUser         = fault.New(fault.NotFound, "", "no such user")
+	errNoSession      = fault.New(fault.NotFound, "", "no such session")
+	errNoRefreshToken = fault.New(fault.NotFound, "", "no such refresh token")
+)
+
 const userColumns = `id, email, name, role, created_at`
 
 func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, error) {
@@ -72,7 +81,7 @@ func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, err
 	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.Role, &created}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if sqldb.NoRows(err) {
-			return user.User{}, fault.New(fault.NotFound, "", "no such user")
+			return user.User{}, errNoUser
 		}
 		return user.User{}, fault.Wrap(err, "scan user")
 	}
@@ -82,6 +91,9 @@ func scanUser(row interface{ Scan(...any) error }, extra ...any) (user.User, err
 
 // UserByEmail implements user.Store.
 func (s *Store) UserByEmail(ctx context.Context, email string) (user.User, string, error) {
+	if !sqldb.Storable(email) {
+		return user.User{}, "", errNoUser
+	}
 	var hash string
 	u, err := scanUser(s.db.Reader(ctx).QueryRowContext(ctx,
 		`SELECT `+userColumns+`, password_hash FROM users WHERE email = ?`, email), &hash)
@@ -90,23 +102,35 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (user.User, strin
 
 // UserByID implements user.Store.
 func (s *Store) UserByID(ctx context.Context, id string) (user.User, error) {
+	if !sqldb.Storable(id) {
+		return user.User{}, errNoUser
+	}
 	return scanUser(s.db.Reader(ctx).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 }
 
 // UpdateName implements user.Store.
 func (s *Store) UpdateName(ctx context.Context, id, name string, now time.Time) error {
+	if !sqldb.Storable(name) {
+		return sqldb.ErrUnstorable
+	}
+	if !sqldb.Storable(id) {
+		return errNoUser
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE users SET name = ?, updated_at = ? WHERE id = ?`, name, micros(now), id)
 	if err != nil {
 		return fault.Wrap(err, "update user")
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fault.New(fault.NotFound, "", "no such user")
+		return errNoUser
 	}
 	return nil
 }
 
 // CreateSession implements user.Store.
 func (s *Store) CreateSession(ctx context.Context, sess user.Session, refresh user.RefreshToken) error {
+	if !sqldb.Storable(sess.ID, sess.UserID, sess.Role, refresh.Hash, refresh.SessionID) {
+		return sqldb.ErrUnstorable
+	}
 	return s.db.InTx(ctx, func(ctx context.Context) error {
 		_, err := s.db.Writer(ctx).ExecContext(ctx,
 			`INSERT INTO sessions (id, user_id, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
@@ -123,12 +147,15 @@ func (s *Store) SessionByID(ctx context.Context, id string) (user.Session, error
 	var sess user.Session
 	var created, expires int64
 	var revoked sql.NullInt64
+	if !sqldb.Storable(id) {
+		return user.Session{}, errNoSession
+	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx,
 		`SELECT id, user_id, role, created_at, expires_at, revoked_at FROM sessions WHERE id = ?`, id).
 		Scan(&sess.ID, &sess.UserID, &sess.Role, &created, &expires, &revoked)
 	if err != nil {
 		if sqldb.NoRows(err) {
-			return user.Session{}, fault.New(fault.NotFound, "", "no such session")
+			return user.Session{}, errNoSession
 		}
 		return user.Session{}, fault.Wrap(err, "select session")
 	}
@@ -141,12 +168,15 @@ func (s *Store) RefreshTokenByHash(ctx context.Context, hash string) (user.Refre
 	var t user.RefreshToken
 	var created int64
 	var used sql.NullInt64
+	if !sqldb.Storable(hash) {
+		return user.RefreshToken{}, errNoRefreshToken
+	}
 	err := s.db.Reader(ctx).QueryRowContext(ctx,
 		`SELECT hash, session_id, created_at, used_at FROM refresh_tokens WHERE hash = ?`, hash).
 		Scan(&t.Hash, &t.SessionID, &created, &used)
 	if err != nil {
 		if sqldb.NoRows(err) {
-			return user.RefreshToken{}, fault.New(fault.NotFound, "", "no such refresh token")
+			return user.RefreshToken{}, errNoRefreshToken
 		}
 		return user.RefreshToken{}, fault.Wrap(err, "select refresh token")
 	}
@@ -156,6 +186,9 @@ func (s *Store) RefreshTokenByHash(ctx context.Context, hash string) (user.Refre
 
 // MarkRefreshUsed implements user.Store.
 func (s *Store) MarkRefreshUsed(ctx context.Context, hash string, now time.Time) (bool, error) {
+	if !sqldb.Storable(hash) {
+		return false, nil // no such token, as for any unknown hash
+	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(now), hash)
 	if err != nil {
@@ -167,6 +200,9 @@ func (s *Store) MarkRefreshUsed(ctx context.Context, hash string, now time.Time)
 
 // AddRefreshToken implements user.Store.
 func (s *Store) AddRefreshToken(ctx context.Context, t user.RefreshToken) error {
+	if !sqldb.Storable(t.Hash, t.SessionID) {
+		return sqldb.ErrUnstorable
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)`, t.Hash, t.SessionID, micros(t.CreatedAt))
 	if err != nil {
@@ -177,6 +213,9 @@ func (s *Store) AddRefreshToken(ctx context.Context, t user.RefreshToken) error 
 
 // RevokeSession implements user.Store.
 func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) error {
+	if !sqldb.Storable(id) {
+		return nil // no such session, as for any unknown ID
+	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx,
 		`UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, micros(now), id)
 	if err != nil {

@@ -7,18 +7,22 @@ package storetest
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 	"github.com/millionshop/million/user"
 )
 
 // now is a fixed clock reading with microseconds, the precision the
 // contract promises to keep.
 var now = time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
+
+// unstorable are strings PostgreSQL cannot hold in text: NUL, alone or
+// between storable bytes, and bytes that are not UTF-8. Appended to a stored
+// key they also catch a store that cuts a key at the first bad byte.
+var unstorable = []string{"\x00", "\x00tail", "\xff", "\xc3"}
 
 // Run runs the contract against the stores newStore returns. Every subtest
 // calls newStore for a fresh, empty store of its own and runs in parallel.
@@ -118,11 +122,10 @@ func Run(t *testing.T, newStore func(t *testing.T) user.Store) {
 		// comes back is the same instant, cut to microseconds, in UTC.
 		zone := time.FixedZone("UTC+5:30", 5*3600+1800)
 		created := time.Date(2031, 1, 2, 3, 4, 5, 987654321, zone)
-		want := func(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
 		checkTime := func(t *testing.T, what string, got, in time.Time) {
 			t.Helper()
-			if !got.Equal(want(in)) || got.Location() != time.UTC || got.Nanosecond()%1000 != 0 {
-				t.Errorf("%s = %v (%s), want %v in UTC", what, got, got.Location(), want(in))
+			if !got.Equal(sqldbtest.Stored(in)) || got.Location() != time.UTC || got.Nanosecond()%1000 != 0 {
+				t.Errorf("%s = %v (%s), want %v in UTC", what, got, got.Location(), sqldbtest.Stored(in))
 			}
 		}
 
@@ -266,7 +269,7 @@ func Run(t *testing.T, newStore func(t *testing.T) user.Store) {
 		s, ctx := setup(t)
 		mustUser(t, s, "u1", "a@example.com")
 		mustSession(t, s, "s1", "u1", "h1")
-		fresh := concurrently(t, 20, func() (bool, error) { return s.MarkRefreshUsed(ctx, "h1", now) })
+		fresh := sqldbtest.Concurrently(t, 20, func(int) (bool, error) { return s.MarkRefreshUsed(ctx, "h1", now) })
 		if fresh != 1 {
 			t.Fatalf("%d of 20 concurrent MarkRefreshUsed calls reported the token fresh, want exactly 1", fresh)
 		}
@@ -279,7 +282,7 @@ func Run(t *testing.T, newStore func(t *testing.T) user.Store) {
 		s, ctx := setup(t)
 		mustUser(t, s, "u1", "a@example.com")
 		mustSession(t, s, "s1", "u1", "h1")
-		fresh := concurrently(t, 20, func() (bool, error) {
+		fresh := sqldbtest.Concurrently(t, 20, func(int) (bool, error) {
 			var fresh bool
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				tok, err := s.RefreshTokenByHash(ctx, "h1")
@@ -331,6 +334,102 @@ func Run(t *testing.T, newStore func(t *testing.T) user.Store) {
 		}
 		if got, err := s.SessionByID(ctx, "s2"); err != nil || got.RevokedAt != nil {
 			t.Fatalf("s2 after revoking s1 = %+v, %v; want live", got, err)
+		}
+	})
+
+	t.Run("UnstorableText", func(t *testing.T) {
+		s, ctx := setup(t)
+		u1 := mustUser(t, s, "u1", "a@example.com")
+		s1 := mustSession(t, s, "s1", "u1", "h1")
+		// PostgreSQL text holds valid UTF-8 without NUL, SQLite anything:
+		// every engine refuses to write the rest and finds nothing by it.
+		for _, bad := range unstorable {
+			for _, key := range []string{bad, "a@example.com" + bad} {
+				if got, _, err := s.UserByEmail(ctx, key); !fault.Is(err, fault.NotFound) {
+					t.Errorf("UserByEmail(%q) = %+v, %v; want fault.NotFound", key, got, err)
+				}
+			}
+			for _, id := range []string{bad, "u1" + bad} {
+				if got, err := s.UserByID(ctx, id); !fault.Is(err, fault.NotFound) {
+					t.Errorf("UserByID(%q) = %+v, %v; want fault.NotFound", id, got, err)
+				}
+				if err := s.UpdateName(ctx, id, "Renamed", now); !fault.Is(err, fault.NotFound) {
+					t.Errorf("UpdateName(%q) = %v, want fault.NotFound", id, err)
+				}
+			}
+			for _, id := range []string{bad, "s1" + bad} {
+				if got, err := s.SessionByID(ctx, id); !fault.Is(err, fault.NotFound) {
+					t.Errorf("SessionByID(%q) = %+v, %v; want fault.NotFound", id, got, err)
+				}
+				if err := s.RevokeSession(ctx, id, now); err != nil {
+					t.Errorf("RevokeSession(%q) = %v, want nil as for any unknown session", id, err)
+				}
+			}
+			for _, hash := range []string{bad, "h1" + bad} {
+				if got, err := s.RefreshTokenByHash(ctx, hash); !fault.Is(err, fault.NotFound) {
+					t.Errorf("RefreshTokenByHash(%q) = %+v, %v; want fault.NotFound", hash, got, err)
+				}
+				if fresh, err := s.MarkRefreshUsed(ctx, hash, now); err != nil || fresh {
+					t.Errorf("MarkRefreshUsed(%q) = %v, %v; want false, nil as for any unknown token", hash, fresh, err)
+				}
+			}
+			if err := s.UpdateName(ctx, "u1", "Name "+bad, now); !fault.Is(err, fault.Invalid) {
+				t.Errorf("UpdateName(u1, %q) = %v, want fault.Invalid", "Name "+bad, err)
+			}
+			for _, field := range []func(u *user.User, hash *string){
+				func(u *user.User, _ *string) { u.ID = bad },
+				func(u *user.User, _ *string) { u.Email = "b@example.com" + bad },
+				func(u *user.User, _ *string) { u.Name = bad },
+				func(u *user.User, _ *string) { u.Role = bad },
+				func(_ *user.User, hash *string) { *hash = bad },
+			} {
+				u, hash := user.User{ID: "u2", Email: "b@example.com", Name: "B", Role: user.RoleCustomer, CreatedAt: now}, "hash-u2"
+				field(&u, &hash)
+				if err := s.CreateUser(ctx, u, hash, now); !fault.Is(err, fault.Invalid) {
+					t.Errorf("CreateUser(%+v, %q) = %v, want fault.Invalid", u, hash, err)
+				}
+			}
+			for _, field := range []func(sess *user.Session, tok *user.RefreshToken){
+				func(sess *user.Session, _ *user.RefreshToken) { sess.ID = bad },
+				func(sess *user.Session, _ *user.RefreshToken) { sess.UserID = "u1" + bad },
+				func(sess *user.Session, _ *user.RefreshToken) { sess.Role = bad },
+				func(_ *user.Session, tok *user.RefreshToken) { tok.Hash = bad },
+				func(_ *user.Session, tok *user.RefreshToken) { tok.SessionID = bad },
+			} {
+				sess, tok := session("s2", "u1"), user.RefreshToken{Hash: "h2", SessionID: "s2", CreatedAt: now}
+				field(&sess, &tok)
+				if err := s.CreateSession(ctx, sess, tok); !fault.Is(err, fault.Invalid) {
+					t.Errorf("CreateSession(%+v, %+v) = %v, want fault.Invalid", sess, tok, err)
+				}
+			}
+			for _, tok := range []user.RefreshToken{
+				{Hash: bad, SessionID: "s1", CreatedAt: now},
+				{Hash: "h3", SessionID: "s1" + bad, CreatedAt: now},
+			} {
+				if err := s.AddRefreshToken(ctx, tok); !fault.Is(err, fault.Invalid) {
+					t.Errorf("AddRefreshToken(%+v) = %v, want fault.Invalid", tok, err)
+				}
+			}
+		}
+		if got, hash, err := s.UserByEmail(ctx, "a@example.com"); err != nil || got != u1 || hash != "hash-u1" {
+			t.Errorf("u1 after refused writes = %+v, %q, %v; want %+v unchanged", got, hash, err, u1)
+		}
+		if got, err := s.UserByID(ctx, "u2"); !fault.Is(err, fault.NotFound) {
+			t.Errorf("UserByID(u2) after refused CreateUser = %+v, %v; want fault.NotFound", got, err)
+		}
+		if got, err := s.SessionByID(ctx, "s1"); err != nil || !sameSession(got, s1) {
+			t.Errorf("s1 after refused writes = %+v, %v; want %+v, not revoked", got, err, s1)
+		}
+		if got, err := s.SessionByID(ctx, "s2"); !fault.Is(err, fault.NotFound) {
+			t.Errorf("SessionByID(s2) after refused CreateSession = %+v, %v; want fault.NotFound", got, err)
+		}
+		for _, hash := range []string{"h2", "h3"} {
+			if got, err := s.RefreshTokenByHash(ctx, hash); !fault.Is(err, fault.NotFound) {
+				t.Errorf("RefreshTokenByHash(%s) after refused writes = %+v, %v; want fault.NotFound", hash, got, err)
+			}
+		}
+		if fresh, err := s.MarkRefreshUsed(ctx, "h1", now); err != nil || !fresh {
+			t.Errorf("MarkRefreshUsed(h1) after refused writes = %v, %v; want true: h1 was never used", fresh, err)
 		}
 	})
 
@@ -446,31 +545,4 @@ func sameSession(a, b user.Session) bool {
 	return a.ID == b.ID && a.UserID == b.UserID && a.Role == b.Role &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
 		(a.RevokedAt == nil) == (b.RevokedAt == nil) && (a.RevokedAt == nil || a.RevokedAt.Equal(*b.RevokedAt))
-}
-
-// concurrently runs fn from n goroutines released together and returns how
-// many reported true; an error fails the test.
-func concurrently(t *testing.T, n int, fn func() (bool, error)) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		yes   atomic.Int32
-	)
-	for range n {
-		wg.Go(func() {
-			<-start
-			ok, err := fn()
-			if err != nil {
-				t.Errorf("concurrent call: %v", err)
-				return
-			}
-			if ok {
-				yes.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	return int(yes.Load())
 }
