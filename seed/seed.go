@@ -1,10 +1,11 @@
-// Package seed fills an embedded million database with realistic fake
-// categories, products and users. Load tests and demos need a shop of
-// production size (a million users, a hundred thousand products) standing up
-// in under a minute, which the per-row service paths cannot do: they hash a
-// password and open a transaction per row. Seed writes the tables of the
-// user and catalog modules directly, in large transactions, and indexes the
-// products through the search store's bulk path.
+// Package seed fills a million database, embedded SQLite or PostgreSQL, with
+// realistic fake categories, products and users. Load tests and demos need a
+// shop of production size (a million users, a hundred thousand products)
+// standing up in about a minute, which the per-row service paths cannot do:
+// they hash a password and open a transaction per row. Seed writes the tables
+// of the user and catalog modules directly, in large transactions (multi-row
+// INSERTs on SQLite, COPY on PostgreSQL), and indexes the products through
+// the search store's bulk path.
 package seed
 
 import (
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"math/rand/v2"
 	"regexp"
@@ -83,10 +85,39 @@ func SKU(n int) string { return SKUPrefix + strconv.Itoa(n) }
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// SQLite seeds db, whose migrations must already be applied. It first creates
-// the seed categories whose slugs are missing, then products SEED-1 to
-// SEED-<Products>, each also indexed for search just as the search store
-// indexes it, then users 1 to <Users>, all with one shared password hash.
+// Run seeds db with the loader of its engine, SQLite or Postgres, whose
+// docs say what a run does and how a re-run behaves. For the same options
+// both leave the same rows but for their ids, so a load test sees the same
+// shop on either engine.
+func Run(ctx context.Context, db *sqldb.DB, opts Options, progress func(stage string, done, total int)) (Stats, error) {
+	if db.Dialect == sqldb.Postgres {
+		return Postgres(ctx, db, opts, progress)
+	}
+	return SQLite(ctx, db, opts, progress)
+}
+
+// normalize checks opts and fills in the defaults.
+func (o *Options) normalize() error {
+	if o.Users < 0 || o.Products < 0 {
+		return errors.New("seed: negative count of users or products")
+	}
+	if o.Currency == "" {
+		o.Currency = "USD"
+	}
+	if !currencyPattern.MatchString(o.Currency) {
+		return fmt.Errorf("seed: currency %q is not a three-letter ISO 4217 code", o.Currency)
+	}
+	if o.Password == "" {
+		o.Password = DefaultPassword
+	}
+	return nil
+}
+
+// SQLite seeds db, an embedded database whose migrations must already be
+// applied. It first creates the seed categories whose slugs are missing,
+// then products SEED-1 to SEED-<Products>, each also indexed for search just
+// as the search store indexes it, then users 1 to <Users>, all with one
+// shared password hash.
 //
 // Re-running is safe, and cheap in the usual case. Every insert is INSERT OR
 // IGNORE, so a seeded email or SKU that is already taken is skipped, never
@@ -109,17 +140,11 @@ var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 // rows for this run are done out of how many.
 func SQLite(ctx context.Context, db *sqldb.DB, opts Options, progress func(stage string, done, total int)) (st Stats, err error) {
 	start := time.Now()
-	if opts.Users < 0 || opts.Products < 0 {
-		return st, errors.New("seed: negative count of users or products")
+	if db.Dialect != sqldb.SQLite {
+		return st, fmt.Errorf("seed: SQLite called on a %s database", db.Dialect)
 	}
-	if opts.Currency == "" {
-		opts.Currency = "USD"
-	}
-	if !currencyPattern.MatchString(opts.Currency) {
-		return st, fmt.Errorf("seed: currency %q is not a three-letter ISO 4217 code", opts.Currency)
-	}
-	if opts.Password == "" {
-		opts.Password = DefaultPassword
+	if err := opts.normalize(); err != nil {
+		return st, err
 	}
 	if progress == nil {
 		progress = func(string, int, int) {}
@@ -223,9 +248,11 @@ func (s *seeder) categories(ctx context.Context) (inserted int, ids []string, er
 
 // seeded returns how many of the seeded numbers 1 to n are surely taken:
 // query must return the count and the largest of the seeded numbers in use,
-// by a range scan of a unique index. When they are 1 to max without a gap,
-// the run can start after max. Otherwise a row was deleted or made by hand,
-// so the run goes over every number and INSERT OR IGNORE skips the taken ones.
+// by a range scan of a unique index, counting only values that are exactly
+// a seeded one: a stray such as SEED-7x, counted as 7, could make up for a
+// gap and hide it. When they are 1 to max without a gap, the run can start
+// after max. Otherwise a row was deleted or made by hand, so the run goes
+// over every number and INSERT OR IGNORE skips the taken ones.
 func (s *seeder) seeded(ctx context.Context, query string) (int, error) {
 	var count int
 	var highest sql.NullInt64
@@ -241,32 +268,21 @@ func (s *seeder) seeded(ctx context.Context, query string) (int, error) {
 func (s *seeder) products(ctx context.Context, catIDs []string) (int, error) {
 	// '.' follows '-', so the range is exactly the SKUs starting with SEED-.
 	from, err := s.seeded(ctx, `SELECT count(*), max(CAST(substr(sku, 6) AS INTEGER)) FROM products
-		WHERE sku >= 'SEED-' AND sku < 'SEED.' AND sku GLOB 'SEED-[1-9]*'`)
+		WHERE sku >= 'SEED-' AND sku < 'SEED.' AND sku GLOB 'SEED-[1-9]*' AND substr(sku, 6) NOT GLOB '*[^0-9]*'`)
 	if err != nil {
 		return 0, fmt.Errorf("seed products: find previous run: %w", err)
 	}
 	l := loader{
 		stage:    "products",
 		stmtRows: productStmtRows,
-		perRow:   11,
+		perRow:   len(productColumns),
 		sql: func(rows int) string {
 			return insertSQL(`INSERT OR IGNORE INTO products (id, sku, name, description, price_cents, currency,
 				category_id, stock, image_url, created_at, updated_at) VALUES `, rows,
 				"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		},
 		fill: func(g *rowGen, n int, dst []any) {
-			p := g.product(n)
-			dst[0] = g.id()
-			dst[1] = SKU(n)
-			dst[2] = p.name
-			dst[3] = p.description
-			dst[4] = p.priceCents
-			dst[5] = s.opts.Currency
-			dst[6] = catIDs[p.category]
-			dst[7] = p.stock
-			dst[8] = "https://img.million.test/p/" + strconv.Itoa(n) + ".jpg"
-			dst[9] = s.now
-			dst[10] = s.now
+			g.productRow(n, s.opts.Currency, catIDs, s.now, dst)
 		},
 		// The search index gets exactly the rows this transaction inserted:
 		// new rows of a rowid table get rowids above every existing one.
@@ -288,7 +304,8 @@ func (s *seeder) products(ctx context.Context, catIDs []string) (int, error) {
 func (s *seeder) users(ctx context.Context) (int, error) {
 	// 's' follows 'r', so the range is exactly the emails starting with user.
 	from, err := s.seeded(ctx, `SELECT count(*), max(CAST(substr(email, 5) AS INTEGER)) FROM users
-		WHERE email >= 'user' AND email < 'uses' AND email GLOB 'user[1-9]*@`+EmailDomain+`'`)
+		WHERE email >= 'user' AND email < 'uses' AND email GLOB 'user[1-9]*@`+EmailDomain+`'
+		AND substr(email, 5, length(email) - `+strconv.Itoa(4+1+len(EmailDomain))+`) NOT GLOB '*[^0-9]*'`)
 	if err != nil {
 		return 0, fmt.Errorf("seed users: find previous run: %w", err)
 	}
@@ -351,10 +368,78 @@ type loader struct {
 	wrap func(ctx context.Context, tx *sql.Tx, insert func() error) error
 }
 
-// batch is the parameters of one INSERT statement.
+// batch is the parameters of up to a batch's worth of rows, perRow a row:
+// one INSERT statement on SQLite, a run of COPY rows on PostgreSQL.
 type batch struct {
 	rows int
 	args []any
+}
+
+// generator makes rows on a goroutine of its own, so Go and the database
+// each keep a core busy.
+type generator struct {
+	batches <-chan batch // closed after the last row
+	spare   chan []any   // parameter slices to reuse, sparing the GC
+	stop    func()       // ends the goroutine and waits for it
+}
+
+// generate starts a generator of rows nums, batchRows to a batch: fill
+// writes row n's perRow parameters.
+func generate(ctx context.Context, g *rowGen, nums iter.Seq[int], batchRows, perRow int,
+	fill func(g *rowGen, n int, dst []any)) generator {
+	batches := make(chan batch, 4)
+	spare := make(chan []any, 8)
+	genCtx, cancel := context.WithCancel(ctx)
+	genDone := make(chan struct{})
+	go func() {
+		defer close(genDone)
+		defer close(batches)
+		var args []any
+		rows := 0
+		send := func() bool {
+			select {
+			case batches <- batch{rows: rows, args: args}:
+				args, rows = nil, 0
+				return true
+			case <-genCtx.Done():
+				return false
+			}
+		}
+		for n := range nums {
+			if args == nil {
+				select {
+				case args = <-spare:
+				default:
+					args = make([]any, batchRows*perRow)
+				}
+				args = args[:batchRows*perRow]
+			}
+			off := rows * perRow
+			fill(g, n, args[off:off+perRow])
+			if rows++; rows == batchRows && !send() {
+				return
+			}
+		}
+		if rows > 0 {
+			args = args[:rows*perRow]
+			send()
+		}
+	}()
+	return generator{batches: batches, spare: spare, stop: func() {
+		cancel()
+		<-genDone
+	}}
+}
+
+// numbers yields from to to, inclusive.
+func numbers(from, to int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for n := from; n <= to; n++ {
+			if !yield(n) {
+				return
+			}
+		}
+	}
 }
 
 // load inserts rows from to to (inclusive) and returns how many it inserted.
@@ -366,38 +451,9 @@ func (s *seeder) load(ctx context.Context, l loader, from, to int, salt uint64) 
 		s.progress(l.stage, 0, 0)
 		return 0, nil
 	}
-	batches := make(chan batch, 4)
-	spare := make(chan []any, 8) // parameter slices to reuse, sparing the GC
-	genCtx, cancel := context.WithCancel(ctx)
-	genDone := make(chan struct{})
-	defer func() {
-		cancel()
-		<-genDone
-	}()
-	go func() {
-		defer close(genDone)
-		defer close(batches)
-		g := newRowGen(s.opts.Seed, salt)
-		for first := from; first <= to; first += l.stmtRows {
-			rows := min(l.stmtRows, to-first+1)
-			var args []any
-			select {
-			case args = <-spare:
-			default:
-				args = make([]any, l.stmtRows*l.perRow)
-			}
-			args = args[:rows*l.perRow]
-			for i := range rows {
-				off := i * l.perRow
-				l.fill(g, first+i, args[off:off+l.perRow])
-			}
-			select {
-			case batches <- batch{rows: rows, args: args}:
-			case <-genCtx.Done():
-				return
-			}
-		}
-	}()
+	gen := generate(ctx, newRowGen(s.opts.Seed, salt), numbers(from, to), l.stmtRows, l.perRow, l.fill)
+	defer gen.stop()
+	batches, spare := gen.batches, gen.spare
 
 	done := 0
 	for done < total {
@@ -516,6 +572,28 @@ func pick(r *rand.Rand, words []string) string { return words[r.IntN(len(words))
 func (g *rowGen) userName(n int) string {
 	r := g.at(n)
 	return pick(r, firstNames) + " " + pick(r, lastNames)
+}
+
+// productColumns are the columns productRow fills, in its order.
+var productColumns = []string{"id", "sku", "name", "description", "price_cents", "currency",
+	"category_id", "stock", "image_url", "created_at", "updated_at"}
+
+// productRow writes product n's row of productColumns to dst: catIDs are the
+// ids of the categories in the order of the categories list, now its
+// created_at and updated_at.
+func (g *rowGen) productRow(n int, currency string, catIDs []string, now int64, dst []any) {
+	p := g.product(n)
+	dst[0] = g.id()
+	dst[1] = SKU(n)
+	dst[2] = p.name
+	dst[3] = p.description
+	dst[4] = p.priceCents
+	dst[5] = currency
+	dst[6] = catIDs[p.category]
+	dst[7] = p.stock
+	dst[8] = "https://img.million.test/p/" + strconv.Itoa(n) + ".jpg"
+	dst[9] = now
+	dst[10] = now
 }
 
 type product struct {

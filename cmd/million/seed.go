@@ -11,7 +11,7 @@ import (
 	"github.com/millionshop/million/seed"
 )
 
-// SeedCmd fills the database with synthetic data.
+// SeedCmd fills the database, embedded or PostgreSQL, with synthetic data.
 type SeedCmd struct {
 	StorageFlags
 	Users    int    `default:"1000" help:"Total seeded users wanted (emails user1@seed.million.test ...); existing ones are kept."`
@@ -28,7 +28,7 @@ func (c *SeedCmd) Run(ctx context.Context) error {
 	}
 	defer a.Close()
 	last := time.Now()
-	st, err := seed.SQLite(ctx, a.DB, seed.Options{Users: c.Users, Products: c.Products, Currency: c.Currency,
+	st, err := seed.Run(ctx, a.DB, seed.Options{Users: c.Users, Products: c.Products, Currency: c.Currency,
 		Password: seed.DefaultPassword, Seed: c.Seed}, func(stage string, done, total int) {
 		if time.Since(last) > time.Second || done == total {
 			fmt.Fprintf(os.Stderr, "\r%-10s %d/%d   ", stage, done, total)

@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"unicode"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/search"
 	"github.com/millionshop/million/sqldb"
@@ -29,16 +31,31 @@ func (s *Postgres) Upsert(ctx context.Context, productID, name, description stri
 	return fault.Wrap(err, "index product")
 }
 
+// CopyPostgres indexes, inside tx, the products src yields as rows of
+// (product_id, name, description), by COPY: it is the PostgreSQL twin of
+// BulkIndex, for bulk loads that write the catalog's tables directly (the
+// seed). The database computes each document's tsvector as it stores the
+// row. None of the products may be indexed already: COPY cannot skip a
+// conflicting row, so one fails the whole copy.
+func CopyPostgres(ctx context.Context, tx pgx.Tx, src pgx.CopyFromSource) (int64, error) {
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"search_documents"}, []string{"product_id", "name", "description"}, src)
+	return n, fault.Wrap(err, "bulk index")
+}
+
 // Delete implements search.Store.
 func (s *Postgres) Delete(ctx context.Context, productID string) error {
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM search_documents WHERE product_id = ?`, productID)
 	return fault.Wrap(err, "unindex product")
 }
 
-// Match implements search.Store. Every term but the last must match as a
-// stemmed word; the last also matches as a prefix of a stemmed or whole word
-// (search-as-you-type). Terms are letters and digits only (search.Terms), and
-// are checked again here, so they cannot carry tsquery syntax.
+// Match implements search.Store. Every term must match, as a stemmed word
+// ("boots" finds "boot") or as a whole word; the last also matches as a
+// prefix of either (search-as-you-type: "hik" finds the stem "hike",
+// "hikin" the word "hiking"). The whole-word form keeps words the english
+// configuration drops as stop words: "the trail" needs "the" as SQLite
+// does, instead of matching every trail. Terms are letters and digits only
+// (search.Terms), and are checked again here, so they cannot carry tsquery
+// syntax.
 func (s *Postgres) Match(ctx context.Context, terms []string, offset, limit int) ([]string, error) {
 	clean := make([]string, 0, len(terms))
 	for _, t := range terms {
@@ -55,21 +72,39 @@ func (s *Postgres) Match(ctx context.Context, terms []string, offset, limit int)
 	if len(clean) == 0 {
 		return nil, nil
 	}
-	last := clean[len(clean)-1]
-	whole := strings.Join(clean[:len(clean)-1], " & ")
-	// ts_rank_cd weights are {D, C, B, A}. The first key ranks by name hits
-	// only (A, C), so any name match outranks any description-only match,
-	// however often the description repeats the word; the second breaks ties
-	// with the whole document.
-	q := `WITH q AS (SELECT
-			to_tsquery('english', million_unaccent(?)) &&
-			(to_tsquery('english', million_unaccent(?)) || to_tsquery('simple', million_unaccent(?))) AS query)
+	parts := make([]string, len(clean))
+	and := make([]string, len(clean))
+	args := make([]any, 0, 2*len(clean)+2)
+	for i, t := range clean {
+		if i == len(clean)-1 {
+			t += ":*"
+		}
+		// A stop word is an empty tsquery in english, which drops out of ||.
+		parts[i] = `to_tsquery('english', million_unaccent(?)) || to_tsquery('simple', million_unaccent(?))`
+		and[i] = "parts[" + strconv.Itoa(i+1) + "]"
+		args = append(args, t, t)
+	}
+	args = append(args, limit, offset)
+	// A term that yields no lexeme in either configuration (a word longer
+	// than PostgreSQL indexes, letters its parser does not take for a word)
+	// would drop out of && and widen the query; it can match nothing, so
+	// neither can the query. ts_rank_cd weights are {D, C, B, A}. The first
+	// key ranks by name hits only (A, C), so any name match outranks any
+	// description-only match, however often the description repeats the
+	// word; the second breaks ties with the whole document.
+	//
+	// MATERIALIZED builds the query once: inlined, a generic plan of the
+	// prepared statement rebuilt it for every row it ranked, which made a
+	// one-letter prefix over 100,000 products take 2 s instead of 0.6 s.
+	q := `WITH q AS MATERIALIZED (SELECT ` + strings.Join(and, " && ") + ` AS query
+			FROM (SELECT ARRAY[` + strings.Join(parts, ", ") + `] AS parts) t
+			WHERE NOT EXISTS (SELECT FROM unnest(t.parts) p WHERE numnode(p) = 0))
 		SELECT d.product_id FROM search_documents d, q
 		WHERE d.document @@ q.query
 		ORDER BY ts_rank_cd('{0, 0.1, 0, 1.0}', d.document, q.query) DESC,
 			ts_rank_cd('{0.05, 0.1, 0.4, 1.0}', d.document, q.query) DESC, d.product_id
 		LIMIT ? OFFSET ?`
-	rows, err := s.db.Reader(ctx).QueryContext(ctx, q, whole, last+":*", last+":*", limit, offset)
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fault.Wrap(err, "search")
 	}

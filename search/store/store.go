@@ -146,7 +146,9 @@ const minCompletionRunes = 3
 // for search-as-you-type: as a prefix of a stem ("hik" finds "hike", the stem
 // of "Hiking"), and through the whole words it completes to in the
 // unstemmed vocabulary ("hikin" finds "hiking"), which stem like the index.
-// bm25 weighs a hit in the name ten times one in the description.
+// Products whose name matches come first, then those matched by their
+// description alone; within each, bm25 ranks, weighing a hit in the name
+// ten times one in the description.
 func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) ([]string, error) {
 	quoted := make([]string, len(terms))
 	for i, t := range terms {
@@ -162,8 +164,15 @@ func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) (
 		alternatives = append(alternatives, quote(w))
 	}
 	quoted[len(quoted)-1] = "(" + strings.Join(alternatives, " OR ") + ")"
+	// bm25 alone cannot keep name hits first: a term in every document
+	// has its weight cut to nearly nothing, and a short prefix matches
+	// some documents through a rare completion and the rest only through
+	// the prefix itself. So the first key is whether the name matched at
+	// all: bm25 over the name alone is below zero exactly then.
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT product_id FROM search_products
-		WHERE search_products MATCH ? ORDER BY bm25(search_products, 0.0, 10.0, 1.0), product_id LIMIT ? OFFSET ?`,
+		WHERE search_products MATCH ?
+		ORDER BY bm25(search_products, 0.0, 1.0, 0.0) < 0 DESC, bm25(search_products, 0.0, 10.0, 1.0), product_id
+		LIMIT ? OFFSET ?`,
 		strings.Join(quoted, " AND "), limit, offset)
 	if err != nil {
 		return nil, fault.Wrap(err, "search")
