@@ -116,7 +116,7 @@ func postgresUser() (*syscall.Credential, error) {
 var staleOnce sync.Once
 
 // startCluster creates a cluster in a fresh temp dir and starts it.
-func startCluster(shared bool) (*Server, error) {
+func startCluster(shared bool, opts options) (*Server, error) {
 	binDir, version, err := findBinDir()
 	if err != nil {
 		return nil, err
@@ -154,6 +154,9 @@ func startCluster(shared bool) (*Server, error) {
 	if err := s.initdb(); err != nil {
 		return nil, err
 	}
+	if err := s.configure(opts); err != nil {
+		return nil, err
+	}
 	// Another process can take the port between our probe and postgres'
 	// bind; a fresh port usually fixes that.
 	for attempt := 1; ; attempt++ {
@@ -162,7 +165,11 @@ func startCluster(shared bool) (*Server, error) {
 		}
 		s.base = url.URL{Scheme: "postgres", User: url.User("postgres"),
 			Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), RawQuery: "sslmode=disable"}
-		s.adminURL = s.URL("postgres")
+		// Administration goes through the Unix socket, which initdb's
+		// "local all all trust" admits whatever TCP rules (hostssl only,
+		// say) and TLS settings a test gives its cluster.
+		s.adminURL = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres",
+			RawQuery: url.Values{"host": {socketDir(root)}, "port": {strconv.Itoa(s.port)}, "sslmode": {"disable"}}.Encode()}).String()
 		err = s.start()
 		if err == nil {
 			ok = true

@@ -20,7 +20,8 @@
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable) makes Cluster
 // use that server instead of starting one, which saves the start-up second
 // on a developer machine. Its role must be allowed to create databases.
-// NewDedicated always starts its own cluster, because its tests stop it.
+// NewDedicated always starts its own cluster, because its tests stop it;
+// WithTLS, WithHBA and NewCA set one up for tests of TLS to the database.
 //
 // Clusters live in /dev/shm when it is writable, else in os.TempDir(), or
 // in the directory named by MILLION_TEST_POSTGRES_DIR; each in its own
@@ -90,7 +91,7 @@ func Cluster(t testing.TB) *Server {
 		if raw := os.Getenv(EnvURL); raw != "" {
 			shared.srv, shared.err = openExternal(raw)
 		} else {
-			shared.srv, shared.err = startCluster(true)
+			shared.srv, shared.err = startCluster(true, options{})
 			if shared.err == nil {
 				t.Logf("pgtest: started PostgreSQL %d on port %d in %s (%s)",
 					shared.srv.version, shared.srv.port, time.Since(began).Round(time.Millisecond), shared.srv.root)
@@ -126,10 +127,15 @@ func Main(m *testing.M) {
 // NewDedicated starts a cluster for this test alone and removes it at
 // t.Cleanup. Tests that stop or restart the database use one, so the outage
 // does not hit tests sharing Cluster; it ignores EnvURL for the same reason.
-func NewDedicated(t testing.TB) *Server {
+// Tests of connection security pass WithTLS and WithHBA.
+func NewDedicated(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	began := time.Now()
-	s, err := startCluster(false)
+	s, err := startCluster(false, o)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}

@@ -3,8 +3,10 @@ package pgtest_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,4 +219,44 @@ func BenchmarkNewDatabaseFromTemplate(b *testing.B) {
 	for b.Loop() {
 		srv.NewDatabase(b, tpl) // dropped after the loop: creation alone is measured
 	}
+}
+
+// TestDedicatedTLS proves WithTLS and WithHBA: a cluster that admits TCP
+// clients only over TLS serves verified TLS, refuses plain text, keeps both
+// across a restart, and still hands out databases (administration goes
+// through the Unix socket).
+func TestDedicatedTLS(t *testing.T) {
+	t.Parallel()
+	ca := pgtest.NewCA(t)
+	cert, key := ca.Issue(t, "127.0.0.1", "localhost")
+	srv := pgtest.NewDedicated(t, pgtest.WithTLS(cert, key), pgtest.WithHBA("hostssl all all 127.0.0.1/32 trust"))
+	plain := srv.NewDatabase(t, "")
+	verified := strings.Replace(plain, "sslmode=disable", "sslmode=verify-full&sslrootcert="+url.QueryEscape(ca.CertFile(t)), 1)
+	if verified == plain {
+		t.Fatalf("URL %s has no sslmode=disable to replace", plain)
+	}
+
+	checkTLS := func(when string) {
+		t.Helper()
+		var ssl bool
+		var version string
+		if err := connect(t, verified).QueryRow(ctx(t),
+			"SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl, &version); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if !ssl || !strings.HasPrefix(version, "TLS") {
+			t.Errorf("%s: pg_stat_ssl says ssl=%v version=%q, want a TLS connection", when, ssl, version)
+		}
+		c, err := pgx.Connect(ctx(t), plain)
+		if err == nil {
+			c.Close(ctx(t))
+			t.Fatalf("%s: connected without TLS to a hostssl-only server", when)
+		}
+		if !strings.Contains(err.Error(), "pg_hba.conf") {
+			t.Errorf("%s: plain-text connection failed with %v, want a pg_hba.conf refusal", when, err)
+		}
+	}
+	checkTLS("after start")
+	srv.Restart(t)
+	checkTLS("after restart")
 }

@@ -29,9 +29,27 @@ type pgPool struct {
 	pool *pgxpool.Pool
 }
 
-func (p *pgPool) close() {
-	if p != nil {
+// closeTimeout bounds how long Close waits for connections still checked
+// out of the pool. pgxpool.Close waits for every one of them, so a single
+// leaked transaction or unclosed Rows would otherwise hang shutdown forever
+// after the HTTP server has long finished draining.
+var closeTimeout = 5 * time.Second // a variable so a test can shorten it
+
+func (p *pgPool) close() error {
+	if p == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
 		p.pool.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("close postgres pool: %d connections still in use after %s (a transaction or rows never closed?)",
+			p.pool.Stat().AcquiredConns(), closeTimeout)
 	}
 }
 

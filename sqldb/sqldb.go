@@ -131,9 +131,7 @@ func OpenSQLite(dataDir string, opts Options) (*DB, error) {
 // database file is complete on its own.
 func (db *DB) Close() error {
 	if db.Dialect == Postgres {
-		err := db.Write.Close()
-		db.pg.close()
-		return err
+		return errors.Join(db.Write.Close(), db.pg.close())
 	}
 	_, _ = db.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(db.Read.Close(), db.Write.Close())
