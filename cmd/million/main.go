@@ -22,6 +22,7 @@ type CLI struct {
 	Migrate MigrateCmd       `cmd:"" help:"Apply or list database migrations."`
 	User    UserCmd          `cmd:"" help:"Manage users."`
 	Seed    SeedCmd          `cmd:"" help:"Fill the database with synthetic users and products for demos and load tests."`
+	Load    LoadCmd          `cmd:"" help:"Generate open-model load (shop journeys at a fixed arrival rate) against a running million and report latency, errors and server metrics."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
 

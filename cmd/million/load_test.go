@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/millionshop/million/app"
+	"github.com/millionshop/million/loadgen"
+	"github.com/millionshop/million/seed"
+	"github.com/millionshop/million/user"
+)
+
+// loadTarget is a real million started in-process, as e2e.Start does, with
+// seeded products and its admin listener for metrics.
+type loadTarget struct {
+	URL, MetricsURL string
+}
+
+func startLoadTarget(t *testing.T, users, products int) loadTarget {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Open(ctx, app.Config{
+		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		PaymentWebhookSecret: "load-test-webhook-secret-0123456789abcd",
+		PasswordParams:       user.PasswordParams{MemoryKiB: 1024, Iterations: 1, Parallelism: 1},
+		ShutdownTimeout:      10 * time.Second,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatalf("open million: %v", err)
+	}
+	if _, err := seed.SQLite(ctx, a.DB, seed.Options{Users: users, Products: products, Seed: 1}, nil); err != nil {
+		cancel()
+		a.Close()
+		t.Fatalf("seed: %v", err)
+	}
+	public, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- errors.Join(a.Serve(ctx, public, admin), a.Close()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stop million: %v", err)
+		}
+	})
+	return loadTarget{URL: "http://" + public.Addr().String(), MetricsURL: "http://" + admin.Addr().String() + "/metrics"}
+}
+
+// runLoad parses args as `million load ...` exactly as main does and runs
+// the command, its summary going to out.
+func runLoad(t *testing.T, out io.Writer, args ...string) error {
+	t.Helper()
+	var cli CLI
+	parser, err := kong.New(&cli, kong.Name("million"), kong.Vars{"version": "test"}, kong.DefaultEnvars("MILLION"),
+		kong.Exit(func(code int) { t.Fatalf("kong exited with %d", code) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, err := parser.Parse(append([]string{"load"}, args...))
+	if err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	cli.Load.out = out
+	kctx.BindTo(t.Context(), (*context.Context)(nil))
+	return kctx.Run()
+}
+
+// TestLoadCommand runs `million load` against a real million: the summary,
+// the JSON report with the server's figures, and SLOs that pass. The mix
+// is read-only: logged-in journeys are the business of package journey's
+// tests, and seeded logins cost production-strength argon2id.
+func TestLoadCommand(t *testing.T) {
+	t.Parallel()
+	srv := startLoadTarget(t, 20, 200)
+	path := filepath.Join(t.TempDir(), "load.json")
+	var out bytes.Buffer
+	err := runLoad(t, &out, "--target", srv.URL, "--ramp", "100:500ms,200:1s", "--mix", "product=60,list=25,search=10,categories=5",
+		"--users", "20", "--virtual-users", "20", "--metrics", srv.MetricsURL, "--slo", "p99<5s,errors<0.1%,rps>=140,product.max<5s",
+		"--report", path)
+	if err != nil {
+		t.Fatalf("million load: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"20 categories and 200 products discovered", "mix product=60,list=25,search=10,categories=5",
+		"250 due, 250 sent, 250 completed, 0 errors", "server: 250 requests", "slo p99<5s", "(ok)", "report: " + path} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep loadgen.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if rep.Summary.OK != 250 || len(rep.Meta.Stages) != 2 || rep.Meta.Generator.GoVersion == "" || rep.Meta.Generator.Version != version ||
+		rep.Server == nil || rep.Server.DBQueriesPerRequest <= 0 || len(rep.SLO) != 4 || len(rep.Series) < 2 {
+		t.Fatalf("report lacks parts of the run:\n%s", b)
+	}
+	for _, r := range rep.SLO {
+		if !r.Pass {
+			t.Fatalf("SLO %s missed: %s", r.Expr, r.Message)
+		}
+	}
+}
+
+// TestLoadCommandSLOMissed runs the built binary, configured through
+// MILLION_* variables, with an SLO no server meets: the exit status is not
+// zero and standard error says which SLO was missed. Standard error is
+// not a terminal here, so no progress line is drawn on it.
+func TestLoadCommandSLOMissed(t *testing.T) {
+	t.Parallel()
+	srv := startLoadTarget(t, 5, 50)
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "load", "--duration", "500ms", "--slo", "p99<1us,errors<1%")
+	cmd.Env = append(os.Environ(), "MILLION_TARGET="+srv.URL, "MILLION_RATE=40", "MILLION_MIX=product=1,categories=1",
+		"MILLION_USERS=5")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("exit: %v; want a non-zero status\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "SLO missed: p99<1us: p99 is") || strings.Contains(stderr.String(), "errors<1%") {
+		t.Fatalf("stderr does not name just the missed SLO:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "\r") {
+		t.Fatalf("progress drawn on a stderr that is not a terminal:\n%q", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "20 due, 20 sent, 20 completed, 0 errors") || !strings.Contains(stdout.String(), "MISSED") {
+		t.Fatalf("stdout:\n%s", stdout.String())
+	}
+}
