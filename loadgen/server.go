@@ -67,6 +67,8 @@ type ServerPoint struct {
 	RequestsPerS  float64 `json:"requests_per_s"`
 	DBQueriesPerS float64 `json:"db_queries_per_s"`
 	RSSBytes      float64 `json:"rss_bytes"`
+	// CPUCores is CPU seconds per second of wall time: 1 is one core busy.
+	CPUCores float64 `json:"cpu_cores"`
 }
 
 // sample is one scrape.
@@ -224,6 +226,7 @@ func (w *serverWatch) add(s *sample) {
 			RequestsPerS:  (s.sum(metricRequests, nil) - w.last.sum(metricRequests, nil)) / dt,
 			DBQueriesPerS: (s.sum(metricQueries, nil) - w.last.sum(metricQueries, nil)) / dt,
 			RSSBytes:      rss,
+			CPUCores:      (s.sum(metricCPU, nil) - w.last.sum(metricCPU, nil)) / dt,
 		})
 	}
 	w.last = s

@@ -16,7 +16,7 @@ import (
 // LoadCmd is the load generator: open-model shop journeys against a
 // running million, with a report and SLO checks.
 type LoadCmd struct {
-	Target        string        `required:"" placeholder:"URL" help:"Base URL of the shop under test, e.g. http://127.0.0.1:8080."`
+	Target        string        `placeholder:"URL" help:"Base URL of the shop under test, e.g. http://127.0.0.1:8080 (required unless --from)."`
 	Rate          float64       `default:"100" help:"Arrivals (requests) per second, kept whatever the server does."`
 	Duration      time.Duration `default:"30s" help:"How long to send at --rate."`
 	Ramp          string        `placeholder:"RATE:DUR,..." help:"Steps of rate:duration instead of --rate and --duration, e.g. 100:10s,500:10s,1000:30s."`
@@ -34,12 +34,20 @@ type LoadCmd struct {
 	Metrics       string        `placeholder:"URL" help:"The server's admin metrics, e.g. http://127.0.0.1:9090/metrics, for its requests, database queries per request, CPU and memory over the run."`
 	SLO           string        `name:"slo" placeholder:"EXPR,..." help:"Thresholds that make the exit status non-zero when missed, e.g. 'p99<25ms,errors<0.1%,rps>900'; p50, p90, p99, p99.9, max, errors, rps, optionally per step (checkout.p99<200ms)."`
 	Report        string        `placeholder:"FILE" help:"Write the JSON report to this file."`
+	HTML          string        `name:"html" placeholder:"FILE" help:"Write the HTML report to this file: one self-contained page (summary, latency and throughput over time, latency distribution per step, server metrics) that opens offline."`
+	From          string        `placeholder:"FILE" help:"Run nothing: read a JSON report written by --report, print its summary, check --slo against it if given, and write it again with --html (and --report). E.g. million load --from run.json --html run.html."`
 
 	out io.Writer // the summary; os.Stdout when nil
 }
 
 // Run implements the load command.
 func (c *LoadCmd) Run(ctx context.Context) error {
+	if c.From != "" {
+		return c.render()
+	}
+	if c.Target == "" {
+		return errors.New("--target is required (or --from, to render a report of an earlier run)")
+	}
 	stages := []loadgen.Stage{{Rate: c.Rate, Duration: c.Duration}}
 	if c.Ramp != "" {
 		var err error
@@ -101,20 +109,61 @@ func (c *LoadCmd) Run(ctx context.Context) error {
 	if rep == nil {
 		return err
 	}
-	if werr := rep.WriteText(out); werr != nil {
+	// The reports are written even when an SLO was missed: that is when
+	// they are read most closely.
+	if werr := c.write(out, rep); werr != nil {
 		return werr
-	}
-	if c.Report != "" {
-		if werr := rep.WriteJSON(c.Report); werr != nil {
-			return fmt.Errorf("write the report: %w", werr)
-		}
-		fmt.Fprintf(out, "report: %s\n", c.Report)
 	}
 	if err != nil {
 		return err
 	}
 	if rep.Meta.Interrupted {
 		return errors.New("interrupted: the report covers the part that ran")
+	}
+	return nil
+}
+
+// render is --from: an earlier run's report, shown and written again, its
+// SLOs checked anew when --slo is given.
+func (c *LoadCmd) render() error {
+	rep, err := loadgen.ReadReport(c.From)
+	if err != nil {
+		return err
+	}
+	var sloErr error
+	if c.SLO != "" {
+		slos, err := loadgen.ParseSLOs(c.SLO)
+		if err != nil {
+			return err
+		}
+		sloErr = rep.CheckSLOs(slos)
+	}
+	out := c.out
+	if out == nil {
+		out = os.Stdout
+	}
+	if err := c.write(out, rep); err != nil {
+		return err
+	}
+	return sloErr
+}
+
+// write prints the summary and writes the JSON and HTML reports asked for.
+func (c *LoadCmd) write(out io.Writer, rep *loadgen.Report) error {
+	if err := rep.WriteText(out); err != nil {
+		return err
+	}
+	if c.Report != "" {
+		if err := rep.WriteJSON(c.Report); err != nil {
+			return fmt.Errorf("write the report: %w", err)
+		}
+		fmt.Fprintf(out, "report: %s\n", c.Report)
+	}
+	if c.HTML != "" {
+		if err := rep.WriteHTML(c.HTML); err != nil {
+			return fmt.Errorf("write the HTML report: %w", err)
+		}
+		fmt.Fprintf(out, "html report: %s\n", c.HTML)
 	}
 	return nil
 }
