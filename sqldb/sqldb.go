@@ -187,10 +187,18 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) erro
 		return unavailable(err)
 	}
 	st := &txState{tx: tx}
+	committed := false
+	defer func() {
+		// A panic in fn must not leave the transaction open: on SQLite it
+		// would hold the only write connection and stop every write.
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
 	if err := fn(context.WithValue(ctx, txKey{}, st)); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
+	committed = true
 	if err := tx.Commit(); err != nil {
 		return fault.Wrap(err, "commit")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/millionshop/million/sqldb"
 )
@@ -128,5 +129,41 @@ func TestConcurrentWritersQueue(t *testing.T) {
 	var v int
 	if err := db.Read.QueryRow(`SELECT v FROM kv WHERE k = 'counter'`).Scan(&v); err != nil || v != 100 {
 		t.Fatalf("counter = %d (%v), want 100: a read-modify-write was lost", v, err)
+	}
+}
+
+// TestInTxRollsBackOnPanic: a panic inside a transaction releases it, so
+// the single SQLite write connection is free for the next writer.
+func TestInTxRollsBackOnPanic(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	func() {
+		defer func() { _ = recover() }()
+		_ = db.InTx(ctx, func(ctx context.Context) error {
+			if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('p', 1)`); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- db.InTx(ctx, func(ctx context.Context) error {
+			_, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('q', 2)`)
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write after a panicking transaction: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the write connection is still held by the transaction that panicked")
+	}
+	var n int
+	if err := db.Read.QueryRow(`SELECT count(*) FROM kv WHERE k = 'p'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows of the panicking transaction = %d (%v), want 0", n, err)
 	}
 }

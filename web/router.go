@@ -185,7 +185,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // MiddlewareOptions tune Middleware.
 type MiddlewareOptions struct {
-	TrustProxy bool // take the client IP from X-Forwarded-For
+	TrustProxy bool // take the client IP from the last X-Forwarded-For entry (one trusted proxy in front)
 	AccessLog  bool // log one line per request
 }
 
@@ -226,9 +226,12 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 
 func clientIP(r *http.Request, trustProxy bool) string {
 	if trustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+		// The trusted proxy appends the address it saw to whatever the
+		// client sent, so only the last entry is trustworthy; earlier ones
+		// are client-controlled and would let anyone pick their rate-limit key.
+		if xff := strings.Join(r.Header.Values("X-Forwarded-For"), ","); xff != "" {
+			last := xff[strings.LastIndexByte(xff, ',')+1:]
+			if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
 				return ip.String()
 			}
 		}

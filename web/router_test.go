@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -217,5 +218,39 @@ func TestMiddlewareRequestID(t *testing.T) {
 	b := webServe(h, "GET", "/items/x").Header().Get("X-Request-ID")
 	if a == b {
 		t.Errorf("two requests got the same generated ID %q", a)
+	}
+}
+
+// TestClientIPFromTrustedProxy: behind one trusted proxy only the entry it
+// appended counts; what the client wrote in X-Forwarded-For is ignored, so
+// nobody chooses their own rate-limit key. Without TrustProxy the header is
+// ignored entirely.
+func TestClientIPFromTrustedProxy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		trust bool
+		xff   []string
+		want  string
+	}{
+		{"no proxy trusted", false, []string{"203.0.113.9"}, "192.0.2.1"},
+		{"proxy appended", true, []string{"203.0.113.9"}, "203.0.113.9"},
+		{"client forged a first entry", true, []string{"1.2.3.4, 203.0.113.9"}, "203.0.113.9"},
+		{"two header lines", true, []string{"1.2.3.4", "203.0.113.9"}, "203.0.113.9"},
+		{"garbage last entry", true, []string{"203.0.113.9, nonsense"}, "192.0.2.1"},
+		{"no header", true, nil, "192.0.2.1"},
+	} {
+		var got string
+		h := web.Middleware(slog.New(slog.NewTextHandler(io.Discard, nil)), web.MiddlewareOptions{TrustProxy: tc.trust},
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = web.ClientIPFrom(r.Context()) }))
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = "192.0.2.1:4444"
+		for _, v := range tc.xff {
+			req.Header.Add("X-Forwarded-For", v)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tc.want {
+			t.Errorf("%s: client IP %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
