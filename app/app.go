@@ -72,6 +72,7 @@ type Config struct {
 	TrustProxy           bool          // take the client IP from X-Forwarded-For
 	AccessLog            bool          // log every request
 	PasswordParams       user.PasswordParams
+	RegistrationsPerHour int // self-registrations allowed per client IP and hour; 0 means 100
 }
 
 func (c *Config) defaults() {
@@ -91,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.Currency == "" {
 		c.Currency = "USD"
+	}
+	if c.RegistrationsPerHour <= 0 {
+		c.RegistrationsPerHour = 100
 	}
 	set(&c.AccessTokenTTL, 15*time.Minute)
 	set(&c.SessionTTL, 30*24*time.Hour)
@@ -187,7 +191,8 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	}
 	failures := ratelimit.NewFailures(now,
 		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
-		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute})
+		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
+		ratelimit.Rule{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour})
 	a.Users, err = user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)

@@ -153,6 +153,24 @@ func Fields(fields ...FieldError) *Error {
 	return &Error{Kind: Invalid, Message: "the request has invalid fields", Fields: fields}
 }
 
+// RetryAfterOf returns the RetryAfter of err, 0 when it is not a *Error.
+func RetryAfterOf(err error) time.Duration {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.RetryAfter
+	}
+	return 0
+}
+
+// LimitOf returns the Limit of err, 0 when it is not a *Error.
+func LimitOf(err error) int {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Limit
+	}
+	return 0
+}
+
 // KindOf returns the Kind of err, Internal when it is not a *Error.
 func KindOf(err error) Kind {
 	var fe *Error

@@ -102,6 +102,17 @@ func (a *Accounts) Register(ctx context.Context, reg Registration) (User, error)
 	if err := v.Err(); err != nil {
 		return User{}, err
 	}
+	// Each registration costs a password hash, so registrations per client
+	// are limited like failed logins; operators (no client IP) are not.
+	if reg.ClientIP != "" {
+		key := "register:ip:" + reg.ClientIP
+		if err := a.checkFailures(ctx, []string{key}); err != nil {
+			return User{}, &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
+				Message: "too many registrations from this address; try again later",
+				RetryAfter: fault.RetryAfterOf(err), Limit: fault.LimitOf(err)}
+		}
+		_ = a.failures.Fail(ctx, key)
+	}
 	role := reg.Role
 	if role == "" {
 		role = RoleCustomer

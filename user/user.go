@@ -39,6 +39,7 @@ type Registration struct {
 	Password string `json:"password"`
 	Name     string `json:"name"`
 	Role     string `json:"-"` // only set by operators (million user create --admin)
+	ClientIP string `json:"-"` // where a self-registration comes from, for its rate limit; "" for operators
 }
 
 // Credentials is the input of Login.

@@ -35,6 +35,7 @@ type ServeCmd struct {
 	PaymentTimeout       time.Duration `default:"10s" help:"Timeout of every payment provider call."`
 	RequestTimeout       time.Duration `default:"30s" help:"Upper bound on one request's work."`
 	ShutdownTimeout      time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
+	RegistrationsPerHour int           `default:"100" help:"Self-registrations allowed per client IP and hour."`
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
@@ -50,6 +51,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.PaymentLatency, cfg.PaymentTimeout = c.PaymentLatency, c.PaymentTimeout
 	cfg.RequestTimeout, cfg.ShutdownTimeout = c.RequestTimeout, c.ShutdownTimeout
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
+	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -34,7 +34,8 @@ func (h handlers) register(w http.ResponseWriter, r *http.Request) error {
 	if err := web.Decode(w, r, &req); err != nil {
 		return err
 	}
-	u, err := h.svc.Register(r.Context(), user.Registration{Email: req.Email, Password: req.Password, Name: req.Name})
+	u, err := h.svc.Register(r.Context(), user.Registration{Email: req.Email, Password: req.Password, Name: req.Name,
+		ClientIP: web.ClientIPFrom(r.Context())})
 	if err != nil {
 		return err
 	}
