@@ -220,7 +220,8 @@ func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
 	a.Provider = simulated.New(cfg.PaymentLatency)
 	a.Payments = payment.NewPayments(paymentstore.New(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
 	a.Orders = order.NewOrders(orderstore.New(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
-		order.Config{Currency: cfg.Currency}, logger, now)
+		// The key lease outlasts a whole payment (authorize, capture, void).
+		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
 	a.Notifier = notify.NewNotifier(notifystore.New(db), notify.LogSender{Logger: logger}, now)
 	for _, topic := range []string{order.TopicPlaced, order.TopicCancelled} {

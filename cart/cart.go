@@ -47,6 +47,10 @@ type Service interface {
 	RemoveItem(ctx context.Context, userID, productID string) (Cart, error)
 	// Clear empties the cart. It joins the transaction in ctx, if any.
 	Clear(ctx context.Context, userID string) error
+	// RemoveLines removes the given lines, each only if its quantity is
+	// still the given one: checkout takes out what it ordered and keeps a
+	// line added or changed meanwhile. It joins the transaction in ctx, if any.
+	RemoveLines(ctx context.Context, userID string, lines []Line) error
 	// Lines returns the lines Get shows, unpriced: those of products still
 	// sold, in the order they were added. It joins the transaction in ctx,
 	// if any, so checkout buys exactly what the cart shows.
@@ -169,6 +173,28 @@ func (c *Carts) RemoveItem(ctx context.Context, userID, productID string) (Cart,
 
 // Clear implements Service.
 func (c *Carts) Clear(ctx context.Context, userID string) error { return c.store.Clear(ctx, userID) }
+
+// RemoveLines implements Service. It compares with the lines as stored now
+// (not as Lines shows them): on PostgreSQL another request may have changed
+// a line since checkout read it.
+func (c *Carts) RemoveLines(ctx context.Context, userID string, lines []Line) error {
+	stored, err := c.store.Lines(ctx, userID)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]int64, len(stored))
+	for _, l := range stored {
+		have[l.ProductID] = l.Quantity
+	}
+	for _, l := range lines {
+		if q, ok := have[l.ProductID]; ok && q == l.Quantity {
+			if err := c.store.Remove(ctx, userID, l.ProductID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // Lines implements Service.
 func (c *Carts) Lines(ctx context.Context, userID string) ([]Line, error) {

@@ -87,7 +87,9 @@ type Stock interface {
 // Carts is what the order module needs from the cart.
 type Carts interface {
 	Lines(ctx context.Context, userID string) ([]cart.Line, error)
-	Clear(ctx context.Context, userID string) error
+	// RemoveLines takes the ordered lines out of the cart, keeping any
+	// line added or changed since they were read.
+	RemoveLines(ctx context.Context, userID string, lines []cart.Line) error
 }
 
 // Payments is what the order module needs from payments.
@@ -115,6 +117,7 @@ type KeyRecord struct {
 	State       string
 	OrderID     string
 	LeaseUntil  time.Time // a running record whose lease passed was abandoned by a crash
+	LeaseGen    int64     // bumped by every claim or takeover; fences the writes of an attempt that lost its lease
 	ErrKind     int       // fault.Kind of a failed outcome; 0 with ErrCode "" is success
 	ErrCode     string
 	ErrMessage  string
@@ -159,9 +162,12 @@ type Store interface {
 	// InsertKey stores a new record. Errors: fault.Conflict when it exists,
 	// fault.Invalid (unstorable text).
 	InsertKey(ctx context.Context, r KeyRecord) error
-	// UpdateKey writes every mutable field of r. Errors: fault.Invalid
-	// (unstorable text).
-	UpdateKey(ctx context.Context, r KeyRecord) error
-	// DeleteKey removes a record (a transient failure that must not be replayed).
-	DeleteKey(ctx context.Context, userID, key string) error
+	// UpdateKey writes every mutable field of r (LeaseGen included) if the
+	// stored record's generation is still gen; it reports false, writing
+	// nothing, when another attempt took the key over meanwhile (or the
+	// record is gone). Errors: fault.Invalid (unstorable text).
+	UpdateKey(ctx context.Context, r KeyRecord, gen int64) (bool, error)
+	// DeleteKey removes a record (a transient failure that must not be
+	// replayed) if its generation is still gen; it reports whether it did.
+	DeleteKey(ctx context.Context, userID, key string, gen int64) (bool, error)
 }

@@ -36,9 +36,21 @@ type EventPayload struct {
 // Config tunes checkout.
 type Config struct {
 	Currency string
-	KeyLease time.Duration // how long a running checkout holds its key before another may take over
+	// KeyLease is how long a running checkout holds its key before another
+	// may take over; it is renewed before every provider call, so it must
+	// comfortably exceed the longest single payment step.
+	KeyLease time.Duration
 	KeyWait  time.Duration // how long a duplicate waits for the first to finish before 409
 }
+
+// DefaultKeyLease is the key lease when Config leaves it zero: well above
+// three provider calls (authorize, capture, void) at a 10 s timeout each.
+const DefaultKeyLease = 45 * time.Second
+
+// errLeaseLost stops an attempt whose key was taken over by another (its
+// lease ran out while it worked): it must write nothing more, and its
+// caller gets the winner's outcome instead.
+var errLeaseLost = errors.New("idempotency key lease lost to another attempt")
 
 // Orders implements Service.
 type Orders struct {
@@ -57,7 +69,7 @@ var _ Service = (*Orders)(nil)
 // NewOrders returns the order service.
 func NewOrders(store Store, stock Stock, carts Carts, payments Payments, events Events, cfg Config, logger *slog.Logger, now func() time.Time) *Orders {
 	if cfg.KeyLease <= 0 {
-		cfg.KeyLease = 30 * time.Second
+		cfg.KeyLease = DefaultKeyLease
 	}
 	if cfg.KeyWait <= 0 {
 		cfg.KeyWait = 10 * time.Second
@@ -108,7 +120,12 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 			// execute binds the order it places to rec, so finish knows
 			// whether a failure left an order behind.
 			o, err := s.execute(ctx, &rec, req)
-			if ferr := s.finish(ctx, rec, o, err); ferr != nil {
+			ferr := s.finish(ctx, rec, o, err)
+			if (errors.Is(err, errLeaseLost) || errors.Is(ferr, errLeaseLost)) && attempt < 100 {
+				// Another attempt took the key over: answer with its outcome.
+				continue
+			}
+			if ferr != nil {
 				return Order{}, false, ferr
 			}
 			return o, false, err
@@ -137,7 +154,7 @@ func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord
 		existing, err := s.store.Key(ctx, userID, key)
 		if fault.Is(err, fault.NotFound) {
 			rec = KeyRecord{UserID: userID, Key: key, RequestHash: hash, State: KeyRunning,
-				LeaseUntil: now.Add(s.cfg.KeyLease), CreatedAt: now}
+				LeaseUntil: now.Add(s.cfg.KeyLease), LeaseGen: 1, CreatedAt: now}
 			claimed = true
 			return s.store.InsertKey(ctx, rec)
 		}
@@ -151,9 +168,17 @@ func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord
 		if existing.State == KeyRunning && now.After(existing.LeaseUntil) {
 			// The request that held the key died (crash or restart):
 			// resume it from where its committed state says it got to.
+			// A new generation fences off the old attempt, should it
+			// still be running after all.
 			rec.LeaseUntil = now.Add(s.cfg.KeyLease)
-			claimed = true
-			return s.store.UpdateKey(ctx, rec)
+			rec.LeaseGen = existing.LeaseGen + 1
+			ok, err := s.store.UpdateKey(ctx, rec, existing.LeaseGen)
+			if err == nil && !ok {
+				return inUse() // the record is locked: cannot happen, but never claim blind
+			}
+			claimed = err == nil
+			return err
+
 		}
 		return nil
 	})
@@ -206,14 +231,28 @@ func replay(rec KeyRecord) (Order, error) {
 
 // finish stores the outcome so a repeat gets the same answer: the order, or
 // a payment refusal. Failures that changed nothing (empty cart, not enough
-// stock, timeouts, internal errors) give the key back instead, so the client
-// can fix the cause and retry with the same key.
+// stock, internal errors) give the key back instead, so the client can fix
+// the cause and retry with the same key. Every write is fenced by the
+// attempt's lease generation: one that lost its key writes nothing and
+// reports errLeaseLost.
 func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome error) error {
 	ctx = context.WithoutCancel(ctx)
+	if errors.Is(outcome, errLeaseLost) {
+		return nil // the key is another attempt's now
+	}
 	var fe *fault.Error
 	if outcome != nil && (!errors.As(outcome, &fe) || (fe.Kind != fault.PaymentRequired && fe.Kind != fault.BadGateway)) {
 		if rec.OrderID == "" {
-			return s.store.DeleteKey(ctx, rec.UserID, rec.Key)
+			_, err := s.store.DeleteKey(ctx, rec.UserID, rec.Key, rec.LeaseGen)
+			return err
+		}
+		if fault.Is(outcome, fault.Unavailable) {
+			// The provider's answer is unknown: the client is told to
+			// retry shortly, and that retry must resume now rather than
+			// wait out the lease.
+			rec.LeaseUntil = s.now().UTC()
+			_, err := s.store.UpdateKey(ctx, rec, rec.LeaseGen)
+			return err
 		}
 		return nil // the order exists: leave the lease to expire so a retry resumes it
 	}
@@ -228,7 +267,27 @@ func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome err
 		rec.Response = body
 		rec.OrderID = o.ID
 	}
-	return s.store.UpdateKey(ctx, rec)
+	ok, err := s.store.UpdateKey(ctx, rec, rec.LeaseGen)
+	if err == nil && !ok {
+		return errLeaseLost
+	}
+	return err
+}
+
+// renew extends the attempt's lease, fenced by its generation: it fails with
+// errLeaseLost when another attempt took the key over.
+func (s *Orders) renew(ctx context.Context, rec *KeyRecord) error {
+	r := *rec
+	r.LeaseUntil = s.now().UTC().Add(s.cfg.KeyLease)
+	ok, err := s.store.UpdateKey(context.WithoutCancel(ctx), r, rec.LeaseGen)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errLeaseLost
+	}
+	rec.LeaseUntil = r.LeaseUntil
+	return nil
 }
 
 // execute runs (or resumes) a claimed checkout. Placing the order sets
@@ -250,10 +309,10 @@ func (s *Orders) execute(ctx context.Context, rec *KeyRecord, req CheckoutReques
 	// The order now holds stock: finish paying even if the client hangs up,
 	// so its retry gets the stored outcome instead of waiting out the lease
 	// of an abandoned payment. Every provider call keeps its own timeout.
-	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token)
+	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token, rec)
 }
 
-// place is the stock transaction: reserve, write the order, clear the cart,
+// place is the stock transaction: reserve, write the order, take the ordered lines out of the cart,
 // record the event and bind the order to the idempotency key, all or nothing.
 func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
 	var o Order
@@ -283,14 +342,18 @@ func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
 		if err := s.store.InsertOrder(ctx, o); err != nil {
 			return err
 		}
-		if err := s.carts.Clear(ctx, rec.UserID); err != nil {
+		if err := s.carts.RemoveLines(ctx, rec.UserID, lines); err != nil {
 			return err
 		}
 		if err := s.events.Add(ctx, TopicPlaced, o.ID, payloadOf(o)); err != nil {
 			return err
 		}
 		rec.OrderID = o.ID
-		return s.store.UpdateKey(ctx, *rec)
+		ok, err := s.store.UpdateKey(ctx, *rec, rec.LeaseGen)
+		if err == nil && !ok {
+			return errLeaseLost // rolls the order back: the key is another attempt's
+		}
+		return err
 	})
 	if err != nil {
 		rec.OrderID = ""
@@ -312,13 +375,20 @@ func linesOf(o Order) []catalog.Line {
 
 // pay charges a pending order outside the stock transaction, so a slow
 // provider never holds the database; a refusal is compensated by releasing
-// the stock and cancelling the order.
-func (s *Orders) pay(ctx context.Context, o Order, token string) (Order, error) {
+// the stock and cancelling the order. Before every provider call the
+// attempt renews its key lease, and stops if it lost it.
+func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord) (Order, error) {
 	pay, payErr := s.payments.Pay(ctx, payment.Charge{OrderID: o.ID, UserID: o.UserID,
-		AmountCents: o.TotalCents, Currency: o.Currency, Token: token})
+		AmountCents: o.TotalCents, Currency: o.Currency, Token: token,
+		Guard: func(ctx context.Context) error { return s.renew(ctx, rec) }})
 	if payErr != nil {
+		if errors.Is(payErr, payment.ErrCancelled) {
+			// The order was cancelled while it was being paid for; the
+			// payment voided what it had authorized. Nothing was charged.
+			return s.store.OrderByID(ctx, o.ID)
+		}
 		if !fault.Is(payErr, fault.PaymentRequired) && !fault.Is(payErr, fault.BadGateway) {
-			return Order{}, payErr // transient: the lease expires and a retry resumes
+			return Order{}, payErr // transient: a retry resumes
 		}
 		if _, err := s.compensate(ctx, o, pay.Status); err != nil {
 			return Order{}, err
@@ -338,13 +408,20 @@ func (s *Orders) pay(ctx context.Context, o Order, token string) (Order, error) 
 	if err != nil {
 		return Order{}, err
 	}
-	if !paid {
-		// Cancelled while the payment ran: give the money back.
+	cur, err := s.store.OrderByID(ctx, o.ID)
+	if err != nil || paid {
+		return cur, err
+	}
+	// The order left pending while the payment ran. It may be paid already
+	// (a payment.captured webhook, or another attempt of this checkout):
+	// then all is well. Only a cancelled order gets its money back.
+	if cur.Status == StatusCancelled || cur.Status == StatusRefunded {
 		if _, err := s.payments.Cancel(ctx, o.ID); err != nil {
 			return Order{}, err
 		}
+		return s.store.OrderByID(ctx, o.ID)
 	}
-	return s.store.OrderByID(ctx, o.ID)
+	return cur, nil
 }
 
 // compensate cancels a pending order and returns its stock.
@@ -436,6 +513,9 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 	now := s.now().UTC()
 	switch status {
 	case payment.StatusCaptured:
+		if o.Status == StatusCancelled || o.Status == StatusRefunded {
+			return payment.ErrOrderClosed // the payment service refunds it
+		}
 		_, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
 	case payment.StatusRefunded:
 		var done bool

@@ -58,11 +58,27 @@ const orderTestLease = 30 * time.Second
 // an order service of the test's own over the same database so the test
 // controls its clock and injected failure.
 type orderFixture struct {
-	app      *app.App
-	orders   *order.Orders
-	clock    *orderClock
-	events   *failingEvents
-	provider *hookProvider
+	app       *app.App
+	orders    *order.Orders
+	clock     *orderClock
+	events    *failingEvents
+	provider  *hookProvider
+	payments  *payment.Payments
+	stockHook *hookStock
+}
+
+// hookStock is the catalog's stock with a hook run, inside checkout's
+// transaction, when stock is reserved.
+type hookStock struct {
+	order.Stock
+	onReserve func(ctx context.Context)
+}
+
+func (h *hookStock) Reserve(ctx context.Context, lines []catalog.Line) ([]catalog.ReservedLine, error) {
+	if h.onReserve != nil {
+		h.onReserve(ctx)
+	}
+	return h.Stock.Reserve(ctx, lines)
 }
 
 func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
@@ -79,8 +95,11 @@ func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
 	f := &orderFixture{app: a, clock: &orderClock{}, events: &failingEvents{next: a.Outbox, topic: failTopic},
 		provider: &hookProvider{Provider: simulated.New(0)}}
 	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
-	f.orders = order.NewOrders(orderstore.New(a.DB), a.Catalog, a.Carts, payments, f.events,
+	f.stockHook = &hookStock{Stock: a.Catalog}
+	f.orders = order.NewOrders(orderstore.New(a.DB), f.stockHook, a.Carts, payments, f.events,
 		order.Config{Currency: "USD", KeyLease: orderTestLease, KeyWait: 50 * time.Millisecond}, logger, f.clock.now)
+	payments.SetOrderNotifier(f.orders)
+	f.payments = payments
 	return f
 }
 
@@ -190,6 +209,21 @@ func TestCheckoutResumesAfterFailureAfterCapture(t *testing.T) {
 type hookProvider struct {
 	*simulated.Provider
 	onAuthorize func()
+	onCapture   func()
+	refunds     atomic.Int32
+}
+
+func (h *hookProvider) Refund(ctx context.Context, ref string) error {
+	h.refunds.Add(1)
+	time.Sleep(50 * time.Millisecond) // a slow provider, so concurrent cancels overlap
+	return h.Provider.Refund(ctx, ref)
+}
+
+func (h *hookProvider) Capture(ctx context.Context, ref string) error {
+	if h.onCapture != nil {
+		h.onCapture()
+	}
+	return h.Provider.Capture(ctx, ref)
 }
 
 func (h *hookProvider) Authorize(ctx context.Context, key string, amount int64, currency, token string) (string, error) {

@@ -15,6 +15,7 @@ const (
 	StatusAuthorized = "authorized"
 	StatusCaptured   = "captured"
 	StatusVoided     = "voided"
+	StatusRefunding  = "refunding" // a cancel has claimed the refund and is asking the provider
 	StatusRefunded   = "refunded"
 	StatusDeclined   = "declined"
 	StatusFailed     = "failed"
@@ -41,14 +42,55 @@ type Charge struct {
 	AmountCents int64
 	Currency    string
 	Token       string
+	// Guard, when set, runs before every provider call; an error from it
+	// stops Pay at once, leaving the payment as it is (the order module
+	// renews its idempotency lease here, and stops if another attempt
+	// took the checkout over).
+	Guard func(ctx context.Context) error
+}
+
+// transitions are the status changes a payment may make. Every status write
+// is a compare-and-set along one of them, so a late or concurrent writer
+// (an authorization answered after a cancel, an out-of-order webhook) can
+// never move a payment back: a voided payment is never captured, a refunded
+// one never captured again.
+var transitions = map[string][]string{
+	// A webhook may be the first news of an authorization, capture or void.
+	StatusPending:    {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed, StatusVoided},
+	StatusAuthorized: {StatusCaptured, StatusVoided, StatusFailed},
+	StatusCaptured:   {StatusRefunding, StatusRefunded},
+	// A refund the provider refused goes back to captured, to be retried.
+	StatusRefunding: {StatusRefunded, StatusCaptured},
+}
+
+// CanMove reports whether a payment may go from status from to status to.
+// Declined, failed, voided and refunded are final.
+func CanMove(from, to string) bool {
+	for _, t := range transitions[from] {
+		if t == to {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors a Provider returns; the service maps them to client answers.
 var (
 	// ErrDeclined means the card network refused the charge.
 	ErrDeclined = fault.New(fault.PaymentRequired, "payment_declined", "the payment was declined")
-	// ErrProvider means the provider failed; nothing was charged.
+	// ErrProvider means the provider refused or failed definitely; nothing was charged.
 	ErrProvider = fault.New(fault.BadGateway, "payment_provider_error", "the payment provider failed; nothing was charged")
+	// ErrUnknown means the provider did not answer (timeout, transport
+	// failure): the call may or may not have taken effect. The payment
+	// stays where it was and a retry resumes it; nothing is compensated.
+	ErrUnknown = &fault.Error{Kind: fault.Unavailable, Code: "payment_provider_timeout",
+		Message: "the payment provider did not answer; retry shortly to complete the payment", RetryAfter: time.Second}
+	// ErrCancelled means the order was cancelled while it was being paid
+	// for: the payment was voided (or refunded) instead, nothing is charged.
+	ErrCancelled = fault.New(fault.Conflict, "payment_cancelled", "the order was cancelled while it was being paid for")
+	// ErrOrderClosed is what an OrderNotifier answers to a capture of an
+	// order that was cancelled: the payment service then refunds it.
+	ErrOrderClosed = fault.New(fault.Conflict, "order_closed", "the order is cancelled")
 )
 
 // Provider is a payment network adapter (the simulated one, or Stripe).
@@ -56,7 +98,8 @@ var (
 type Provider interface {
 	// Name identifies the provider in stored payments.
 	Name() string
-	// Authorize holds amount on the card behind token. Errors: ErrDeclined, ErrProvider.
+	// Authorize holds amount on the card behind token. Errors: ErrDeclined,
+	// ErrProvider; any other error (a timeout) leaves the outcome unknown.
 	Authorize(ctx context.Context, idempotencyKey string, amountCents int64, currency, token string) (ref string, err error)
 	// Capture takes an authorized amount. Errors: ErrProvider.
 	Capture(ctx context.Context, ref string) error
@@ -85,6 +128,9 @@ type Service interface {
 // OrderNotifier is told when a webhook changes a payment, so the order that
 // owns it can follow. It runs inside the webhook's transaction.
 type OrderNotifier interface {
+	// PaymentChanged lets the order follow status. It returns
+	// ErrOrderClosed, having changed nothing, when status is captured but
+	// the order was cancelled: the payment service then refunds it.
 	PaymentChanged(ctx context.Context, orderID, status string) error
 }
 
@@ -111,9 +157,11 @@ type Store interface {
 	// ByID returns a payment, locked inside a transaction. Errors:
 	// fault.NotFound.
 	ByID(ctx context.Context, id string) (Payment, error)
-	// SetStatus updates status and provider reference. Errors:
-	// fault.Invalid (unstorable text).
-	SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error
+	// SetStatus moves a payment whose status is one of from to status, with
+	// providerRef; it reports false, changing nothing, when the payment is in
+	// none of them (or does not exist). Errors: fault.Invalid (unstorable
+	// text).
+	SetStatus(ctx context.Context, id string, from []string, status, providerRef string, now time.Time) (bool, error)
 	// RecordEvent stores a webhook event ID; it reports false when it was
 	// already stored. Errors: fault.Invalid (unstorable text).
 	RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error)

@@ -2,6 +2,8 @@ package payment
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,84 +33,154 @@ func NewPayments(store Store, provider Provider, secret []byte, timeout time.Dur
 // order module exists, since the two depend on each other).
 func (p *Payments) SetOrderNotifier(n OrderNotifier) { p.orders = n }
 
-func (p *Payments) call(ctx context.Context, fn func(ctx context.Context) error) error {
+// call runs one provider call under the payment timeout. An answer the
+// provider gave (a decline, an explicit failure) comes back as is; anything
+// else (a timeout, a transport failure) says nothing about whether the call
+// took effect, and becomes ErrUnknown: the caller keeps the payment where it
+// was, and a retry repeats the call, which the provider treats idempotently.
+func (p *Payments) call(ctx context.Context, guard func(context.Context) error, fn func(ctx context.Context) error) error {
+	if guard != nil {
+		if err := guard(ctx); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	err := fn(ctx)
-	if err != nil && ctx.Err() != nil && !fault.Is(err, fault.PaymentRequired) {
-		return &fault.Error{Kind: fault.BadGateway, Code: "payment_provider_error", Message: "the payment provider timed out; nothing was charged", Err: err}
+	if err == nil || fault.Is(err, fault.PaymentRequired) || fault.Is(err, fault.BadGateway) {
+		return err
 	}
-	return err
+	e := *ErrUnknown
+	e.Err = err
+	return &e
 }
 
-// Pay implements Service.
+// move compare-and-sets the payment's status along an allowed transition.
+// When another writer moved it first it reports false, with pay reloaded.
+func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool, error) {
+	if !CanMove(pay.Status, to) {
+		return false, fmt.Errorf("payment %s cannot go from %s to %s", pay.ID, pay.Status, to)
+	}
+	now := p.now().UTC()
+	ok, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, to, ref, now)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		pay.Status, pay.ProviderRef, pay.UpdatedAt = to, ref, now
+		return true, nil
+	}
+	cur, err := p.store.ByID(ctx, pay.ID)
+	if err != nil {
+		return false, err
+	}
+	*pay = cur
+	return false, nil
+}
+
+// Pay implements Service. It walks the payment forward from whatever status
+// it finds, so a retry resumes where an earlier attempt stopped; every step
+// is a compare-and-set, and a step that loses (a cancel, a webhook, another
+// attempt got there first) re-reads the payment and goes on from there.
 func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 	pay, err := p.store.ByOrder(ctx, c.OrderID)
-	switch {
-	case err == nil:
+	if fault.Is(err, fault.NotFound) {
+		now := p.now().UTC()
+		pay = Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
+			AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
+			CreatedAt: now, UpdatedAt: now}
+		err = p.store.Insert(ctx, pay)
+		if fault.Is(err, fault.Conflict) {
+			pay, err = p.store.ByOrder(ctx, c.OrderID) // another attempt inserted it first
+		}
+	}
+	if err != nil {
+		return Payment{}, err
+	}
+	for {
 		switch pay.Status {
 		case StatusCaptured:
 			return pay, nil
 		case StatusDeclined:
 			return pay, ErrDeclined
-		case StatusFailed, StatusVoided, StatusRefunded:
+		case StatusFailed:
 			return pay, ErrProvider
-		}
-	case fault.Is(err, fault.NotFound):
-		now := p.now().UTC()
-		pay = Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
-			AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
-			CreatedAt: now, UpdatedAt: now}
-		if err := p.store.Insert(ctx, pay); err != nil {
-			return Payment{}, err
-		}
-	default:
-		return Payment{}, err
-	}
-	if pay.Status == StatusPending {
-		// The payment ID is the provider's idempotency key: a retry after a
-		// crash gets the same authorization, never a second one.
-		var ref string
-		err := p.call(ctx, func(ctx context.Context) error {
-			var err error
-			ref, err = p.provider.Authorize(ctx, pay.ID, pay.AmountCents, pay.Currency, c.Token)
-			return err
-		})
-		if err != nil {
-			status := StatusFailed
-			if fault.Is(err, fault.PaymentRequired) {
-				status = StatusDeclined
+		case StatusVoided, StatusRefunding, StatusRefunded:
+			return pay, ErrCancelled
+		case StatusPending:
+			// The payment ID is the provider's idempotency key: a retry
+			// after a crash or a timeout gets the same authorization,
+			// never a second one.
+			var ref string
+			err := p.call(ctx, c.Guard, func(ctx context.Context) error {
+				var err error
+				ref, err = p.provider.Authorize(ctx, pay.ID, pay.AmountCents, pay.Currency, c.Token)
+				return err
+			})
+			if err != nil && !fault.Is(err, fault.PaymentRequired) && !fault.Is(err, fault.BadGateway) {
+				return pay, err // unknown outcome, or the guard stopped us: stay pending
 			}
-			if serr := p.setStatus(ctx, &pay, status, ""); serr != nil {
+			if err != nil {
+				to := StatusFailed
+				if fault.Is(err, fault.PaymentRequired) {
+					to = StatusDeclined
+				}
+				ok, serr := p.move(ctx, &pay, to, "")
+				if serr != nil {
+					return pay, serr
+				}
+				if ok {
+					return pay, err
+				}
+				continue
+			}
+			ok, err := p.move(ctx, &pay, StatusAuthorized, ref)
+			if err != nil {
+				return pay, err
+			}
+			if !ok && (pay.Status == StatusVoided || pay.Status == StatusFailed) {
+				// Cancelled while the provider was authorizing: give the
+				// hold back. Should the void fail the hold lapses on its
+				// own, and nothing is ever captured on it.
+				_ = p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Void(ctx, ref) })
+				// Keep the reference on record, for reconciliation.
+				if ok, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, pay.Status, ref, p.now().UTC()); err != nil {
+					return pay, err
+				} else if ok {
+					pay.ProviderRef = ref
+				}
+				return pay, ErrCancelled
+			}
+		case StatusAuthorized:
+			err := p.call(ctx, c.Guard, func(ctx context.Context) error { return p.provider.Capture(ctx, pay.ProviderRef) })
+			if err != nil && !fault.Is(err, fault.BadGateway) {
+				// Unknown: the capture may have happened. The payment
+				// stays authorized and a retry captures again (a no-op
+				// at the provider if it did happen).
+				return pay, err
+			}
+			to := StatusCaptured
+			if err != nil {
+				// A definite refusal: release the hold and fail.
+				_ = p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) })
+				to = StatusFailed
+			}
+			ok, serr := p.move(ctx, &pay, to, pay.ProviderRef)
+			if serr != nil {
 				return pay, serr
 			}
-			return pay, err
+			if ok && err != nil {
+				return pay, ErrProvider
+			}
+		default:
+			return pay, fmt.Errorf("payment %s has unknown status %q", pay.ID, pay.Status)
 		}
-		if err := p.setStatus(ctx, &pay, StatusAuthorized, ref); err != nil {
-			return pay, err
-		}
 	}
-	if err := p.call(ctx, func(ctx context.Context) error { return p.provider.Capture(ctx, pay.ProviderRef) }); err != nil {
-		_ = p.call(ctx, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) })
-		_ = p.setStatus(ctx, &pay, StatusFailed, pay.ProviderRef)
-		return pay, ErrProvider
-	}
-	if err := p.setStatus(ctx, &pay, StatusCaptured, pay.ProviderRef); err != nil {
-		return pay, err
-	}
-	return pay, nil
 }
 
-func (p *Payments) setStatus(ctx context.Context, pay *Payment, status, ref string) error {
-	now := p.now().UTC()
-	if err := p.store.SetStatus(ctx, pay.ID, status, ref, now); err != nil {
-		return err
-	}
-	pay.Status, pay.ProviderRef, pay.UpdatedAt = status, ref, now
-	return nil
-}
-
-// Cancel implements Service.
+// Cancel implements Service. Of concurrent cancels exactly one moves a
+// captured payment to refunding and asks the provider for the refund; the
+// others wait for its outcome instead of refunding again.
 func (p *Payments) Cancel(ctx context.Context, orderID string) (Payment, error) {
 	pay, err := p.store.ByOrder(ctx, orderID)
 	if fault.Is(err, fault.NotFound) {
@@ -117,30 +189,63 @@ func (p *Payments) Cancel(ctx context.Context, orderID string) (Payment, error) 
 	if err != nil {
 		return Payment{}, err
 	}
-	// setStatus updates pay; it runs before the return statement so the
-	// caller gets the new status (the order of evaluating "return pay,
-	// p.setStatus(&pay)" is unspecified in Go).
-	switch pay.Status {
-	case StatusAuthorized:
-		if err := p.call(ctx, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) }); err != nil {
-			return pay, err
+	waitUntil := p.now().Add(p.timeout + time.Second)
+	for {
+		switch pay.Status {
+		case StatusPending:
+			// The authorization never finished: mark it voided so a late
+			// answer cannot turn into a charge (Pay voids what it gets).
+			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef); err != nil || ok {
+				return pay, err
+			}
+		case StatusAuthorized:
+			if err := p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) }); err != nil {
+				return pay, err
+			}
+			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef); err != nil || ok {
+				return pay, err
+			}
+		case StatusCaptured:
+			ok, err := p.move(ctx, &pay, StatusRefunding, pay.ProviderRef)
+			if err != nil {
+				return pay, err
+			}
+			if ok {
+				return p.refund(ctx, pay)
+			}
+		case StatusRefunding:
+			if p.now().Before(waitUntil) {
+				// Another cancel is refunding: wait for its outcome.
+				time.Sleep(20 * time.Millisecond)
+				if pay, err = p.store.ByOrder(ctx, orderID); err != nil {
+					return pay, err
+				}
+				continue
+			}
+			// Its refund never finished (it crashed): refunds are
+			// idempotent at the provider, so finish it here.
+			return p.refund(ctx, pay)
+		default:
+			return pay, nil
 		}
-		err = p.setStatus(ctx, &pay, StatusVoided, pay.ProviderRef)
-		return pay, err
-	case StatusCaptured:
-		if err := p.call(ctx, func(ctx context.Context) error { return p.provider.Refund(ctx, pay.ProviderRef) }); err != nil {
-			return pay, err
-		}
-		err = p.setStatus(ctx, &pay, StatusRefunded, pay.ProviderRef)
-		return pay, err
-	case StatusPending:
-		// The authorization never finished: mark it failed so a late
-		// answer cannot turn into a charge.
-		err = p.setStatus(ctx, &pay, StatusFailed, pay.ProviderRef)
-		return pay, err
-	default:
-		return pay, nil
 	}
+}
+
+// refund asks the provider to refund a payment this caller moved to
+// refunding. A definite refusal moves it back to captured so a later cancel
+// can try again; an unknown outcome leaves it refunding for a retry.
+func (p *Payments) refund(ctx context.Context, pay Payment) (Payment, error) {
+	err := p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Refund(ctx, pay.ProviderRef) })
+	if err != nil {
+		if fault.Is(err, fault.BadGateway) {
+			_, _ = p.move(ctx, &pay, StatusCaptured, pay.ProviderRef)
+		}
+		return pay, err
+	}
+	if _, err := p.move(ctx, &pay, StatusRefunded, pay.ProviderRef); err != nil {
+		return pay, err
+	}
+	return pay, nil
 }
 
 // ByOrder implements Service.
@@ -167,6 +272,7 @@ func (p *Payments) HandleWebhook(ctx context.Context, signature string, body []b
 		return false, err
 	}
 	duplicate := false
+	orderID := "" // set when a captured payment's order is cancelled: refund it
 	err := p.store.InTx(ctx, func(ctx context.Context) error {
 		pay, err := p.store.ByID(ctx, ev.Data.PaymentID)
 		if err != nil {
@@ -181,16 +287,28 @@ func (p *Payments) HandleWebhook(ctx context.Context, signature string, body []b
 			return nil
 		}
 		status := eventStatus[ev.Type]
-		if pay.Status == status {
+		if pay.Status == status || !CanMove(pay.Status, status) {
+			// Already there, or an event that cannot follow the payment's
+			// status (a late capture of a refunded payment): recorded as
+			// seen and ignored, never applied backwards.
 			return nil
 		}
-		if err := p.store.SetStatus(ctx, pay.ID, status, pay.ProviderRef, now.UTC()); err != nil {
-			return err
+		if _, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, status, pay.ProviderRef, now.UTC()); err != nil {
+			return err // the payment is locked: the compare-and-set applies
 		}
-		if p.orders != nil {
-			return p.orders.PaymentChanged(ctx, pay.OrderID, status)
+		if p.orders == nil {
+			return nil
 		}
-		return nil
+		err = p.orders.PaymentChanged(ctx, pay.OrderID, status)
+		if errors.Is(err, ErrOrderClosed) {
+			// Captured for an order that was cancelled: keep the capture
+			// on record and give the money back once it is committed.
+			orderID, err = pay.OrderID, nil
+		}
+		return err
 	})
+	if err == nil && orderID != "" {
+		_, err = p.Cancel(context.WithoutCancel(ctx), orderID)
+	}
 	return duplicate, err
 }

@@ -207,9 +207,9 @@ func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, e
 	if !sqldb.Storable(userID, key) {
 		return r, errNoKey
 	}
-	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until,
+	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until, lease_gen,
 		err_kind, err_code, err_message, response, created_at FROM order_idempotency_keys WHERE user_id = ? AND key = ?`+s.lockInTx(ctx), userID, key).
-		Scan(&r.UserID, &r.Key, &r.RequestHash, &r.State, &r.OrderID, &lease, &r.ErrKind, &r.ErrCode, &r.ErrMessage, &r.Response, &created)
+		Scan(&r.UserID, &r.Key, &r.RequestHash, &r.State, &r.OrderID, &lease, &r.LeaseGen, &r.ErrKind, &r.ErrCode, &r.ErrMessage, &r.Response, &created)
 	if sqldb.NoRows(err) {
 		return r, errNoKey
 	}
@@ -228,8 +228,8 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 		return sqldb.ErrUnstorable
 	}
 	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
-		(user_id, key, request_hash, state, order_id, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.CreatedAt.UnixMicro())
+		(user_id, key, request_hash, state, order_id, lease_until, lease_gen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.CreatedAt.UnixMicro())
 	if sqldb.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
 	}
@@ -237,24 +237,32 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 }
 
 // UpdateKey implements order.Store.
-func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord) error {
+func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord, gen int64) (bool, error) {
 	if !sqldb.Storable(r.State, r.OrderID, r.ErrCode, r.ErrMessage) {
-		return sqldb.ErrUnstorable
+		return false, sqldb.ErrUnstorable
 	}
 	if !sqldb.Storable(r.UserID, r.Key) {
-		return nil // no such record, as for any unknown key
+		return false, nil // no such record, as for any unknown key
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?,
-		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ?`,
-		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key)
-	return fault.Wrap(err, "update idempotency key")
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?, lease_gen = ?,
+		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ? AND lease_gen = ?`,
+		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key, gen)
+	if err != nil {
+		return false, fault.Wrap(err, "update idempotency key")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // DeleteKey implements order.Store.
-func (s *Store) DeleteKey(ctx context.Context, userID, key string) error {
+func (s *Store) DeleteKey(ctx context.Context, userID, key string, gen int64) (bool, error) {
 	if !sqldb.Storable(userID, key) {
-		return nil // no such record, as for any unknown key
+		return false, nil // no such record, as for any unknown key
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ?`, userID, key)
-	return fault.Wrap(err, "delete idempotency key")
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE user_id = ? AND key = ? AND lease_gen = ?`, userID, key, gen)
+	if err != nil {
+		return false, fault.Wrap(err, "delete idempotency key")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }

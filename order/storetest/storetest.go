@@ -295,11 +295,11 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			}
 			failed := k1
 			failed.State, failed.ErrKind, failed.ErrCode, failed.ErrMessage = order.KeyDone, int(fault.BadGateway), "payment_provider_error", bad
-			if err := s.UpdateKey(ctx, failed); !fault.Is(err, fault.Invalid) {
+			if _, err := s.UpdateKey(ctx, failed, failed.LeaseGen); !fault.Is(err, fault.Invalid) {
 				t.Errorf("UpdateKey(message %q) = %v, want fault.Invalid", bad, err)
 			}
-			if err := s.DeleteKey(ctx, "u1", bad); err != nil {
-				t.Errorf("DeleteKey(u1, %q) = %v, want nil as for any unknown key", bad, err)
+			if ok, err := s.DeleteKey(ctx, "u1", bad, k1.LeaseGen); err != nil || ok {
+				t.Errorf("DeleteKey(u1, %q) = %v, %v; want false, nil as for any unknown key", bad, ok, err)
 			}
 		}
 		if d := orderDiff(mustGet(t, s, "o1"), o1); d != "" {
@@ -449,8 +449,9 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		done.LeaseUntil = when.Add(-time.Hour)
 		done.ErrKind, done.ErrCode, done.ErrMessage = int(fault.PaymentRequired), "payment_declined", "the payment was declined — «card»"
 		done.Response = []byte{0, 1, 2, 0xff, 0xfe, '{', '"', '\\', 0x80, 0}
-		if err := s.UpdateKey(ctx, done); err != nil {
-			t.Fatalf("UpdateKey: %v", err)
+		done.LeaseGen = in.LeaseGen + 1
+		if ok, err := s.UpdateKey(ctx, done, in.LeaseGen); err != nil || !ok {
+			t.Fatalf("UpdateKey = %v, %v; want true", ok, err)
 		}
 		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), done); d != "" {
 			t.Fatalf("Key after UpdateKey: %s", d)
@@ -459,8 +460,8 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			t.Fatalf("another key after UpdateKey: %s", d)
 		}
 		// Back to a running record with no outcome.
-		if err := s.UpdateKey(ctx, in); err != nil {
-			t.Fatalf("UpdateKey: %v", err)
+		if ok, err := s.UpdateKey(ctx, in, done.LeaseGen); err != nil || !ok {
+			t.Fatalf("UpdateKey = %v, %v; want true", ok, err)
 		}
 		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), in); d != "" {
 			t.Fatalf("Key after UpdateKey back: %s", d)
@@ -472,8 +473,8 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		mustKey(t, s, newKey("u1", "k1"))
 		mustKey(t, s, newKey("u1", "k2"))
 		mustKey(t, s, newKey("u2", "k1"))
-		if err := s.DeleteKey(ctx, "u1", "k1"); err != nil {
-			t.Fatalf("DeleteKey: %v", err)
+		if ok, err := s.DeleteKey(ctx, "u1", "k1", 1); err != nil || !ok {
+			t.Fatalf("DeleteKey = %v, %v; want true", ok, err)
 		}
 		if got, err := s.Key(ctx, "u1", "k1"); !fault.Is(err, fault.NotFound) {
 			t.Fatalf("Key after DeleteKey = %+v, %v; want fault.NotFound", got, err)
@@ -486,6 +487,50 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		mustKey(t, s, again)
 		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), again); d != "" {
 			t.Fatalf("Key after inserting it again: %s", d)
+		}
+	})
+
+	t.Run("KeyWritesFencedByGeneration", func(t *testing.T) {
+		s, ctx := setup(t)
+		first := newKey("u1", "k1")
+		mustKey(t, s, first)
+		// A retry takes the key over: generation 2.
+		taken := first
+		taken.LeaseGen, taken.LeaseUntil = 2, when.Add(time.Hour)
+		if ok, err := s.UpdateKey(ctx, taken, first.LeaseGen); err != nil || !ok {
+			t.Fatalf("takeover UpdateKey = %v, %v; want true", ok, err)
+		}
+		// The first attempt, still running, must not overwrite it...
+		stale := first
+		stale.State, stale.OrderID, stale.LeaseUntil = order.KeyDone, "o-stale", when.Add(2*time.Hour)
+		if ok, err := s.UpdateKey(ctx, stale, first.LeaseGen); err != nil || ok {
+			t.Fatalf("UpdateKey with a superseded generation = %v, %v; want false", ok, err)
+		}
+		// ...nor give it back.
+		if ok, err := s.DeleteKey(ctx, "u1", "k1", first.LeaseGen); err != nil || ok {
+			t.Fatalf("DeleteKey with a superseded generation = %v, %v; want false", ok, err)
+		}
+		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), taken); d != "" {
+			t.Fatalf("Key after fenced-off writes: %s", d)
+		}
+		if ok, err := s.UpdateKey(ctx, newKey("u1", "missing"), 1); err != nil || ok {
+			t.Fatalf("UpdateKey(missing) = %v, %v; want false", ok, err)
+		}
+		if ok, err := s.DeleteKey(ctx, "u1", "missing", 1); err != nil || ok {
+			t.Fatalf("DeleteKey(missing) = %v, %v; want false", ok, err)
+		}
+		// Concurrent writers holding the same generation: one wins.
+		const n = 10
+		won := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
+			r := taken
+			r.LeaseGen, r.OrderID = 3, "o"+strconv.Itoa(i)
+			return s.UpdateKey(ctx, r, taken.LeaseGen)
+		})
+		if won != 1 {
+			t.Fatalf("%d of %d concurrent UpdateKey with the same generation applied, want exactly 1", won, n)
+		}
+		if got := mustGetKey(t, s, "u1", "k1"); got.LeaseGen != 3 {
+			t.Fatalf("LeaseGen = %d, want 3", got.LeaseGen)
 		}
 	})
 
@@ -509,8 +554,11 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 				time.Sleep(5 * time.Millisecond) // let the others read, unless the record is locked
 				r.LeaseUntil = when.Add(time.Hour)
 				r.OrderID = "taken-by-" + strconv.Itoa(i)
-				took = true
-				return s.UpdateKey(ctx, r)
+				gen := r.LeaseGen
+				r.LeaseGen++
+				ok, err := s.UpdateKey(ctx, r, gen)
+				took = ok
+				return err
 			})
 			return took && err == nil, err
 		})
@@ -595,7 +643,7 @@ func orderDiff(got, want order.Order) string {
 // newKey is a running record without an outcome, as a checkout claims it.
 func newKey(userID, key string) order.KeyRecord {
 	return order.KeyRecord{UserID: userID, Key: key, RequestHash: "hash-" + userID + "-" + key,
-		State: order.KeyRunning, LeaseUntil: when.Add(30 * time.Second), CreatedAt: when}
+		State: order.KeyRunning, LeaseUntil: when.Add(30 * time.Second), LeaseGen: 1, CreatedAt: when}
 }
 
 func mustKey(t *testing.T, s order.Store, r order.KeyRecord) {

@@ -5,6 +5,7 @@ package simulated
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -17,12 +18,21 @@ import (
 const (
 	TokenDecline = "tok_decline" // always declined
 	TokenError   = "tok_error"   // the provider fails
+	// TokenTimeoutCapture authorizes; its first capture takes effect at the
+	// provider but the caller never hears back (a timeout), as when the
+	// network drops the answer. Later captures answer normally.
+	TokenTimeoutCapture = "tok_timeout_capture"
 )
+
+// errNoAnswer is what a caller sees when the provider's answer was lost.
+var errNoAnswer = fmt.Errorf("simulated provider: no answer: %w", context.DeadlineExceeded)
 
 type charge struct {
 	ref    string
 	amount int64
 	state  string
+	token  string
+	lost   bool // the answer of a TokenTimeoutCapture capture was dropped once
 }
 
 // Provider is the simulated provider. It is safe for concurrent use.
@@ -62,7 +72,7 @@ func (p *Provider) wait(ctx context.Context) error {
 // Authorize implements payment.Provider.
 func (p *Provider) Authorize(ctx context.Context, key string, amount int64, currency, token string) (string, error) {
 	if err := p.wait(ctx); err != nil {
-		return "", payment.ErrProvider
+		return "", err // a timeout: the caller cannot know whether it happened
 	}
 	switch token {
 	case TokenDecline:
@@ -75,7 +85,7 @@ func (p *Provider) Authorize(ctx context.Context, key string, amount int64, curr
 	if c, ok := p.byKey[key]; ok {
 		return c.ref, nil
 	}
-	c := &charge{ref: "sim_" + uuid.NewString(), amount: amount, state: payment.StatusAuthorized}
+	c := &charge{ref: "sim_" + uuid.NewString(), amount: amount, state: payment.StatusAuthorized, token: token}
 	p.byKey[key], p.byRef[c.ref] = c, c
 	p.authors++
 	return c.ref, nil
@@ -83,7 +93,7 @@ func (p *Provider) Authorize(ctx context.Context, key string, amount int64, curr
 
 func (p *Provider) transition(ctx context.Context, ref string, from []string, to string) error {
 	if err := p.wait(ctx); err != nil {
-		return payment.ErrProvider
+		return err // a timeout: the caller cannot know whether it happened
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -92,11 +102,15 @@ func (p *Provider) transition(ctx context.Context, ref string, from []string, to
 		return &fault.Error{Kind: fault.BadGateway, Code: "payment_provider_error", Message: "unknown charge"}
 	}
 	if c.state == to {
-		return nil
+		return nil // a repeat of a call that took effect: idempotent
 	}
 	for _, f := range from {
 		if c.state == f {
 			c.state = to
+			if to == payment.StatusCaptured && c.token == TokenTimeoutCapture && !c.lost {
+				c.lost = true
+				return errNoAnswer
+			}
 			return nil
 		}
 	}
@@ -116,6 +130,17 @@ func (p *Provider) Void(ctx context.Context, ref string) error {
 // Refund implements payment.Provider.
 func (p *Provider) Refund(ctx context.Context, ref string) error {
 	return p.transition(ctx, ref, []string{payment.StatusCaptured}, payment.StatusRefunded)
+}
+
+// State returns the provider's own state of the charge ref ("" when it
+// does not know it), for tests that compare it with what was recorded.
+func (p *Provider) State(ref string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.byRef[ref]; ok {
+		return c.state
+	}
+	return ""
 }
 
 // Authorizations returns how many distinct authorizations were made.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/millionshop/million/fault"
@@ -92,17 +93,29 @@ func (s *Store) ByID(ctx context.Context, id string) (payment.Payment, error) {
 	return s.one(ctx, "id", id)
 }
 
-// SetStatus implements payment.Store.
-func (s *Store) SetStatus(ctx context.Context, id, status, providerRef string, now time.Time) error {
+// SetStatus implements payment.Store. The from condition is in the UPDATE
+// itself, so of two writers that read the same status only one moves it.
+func (s *Store) SetStatus(ctx context.Context, id string, from []string, status, providerRef string, now time.Time) (bool, error) {
 	if !sqldb.Storable(status, providerRef) {
-		return sqldb.ErrUnstorable
+		return false, sqldb.ErrUnstorable
 	}
-	if !sqldb.Storable(id) {
-		return nil // no such payment, as for any unknown ID
+	var in []any
+	for _, f := range from {
+		if sqldb.Storable(f) { // no stored status can be unstorable text
+			in = append(in, f)
+		}
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx,
-		`UPDATE payments SET status = ?, provider_ref = ?, updated_at = ? WHERE id = ?`, status, providerRef, now.UnixMicro(), id)
-	return fault.Wrap(err, "update payment")
+	if !sqldb.Storable(id) || len(in) == 0 {
+		return false, nil // no such payment, or no status it can be in
+	}
+	args := append([]any{status, providerRef, now.UnixMicro(), id}, in...)
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE payments SET status = ?, provider_ref = ?, updated_at = ?
+		WHERE id = ? AND status IN (?`+strings.Repeat(", ?", len(in)-1)+`)`, args...)
+	if err != nil {
+		return false, fault.Wrap(err, "update payment")
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // RecordEvent implements payment.Store.

@@ -123,8 +123,21 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		in := mustPayment(t, s, newPayment("pay1", "o1"))
 		other := mustPayment(t, s, newPayment("pay2", "o2"))
 		later := when.Add(time.Hour)
-		if err := s.SetStatus(ctx, "pay1", payment.StatusAuthorized, "ch_1", later); err != nil {
-			t.Fatalf("SetStatus: %v", err)
+		// From a status it is not in: nothing changes.
+		if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusAuthorized, payment.StatusFailed}, payment.StatusCaptured, "ch_x", later); err != nil || ok {
+			t.Fatalf("SetStatus(from authorized or failed) on a pending payment = %v, %v; want false", ok, err)
+		}
+		if d := paymentDiff(mustByID(t, s, "pay1"), in); d != "" {
+			t.Fatalf("after a refused SetStatus: %s", d)
+		}
+		if ok, err := s.SetStatus(ctx, "pay1", nil, payment.StatusCaptured, "ch_x", later); err != nil || ok {
+			t.Fatalf("SetStatus(from no status) = %v, %v; want false", ok, err)
+		}
+		if ok, err := s.SetStatus(ctx, "nope", []string{payment.StatusPending}, payment.StatusCaptured, "ch_x", later); err != nil || ok {
+			t.Fatalf("SetStatus(missing payment) = %v, %v; want false", ok, err)
+		}
+		if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusFailed, payment.StatusPending}, payment.StatusAuthorized, "ch_1", later); err != nil || !ok {
+			t.Fatalf("SetStatus(from failed or pending) = %v, %v; want true", ok, err)
 		}
 		want := in
 		want.Status, want.ProviderRef, want.UpdatedAt = payment.StatusAuthorized, "ch_1", later
@@ -134,10 +147,11 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		if d := paymentDiff(mustByID(t, s, "pay2"), other); d != "" {
 			t.Fatalf("another payment after SetStatus: %s", d)
 		}
-		// Any status to any other: the service, not the store, decides.
+		// Any status to any other: the service, not the store, decides
+		// which transitions are allowed.
 		evenLater := later.Add(time.Minute)
-		if err := s.SetStatus(ctx, "pay1", payment.StatusPending, "", evenLater); err != nil {
-			t.Fatalf("SetStatus back to pending: %v", err)
+		if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusAuthorized}, payment.StatusPending, "", evenLater); err != nil || !ok {
+			t.Fatalf("SetStatus back to pending = %v, %v; want true", ok, err)
 		}
 		want.Status, want.ProviderRef, want.UpdatedAt = payment.StatusPending, "", evenLater
 		if d := paymentDiff(mustByOrder(t, s, "o1"), want); d != "" {
@@ -189,6 +203,20 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		}
 	})
 
+	t.Run("SetStatusConcurrent", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustPayment(t, s, newPayment("pay1", "o1"))
+		// A cancel and an authorization (or two cancels) race from the
+		// same status: exactly one compare-and-set applies.
+		const n = 12
+		won := sqldbtest.Concurrently(t, n, func(i int) (bool, error) {
+			return s.SetStatus(ctx, "pay1", []string{payment.StatusPending}, payment.StatusAuthorized, "ch_"+strconv.Itoa(i), when)
+		})
+		if won != 1 {
+			t.Fatalf("%d of %d concurrent SetStatus(from pending) applied, want exactly 1", won, n)
+		}
+	})
+
 	t.Run("ReadInTxLocksThePayment", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustPayment(t, s, newPayment("pay1", "o1"))
@@ -208,7 +236,8 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 					return err
 				}
 				time.Sleep(5 * time.Millisecond) // let the others read, unless the payment is locked
-				return s.SetStatus(ctx, p.ID, p.Status, p.ProviderRef+"+", when)
+				_, err = s.SetStatus(ctx, p.ID, []string{p.Status}, p.Status, p.ProviderRef+"+", when)
+				return err
 			})
 			return err == nil, err
 		})
@@ -237,11 +266,14 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 			if err := s.Insert(ctx, p); !fault.Is(err, fault.Invalid) {
 				t.Errorf("Insert(provider ref %q) = %v, want fault.Invalid", bad, err)
 			}
-			if err := s.SetStatus(ctx, "pay1", payment.StatusAuthorized, bad, when); !fault.Is(err, fault.Invalid) {
-				t.Errorf("SetStatus(pay1, ref %q) = %v, want fault.Invalid", bad, err)
+			if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusPending}, payment.StatusAuthorized, bad, when); !fault.Is(err, fault.Invalid) || ok {
+				t.Errorf("SetStatus(pay1, ref %q) = %v, %v; want fault.Invalid", bad, ok, err)
 			}
-			if err := s.SetStatus(ctx, bad, payment.StatusAuthorized, "ch_1", when); err != nil {
-				t.Errorf("SetStatus(%q) = %v, want nil as for any unknown payment", bad, err)
+			if ok, err := s.SetStatus(ctx, bad, []string{payment.StatusPending}, payment.StatusAuthorized, "ch_1", when); err != nil || ok {
+				t.Errorf("SetStatus(%q) = %v, %v; want false as for any unknown payment", bad, ok, err)
+			}
+			if ok, err := s.SetStatus(ctx, "pay1", []string{bad}, payment.StatusAuthorized, "ch_1", when); err != nil || ok {
+				t.Errorf("SetStatus(pay1, from %q) = %v, %v; want false", bad, ok, err)
 			}
 			if fresh, err := s.RecordEvent(ctx, bad, "payment.captured", when); !fault.Is(err, fault.Invalid) || fresh {
 				t.Errorf("RecordEvent(%q) = %v, %v; want fault.Invalid", bad, fresh, err)
@@ -266,8 +298,8 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 			if _, err := s.ByOrder(ctx, "o2"); err != nil {
 				return fmt.Errorf("ByOrder in the transaction that inserted it: %w", err)
 			}
-			if err := s.SetStatus(ctx, "pay1", payment.StatusFailed, "x", when); err != nil {
-				return err
+			if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusPending}, payment.StatusFailed, "x", when); err != nil || !ok {
+				return fmt.Errorf("SetStatus in the transaction = %v, %v; want true", ok, err)
 			}
 			if fresh, err := s.RecordEvent(ctx, "evt1", "payment.failed", when); err != nil || !fresh {
 				return fmt.Errorf("RecordEvent in the transaction = %v, %v; want true", fresh, err)
