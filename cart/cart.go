@@ -70,6 +70,9 @@ type Store interface {
 	Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error
 	// Remove deletes a line.
 	Remove(ctx context.Context, userID, productID string) error
+	// RemoveIfQuantity deletes a line only if it still holds quantity, in
+	// one statement, so a line changed concurrently survives.
+	RemoveIfQuantity(ctx context.Context, userID, productID string, quantity int64) error
 	// Clear deletes every line of a user.
 	Clear(ctx context.Context, userID string) error
 }
@@ -178,19 +181,9 @@ func (c *Carts) Clear(ctx context.Context, userID string) error { return c.store
 // (not as Lines shows them): on PostgreSQL another request may have changed
 // a line since checkout read it.
 func (c *Carts) RemoveLines(ctx context.Context, userID string, lines []Line) error {
-	stored, err := c.store.Lines(ctx, userID)
-	if err != nil {
-		return err
-	}
-	have := make(map[string]int64, len(stored))
-	for _, l := range stored {
-		have[l.ProductID] = l.Quantity
-	}
 	for _, l := range lines {
-		if q, ok := have[l.ProductID]; ok && q == l.Quantity {
-			if err := c.store.Remove(ctx, userID, l.ProductID); err != nil {
-				return err
-			}
+		if err := c.store.RemoveIfQuantity(ctx, userID, l.ProductID, l.Quantity); err != nil {
+			return err
 		}
 	}
 	return nil

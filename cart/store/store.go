@@ -74,6 +74,16 @@ func (s *Store) Remove(ctx context.Context, userID, productID string) error {
 	return fault.Wrap(err, "remove cart line")
 }
 
+// RemoveIfQuantity implements cart.Store.
+func (s *Store) RemoveIfQuantity(ctx context.Context, userID, productID string, quantity int64) error {
+	if !sqldb.Storable(userID, productID) {
+		return nil // no such line, as for any unknown product
+	}
+	_, err := s.db.Writer(ctx).ExecContext(ctx,
+		`DELETE FROM cart_items WHERE user_id = ? AND product_id = ? AND quantity = ?`, userID, productID, quantity)
+	return fault.Wrap(err, "remove cart line")
+}
+
 // Clear implements cart.Store.
 func (s *Store) Clear(ctx context.Context, userID string) error {
 	if !sqldb.Storable(userID) {

@@ -91,6 +91,23 @@ func Run(t *testing.T, newStore func(t *testing.T) cart.Store) {
 		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p3", Quantity: 3}, cart.Line{ProductID: "p2", Quantity: 4})
 	})
 
+	t.Run("RemoveIfQuantity", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustSet(t, ctx, s, "u1", "p1", 2, t0)
+		mustSet(t, ctx, s, "u1", "p2", 5, t0.Add(time.Second))
+		// p2 changed to 5 since it was ordered at 3: the line must survive.
+		for _, l := range []cart.Line{{ProductID: "p1", Quantity: 2}, {ProductID: "p2", Quantity: 3}, {ProductID: "p9", Quantity: 1}} {
+			if err := s.RemoveIfQuantity(ctx, "u1", l.ProductID, l.Quantity); err != nil {
+				t.Fatalf("RemoveIfQuantity(%s, %d): %v", l.ProductID, l.Quantity, err)
+			}
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5})
+		if err := s.RemoveIfQuantity(ctx, "u1\x00", "p2", 5); err != nil {
+			t.Fatalf("RemoveIfQuantity with unstorable user = %v, want nil", err)
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5})
+	})
+
 	t.Run("Clear", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustSet(t, ctx, s, "u1", "p1", 1, t0)
