@@ -108,7 +108,7 @@ func (a *Accounts) Register(ctx context.Context, reg Registration) (User, error)
 		key := "register:ip:" + reg.ClientIP
 		if err := a.checkFailures(ctx, []string{key}); err != nil {
 			return User{}, &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
-				Message: "too many registrations from this address; try again later",
+				Message:    "too many registrations from this address; try again later",
 				RetryAfter: fault.RetryAfterOf(err), Limit: fault.LimitOf(err)}
 		}
 		_ = a.failures.Fail(ctx, key)
