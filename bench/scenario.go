@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/millionshop/million/loadgen"
+)
+
+// Scenario is one comparison the bench can run. Each names the stage
+// configuration million runs in and what it is compared with.
+type Scenario struct {
+	Name     string // as --scenario takes it
+	What     string // the request measured
+	Stage    string // million's configuration
+	Baseline string // what it is compared with, "" for an absolute target
+	Target   string // what bench.md asks
+	run      func(ctx context.Context, r *runner, res *ScenarioResult) error
+}
+
+// Scenarios is every scenario, in the order "all" runs them.
+var Scenarios = []Scenario{
+	{
+		Name:     "product-get",
+		What:     "GET /v1/products/{id}, a product drawn at random from all seeded ones",
+		Stage:    "stage 1: embedded SQLite, UNCACHED (million has no cache yet; the cached GET arrives with the caching stage)",
+		Baseline: "bare net/http serving the same bytes",
+		Target:   "for the L1-cached GET: ≥ 0.70 of bare, p99 ≤ 2 ms at 50 % of max rate (this uncached run is the reference the cache will be measured against)",
+		run:      runProductGet,
+	},
+	{
+		Name:     "product-list",
+		What:     "GET /v1/products?category=… (first page, 20 products), a category drawn at random",
+		Stage:    "stage 1: embedded SQLite, UNCACHED (no cache yet)",
+		Baseline: "bare net/http serving the same bytes",
+		Target:   "for the cache hit: ≥ 0.50 of bare (this uncached run is the reference)",
+		run:      runProductList,
+	},
+	{
+		Name:     "pg-product-get",
+		What:     "GET /v1/products/{id}, a product drawn at random from all seeded ones",
+		Stage:    "stage 2: PostgreSQL (throwaway cluster on the server CPU, default settings), cache off, million's default pool",
+		Baseline: "pgbench -S -M prepared (point read of one row by primary key)",
+		Target:   "≥ 0.60 of pgbench -S",
+		run:      runPgProductGet,
+	},
+	{
+		Name:     "pg-checkout",
+		What:     "POST /v1/checkout of a 3-item cart (stock, order, outbox, payment)",
+		Stage:    "stage 2: PostgreSQL (throwaway cluster on the server CPU, default settings: fsync and synchronous_commit on), million's default pool",
+		Baseline: "pgbench TPC-B-like default script, -M prepared",
+		Target:   "≥ 0.50 of pgbench TPC-B",
+		run:      runPgCheckout,
+	},
+	{
+		Name:   "peak",
+		What:   "the million-user peak: the default journey mix (95 % reads) at a fixed arrival rate",
+		Stage:  "stage 1: embedded SQLite, one server core",
+		Target: "≥ 10,000 req/s, p99 ≤ 25 ms, 0 errors, RSS ≤ 256 MiB",
+		run:    runPeak,
+	},
+}
+
+// setupClient talks to the servers outside the measurement: discovery,
+// logins, captures.
+var setupClient = &http.Client{Timeout: 30 * time.Second}
+
+// httpSide is an HTTP server measured by the generator: million or the
+// bare baseline.
+type httpSide struct {
+	r     *runner
+	name  string
+	srv   *server
+	roots []int // the server's processes, for their CPU time: srv, and PostgreSQL when used
+	t     *httpTarget
+	next  nextFunc
+	step  string
+}
+
+func (s *httpSide) pause()  { s.srv.pause() }
+func (s *httpSide) resume() { s.srv.resume() }
+
+func (s *httpSide) warm(ctx context.Context, d time.Duration) error {
+	if p := s.t.saturate(ctx, d, s.next); p.OK == 0 {
+		return fmt.Errorf("%s answered nothing successfully: %s", s.name, p.Sample)
+	}
+	return nil
+}
+
+func (s *httpSide) measure(ctx context.Context, d time.Duration) (*Side, error) {
+	mt := newMeter(s.roots...)
+	mt.start()
+	p := s.t.saturate(ctx, d, s.next)
+	mt.stop()
+	m := &Side{Name: s.name, ThroughputRPS: p.rps(), OK: p.OK, Errors: p.Errors, DurationS: p.Elapsed.Seconds(), ErrorSample: p.Sample}
+	mt.report(s.r.cfg.Pins, m)
+	if p.OK == 0 {
+		return m, fmt.Errorf("no successful answer: %s", p.Sample)
+	}
+	var err error
+	m.Latency, err = openModel(ctx, s.r.cfg.Pins, s.t, s.next, s.step, p.rps()/2, d)
+	return m, err
+}
+
+// openModel sends next's requests to t at a fixed rate for d (package
+// loadgen: latency from the intended send time) and sums the run up.
+func openModel(ctx context.Context, pins Pins, t *httpTarget, next nextFunc, step string, rate float64, d time.Duration) (*Latency, error) {
+	if rate <= 0 {
+		return nil, errors.New("no rate to run the open model at")
+	}
+	mt := newMeter()
+	mt.start()
+	res, err := loadgen.Run(ctx, loadgen.Options{
+		Stages: []loadgen.Stage{{Rate: rate, Duration: d}}, Concurrency: cap(t.conns),
+		Timeout: loadgen.DefaultTimeout, Steps: []string{step},
+	}, &workload{t: t, next: next, step: step})
+	if err != nil {
+		return nil, err
+	}
+	mt.stop()
+	var gen Side
+	mt.report(pins, &gen)
+	rep := res.Report(loadgen.Meta{})
+	s := rep.Summary
+	l := &Latency{RateRPS: rate, DurationS: d.Seconds(), Scheduled: s.Scheduled, Completed: s.Completed, Errors: s.Errors,
+		P50: s.Latency.P50, P90: s.Latency.P90, P99: s.Latency.P99, P999: s.Latency.P999, Max: s.Latency.Max,
+		SendLagP99: s.SendLag.P99, Late: s.Late, GeneratorCPU: gen.GeneratorCPU, GeneratorProcess: gen.GeneratorProcess}
+	if len(rep.Errors.ByStatus) > 0 {
+		l.ByStatus = rep.Errors.ByStatus
+	}
+	return l, nil
+}
+
+// pick returns a nextFunc drawing GETs of paths uniformly at random.
+func pick(paths []string) nextFunc {
+	reqs := make([]request, len(paths))
+	for i, p := range paths {
+		reqs[i] = request{method: http.MethodGet, path: p}
+	}
+	return func() (*request, bool) { return &reqs[rand.IntN(len(reqs))], true }
+}
+
+// productInfo is a product as discovery finds it.
+type productInfo struct {
+	ID    string `json:"id"`
+	Stock int64  `json:"stock"`
+}
+
+// discoverProducts lists every product through the API, 100 a page.
+func discoverProducts(ctx context.Context, base string) ([]productInfo, error) {
+	var all []productInfo
+	cursor := ""
+	for {
+		path := "/v1/products?limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var page struct {
+			Items      []productInfo `json:"items"`
+			NextCursor string        `json:"next_cursor"`
+		}
+		if err := getJSON(ctx, base+path, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Items...)
+		if cursor = page.NextCursor; cursor == "" || len(page.Items) == 0 {
+			break
+		}
+	}
+	if len(all) == 0 {
+		return nil, errors.New("the server has no products")
+	}
+	return all, nil
+}
+
+func getJSON(ctx context.Context, u string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := setupClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func productPaths(ctx context.Context, base string) ([]string, error) {
+	ps, err := discoverProducts(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(ps))
+	for i, p := range ps {
+		paths[i] = "/v1/products/" + url.PathEscape(p.ID)
+	}
+	return paths, nil
+}
+
+func categoryPaths(ctx context.Context, base string) ([]string, error) {
+	var cats struct {
+		Items []struct {
+			Slug string `json:"slug"`
+		} `json:"items"`
+	}
+	if err := getJSON(ctx, base+"/v1/categories", &cats); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, c := range cats.Items {
+		paths = append(paths, "/v1/products?category="+url.QueryEscape(c.Slug))
+	}
+	if len(paths) == 0 {
+		return nil, errors.New("the server has no categories")
+	}
+	return paths, nil
+}
+
+func runProductGet(ctx context.Context, r *runner, res *ScenarioResult) error {
+	return r.sqliteVsBare(ctx, res, "product", productPaths)
+}
+
+func runProductList(ctx context.Context, r *runner, res *ScenarioResult) error {
+	return r.sqliteVsBare(ctx, res, "list", categoryPaths)
+}
+
+// sqliteVsBare measures million on a seeded embedded database against the
+// bare baseline serving what million answered for the first path.
+func (r *runner) sqliteVsBare(ctx context.Context, res *ScenarioResult, step string,
+	discover func(context.Context, string) ([]string, error)) error {
+	dir, err := r.seedSQLite(ctx, r.cfg.Users, r.cfg.Products)
+	if err != nil {
+		return err
+	}
+	res.Data = fmt.Sprintf("%s products, %s users", thousands(int64(r.cfg.Products)), thousands(int64(r.cfg.Users)))
+	srv, err := r.startMillion(ctx, res.Name, "--data-dir", dir)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	return r.httpVsBare(ctx, res, srv, step, discover)
+}
+
+// httpVsBare discovers what to ask million for, captures one answer, starts
+// the bare baseline with it and compares the two.
+func (r *runner) httpVsBare(ctx context.Context, res *ScenarioResult, srv *server, step string,
+	discover func(context.Context, string) ([]string, error)) error {
+	base := "http://" + srv.addr
+	paths, err := discover(ctx, base)
+	if err != nil {
+		return err
+	}
+	c, err := capture(ctx, setupClient, base, paths[0])
+	if err != nil {
+		return err
+	}
+	bare, err := r.startBare(ctx, res.Name, c)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	res.Notes = append(res.Notes,
+		fmt.Sprintf("%s distinct requests, drawn uniformly at random", thousands(int64(len(paths)))),
+		fmt.Sprintf("the bare baseline answers every path with what million answered for %s: status, headers and the same %s-byte body", c.Path, thousands(int64(len(c.Body)))))
+	res.Load = r.httpLoad()
+	target := &httpSide{r: r, name: "million", srv: srv, roots: []int{srv.pid()}, t: newHTTPTarget(srv.addr, r.cfg.Connections),
+		next: pick(paths), step: step}
+	baseline := &httpSide{r: r, name: "bare net/http", srv: bare, roots: []int{bare.pid()}, t: newHTTPTarget(bare.addr, r.cfg.Connections),
+		next: pick(paths), step: step}
+	defer target.t.close()
+	defer baseline.t.close()
+	return r.compare(ctx, res, baseline, target)
+}
+
+func (r *runner) httpLoad() string {
+	return fmt.Sprintf("capacity: %d keep-alive connections, closed loop, %s; latency: open model at 50 %% of each side's capacity, %s; %s warm-up per side",
+		r.cfg.Connections, r.cfg.Duration, r.cfg.Duration, r.cfg.Warmup)
+}
