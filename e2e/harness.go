@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/millionshop/million/app"
 	"github.com/millionshop/million/pgtest"
+	"github.com/millionshop/million/seed"
 	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/user"
 )
@@ -213,3 +214,18 @@ func targetFor(t testing.TB, s *Server) *Target {
 func (tg *Target) Client() *Client {
 	return &Client{Base: tg.BaseURL, HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
+
+// StartSeeded is Start with users and products created by package seed
+// (users userN@seed.million.test, password seed.DefaultPassword), for tests
+// that drive load through the real server.
+func StartSeeded(t testing.TB, users, products int) *Server {
+	t.Helper()
+	s := Start(t)
+	if _, err := seed.Run(context.Background(), s.App.DB, seed.Options{Users: users, Products: products, Seed: 1}, nil); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	return s
+}
+
+// MetricsURL is the admin listener's Prometheus endpoint.
+func (s *Server) MetricsURL() string { return "http://" + s.admin + "/metrics" }

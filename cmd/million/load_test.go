@@ -5,64 +5,28 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/millionshop/million/e2e"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/millionshop/million/app"
 	"github.com/millionshop/million/loadgen"
-	"github.com/millionshop/million/seed"
-	"github.com/millionshop/million/user"
 )
 
-// loadTarget is a real million started in-process, as e2e.Start does, with
-// seeded products and its admin listener for metrics.
+// loadTarget is a real million started in-process with seeded users and
+// products and its admin listener for metrics.
 type loadTarget struct {
 	URL, MetricsURL string
 }
 
 func startLoadTarget(t *testing.T, users, products int) loadTarget {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Open(ctx, app.Config{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		PaymentWebhookSecret: "load-test-webhook-secret-0123456789abcd",
-		PasswordParams:       user.PasswordParams{MemoryKiB: 1024, Iterations: 1, Parallelism: 1},
-		ShutdownTimeout:      10 * time.Second,
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatalf("open million: %v", err)
-	}
-	if _, err := seed.SQLite(ctx, a.DB, seed.Options{Users: users, Products: products, Seed: 1}, nil); err != nil {
-		cancel()
-		a.Close()
-		t.Fatalf("seed: %v", err)
-	}
-	public, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- errors.Join(a.Serve(ctx, public, admin), a.Close()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stop million: %v", err)
-		}
-	})
-	return loadTarget{URL: "http://" + public.Addr().String(), MetricsURL: "http://" + admin.Addr().String() + "/metrics"}
+	s := e2e.StartSeeded(t, users, products)
+	return loadTarget{URL: s.BaseURL, MetricsURL: s.MetricsURL()}
 }
 
 // runLoad parses args as `million load ...` exactly as main does and runs

@@ -3,9 +3,7 @@ package journey
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
-	"net"
+	"github.com/millionshop/million/e2e"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/millionshop/million/app"
 	"github.com/millionshop/million/loadgen"
-	"github.com/millionshop/million/seed"
 	"github.com/millionshop/million/user"
 )
 
@@ -38,45 +34,11 @@ type shop struct {
 	MetricsURL string // admin /metrics
 }
 
-// startShop follows the pattern of e2e.Start, reduced to what a load test
-// needs: seeded users and products, and the admin listener for metrics.
+// startShop starts a real million in-process with seeded users and products.
 func startShop(t *testing.T, users, products int) shop {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Open(ctx, app.Config{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		PaymentWebhookSecret: "journey-test-webhook-secret-0123456789",
-		// Cheap hashes for anything registered; seeded users carry their
-		// own (production-strength) hash, which logins verify.
-		PasswordParams:  user.PasswordParams{MemoryKiB: 1024, Iterations: 1, Parallelism: 1},
-		ShutdownTimeout: 10 * time.Second,
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatalf("open million: %v", err)
-	}
-	if _, err := seed.SQLite(ctx, a.DB, seed.Options{Users: users, Products: products, Seed: 1}, nil); err != nil {
-		cancel()
-		a.Close()
-		t.Fatalf("seed: %v", err)
-	}
-	public, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- errors.Join(a.Serve(ctx, public, admin), a.Close()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stop million: %v", err)
-		}
-	})
-	return shop{URL: "http://" + public.Addr().String(), MetricsURL: "http://" + admin.Addr().String() + "/metrics"}
+	s := e2e.StartSeeded(t, users, products)
+	return shop{URL: s.BaseURL, MetricsURL: s.MetricsURL()}
 }
 
 // TestJourneysAgainstMillion runs the default mix against a real million
