@@ -45,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -216,9 +217,9 @@ type ScenarioResult struct {
 	// Limits qualify a side's figures, each starting with the side's name:
 	// its server CPU was not saturated during a probe, and what was the
 	// limit instead (the generator, making the throughput a lower bound,
-	// or something else: disk, locks); other programs took part of its
-	// server CPU; or the generator was busy during its latency run, so the
-	// latencies include the generator's own delay.
+	// or something else: too few clients, the disk, locks); other programs
+	// took part of its server CPU; or the generator was busy or crowded
+	// out during its latency run, so the latencies include its delay.
 	Limits []string `json:"limits,omitempty"`
 	Err    string   `json:"error,omitempty"` // why the scenario did not finish
 }
@@ -327,13 +328,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Commit, res.Modified, res.CommitSource = buildCommit(ctx)
 
 	r := &runner{cfg: cfg, log: cfg.Log}
+	removeStale(r.logf)
 	if cfg.WorkDir != "" {
 		if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 			return nil, err
 		}
 		r.dir = cfg.WorkDir
 	} else {
-		if r.dir, err = os.MkdirTemp("", "million-bench-"); err != nil {
+		if r.dir, err = tempDir("work-"); err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(r.dir)
@@ -356,6 +358,58 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.End = time.Now().UTC()
 	return res, nil
+}
+
+// tempPrefix starts the names of the temporary directories of a run (its
+// work directory, its PostgreSQL cluster), each holding ownerFile.
+const (
+	tempPrefix = "million-bench-"
+	ownerFile  = "owner.pid"
+)
+
+// tempDir creates a temporary directory owned by this process, named
+// tempPrefix+kind+random.
+func tempDir(kind string) (string, error) {
+	dir, err := os.MkdirTemp("", tempPrefix+kind)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// removeStale removes the temporary directories of benches that were
+// killed before they could (their servers died with them: see
+// startServer). A directory goes only when its owner file names a process
+// that no longer exists, and, for a cluster, when its postmaster is gone.
+func removeStale(logf func(string, ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
+	for _, dir := range dirs {
+		if !deadOwner(filepath.Join(dir, ownerFile)) || !deadOwner(filepath.Join(dir, "data", "postmaster.pid")) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err == nil {
+			logf("removed %s, left by a bench that was killed", dir)
+		}
+	}
+}
+
+// deadOwner says whether the pid on the first line of file is a process
+// that is gone; a missing file counts as gone only for a postmaster.pid.
+func deadOwner(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist) && filepath.Base(file) == "postmaster.pid"
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 // buildCommit is the VCS revision the binary was built from or, when the
@@ -520,17 +574,24 @@ func (sr *ScenarioResult) summarize() {
 	var tt, bt, tp, bp, tl, bl, ratios, cpuRatios []float64
 	limits := map[string]string{} // side name (+ " latency") → what qualified its figures first
 	limit := func(m *Side, round int) {
-		if _, seen := limits[m.Name]; seen || m.FixedRate || m.ServerCPU == nil {
+		if _, seen := limits[m.Name]; seen || m.ServerCPU == nil {
 			return
 		}
 		if *m.ServerCPU >= saturatedCPU {
 			if m.ServerProcesses != nil && *m.ServerProcesses < sharedCPU {
-				limits[m.Name] = fmt.Sprintf("%s: its server processes had only %s of the server CPU in round %d; other programs on the machine took the rest (see the ratio per server CPU-second)",
-					m.Name, fmtPct(*m.ServerProcesses), round)
+				see := " (see the ratio per server CPU-second)"
+				if m.FixedRate {
+					see = ""
+				}
+				limits[m.Name] = fmt.Sprintf("%s: its server processes had only %s of the server CPU in round %d; other programs on the machine took the rest%s",
+					m.Name, fmtPct(*m.ServerProcesses), round, see)
 			}
 			return
 		}
-		what := "something else (disk, locks, the database)"
+		if m.FixedRate {
+			return // below its capacity, as it should be
+		}
+		what := "something else (too few connections or clients, the disk, locks)"
 		if m.GeneratorCPU != nil && *m.GeneratorCPU >= saturatedCPU {
 			what = "the generator, so this throughput is a lower bound"
 		}
@@ -541,6 +602,11 @@ func (sr *ScenarioResult) summarize() {
 		key := m.Name + " latency"
 		l := m.Latency
 		if _, seen := limits[key]; seen || l == nil || l.GeneratorProcess == nil {
+			return
+		}
+		if l.Late > l.Scheduled/2 {
+			// Most arrivals waited for a connection: the server, not the
+			// generator, set the pace, whoever else used the CPU.
 			return
 		}
 		switch gen := *l.GeneratorProcess; {

@@ -91,7 +91,7 @@ func startPostgres(ctx context.Context, pins Pins, logf func(string, ...any)) (*
 	version := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "postgres "))
 	version = strings.Replace(version, "(PostgreSQL) ", "PostgreSQL ", 1)
 
-	root, err := os.MkdirTemp("", "million-bench-pg-")
+	root, err := tempDir("pg-")
 	if err != nil {
 		return nil, err
 	}

@@ -163,10 +163,11 @@ func (res *Result) DocRows() []DocRow {
 			ratio = "**" + s.Ratio.Format(fmtRatio) + "**; per server CPU-second: " + s.CPURatio.Format(fmtRatio)
 		}
 		if s.Name == "peak" {
-			million = s.peakSummary()
+			million = s.peakSummary() // errors included
 			lat = s.P99.FormatUnit(fmtMsNum, "ms") + " at the fixed rate (generator send lag p99 " + s.SendLagP99.FormatUnit(fmtMsNum, "ms") + ")"
+		} else {
+			million += fmt.Sprintf("; errors %d", s.Errors)
 		}
-		million += fmt.Sprintf("; errors %d", s.Errors)
 		if s.Baseline != "" {
 			baseline += fmt.Sprintf("; errors %d", s.BaselineErrors)
 		}
