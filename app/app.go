@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/millionshop/million/api"
 	"github.com/millionshop/million/bus"
 	"github.com/millionshop/million/cart"
@@ -42,6 +44,7 @@ import (
 	"github.com/millionshop/million/payment/simulated"
 	paymentstore "github.com/millionshop/million/payment/store"
 	"github.com/millionshop/million/ratelimit"
+	"github.com/millionshop/million/redisx"
 	"github.com/millionshop/million/search"
 	searchhttp "github.com/millionshop/million/search/httpapi"
 	searchstore "github.com/millionshop/million/search/store"
@@ -73,6 +76,9 @@ type Config struct {
 	AccessLog            bool          // log every request
 	PasswordParams       user.PasswordParams
 	RegistrationsPerHour int // self-registrations allowed per client IP and hour; 0 means 100
+	// RedisURL (redis://host:port/db) makes Redis the state shared by every
+	// instance (sessions, limits, cache); empty keeps everything in-process.
+	RedisURL string
 }
 
 func (c *Config) defaults() {
@@ -130,6 +136,8 @@ type App struct {
 	Provider *simulated.Provider
 	Notifier *notify.Notifier
 	Outbox   *outbox.Outbox
+	// Redis is the shared-state client, nil without Config.RedisURL.
+	Redis    rueidis.Client
 	router   *web.Router
 	draining atomic.Bool
 	inFlight atomic.Int64
@@ -148,8 +156,18 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	} else if n > 0 {
 		logger.Info("migrations applied", "count", n)
 	}
-	a, err := wire(cfg, db, logger)
+	var redis rueidis.Client
+	if cfg.RedisURL != "" {
+		if redis, err = redisx.Open(ctx, cfg.RedisURL, redisx.Options{}); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	a, err := wire(cfg, db, redis, logger)
 	if err != nil {
+		if redis != nil {
+			redis.Close()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -169,13 +187,13 @@ func openDB(ctx context.Context, cfg Config) (*sqldb.DB, error) {
 	return sqldb.OpenPostgres(ctx, cfg.DatabaseURL, sqldb.PostgresOptions{MaxConns: cfg.DBMaxConns})
 }
 
-func wire(cfg Config, db *sqldb.DB, logger *slog.Logger) (*App, error) {
+func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (*App, error) {
 	now := time.Now
 	secrets, err := loadSecrets(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger, DB: db, Metrics: obs.NewMetrics()}
+	a := &App{cfg: cfg, logger: logger, DB: db, Redis: redis, Metrics: obs.NewMetrics()}
 	db.SetObserver(a.Metrics)
 	if db.Dialect == sqldb.Postgres {
 		a.Metrics.RegisterDBPool("primary", db.Write)
@@ -350,8 +368,13 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 func (a *App) adminHealth(w http.ResponseWriter, r *http.Request) { _ = a.healthz(w, r) }
 func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz(w, r) }
 
-// Close releases the database.
-func (a *App) Close() error { return a.DB.Close() }
+// Close releases the database and the Redis client.
+func (a *App) Close() error {
+	if a.Redis != nil {
+		a.Redis.Close()
+	}
+	return a.DB.Close()
+}
 
 // ListenAndServe listens on the configured addresses and serves until ctx ends.
 func (a *App) ListenAndServe(ctx context.Context) error {

@@ -38,6 +38,7 @@ type ServeCmd struct {
 	RegistrationsPerHour int           `default:"100" help:"Self-registrations allowed per client IP and hour."`
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
+	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -52,6 +53,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.RequestTimeout, cfg.ShutdownTimeout = c.RequestTimeout, c.ShutdownTimeout
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
+	cfg.RedisURL = c.Redis
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
