@@ -48,6 +48,7 @@ import (
 	"github.com/millionshop/million/search"
 	searchhttp "github.com/millionshop/million/search/httpapi"
 	searchstore "github.com/millionshop/million/search/store"
+	"github.com/millionshop/million/shed"
 	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/user"
 	userhttp "github.com/millionshop/million/user/httpapi"
@@ -79,6 +80,11 @@ type Config struct {
 	// RedisURL (redis://host:port/db) makes Redis the state shared by every
 	// instance (sessions, limits, cache); empty keeps everything in-process.
 	RedisURL string
+	// NoShedding turns adaptive load shedding off (package shed); it is on
+	// by default, refusing work the instance cannot finish in time.
+	NoShedding bool
+	// ShedCPUThreshold is the CPU share above which shedding may start; 0 means 0.9.
+	ShedCPUThreshold float64
 }
 
 func (c *Config) defaults() {
@@ -139,6 +145,7 @@ type App struct {
 	// Redis is the shared-state client, nil without Config.RedisURL.
 	Redis    rueidis.Client
 	router   *web.Router
+	shedder  *shed.Shedder // nil when shedding is off
 	draining atomic.Bool
 	inFlight atomic.Int64
 }
@@ -248,6 +255,9 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		})
 	}
 
+	if !cfg.NoShedding {
+		a.shedder = newShedder(cfg, a.Metrics)
+	}
 	a.router = web.NewRouter(logger, a.Users, a.Metrics)
 	userhttp.Mount(a.router, a.Users)
 	cataloghttp.Mount(a.router, a.Catalog)
@@ -275,13 +285,20 @@ func (a *App) Routes() []string { return a.router.Patterns() }
 func (a *App) Handler() http.Handler {
 	timeout := a.cfg.RequestTimeout
 	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog}
-	return web.Middleware(a.logger, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inFlight.Add(1)
 		defer a.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		a.router.ServeHTTP(w, r.WithContext(ctx))
-	}))
+	})
+	h = web.Middleware(a.logger, opts, h)
+	if a.shedder != nil {
+		// Outermost, so that a refusal costs as little CPU as possible: it
+		// is what an overloaded instance does most.
+		h = a.shedder.Handler(h, isHealthProbe, http.HandlerFunc(refuseOverloaded))
+	}
+	return h
 }
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) error {
@@ -339,6 +356,9 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { a.Outbox.Run(workers, 250*time.Millisecond) })
+	if a.shedder != nil {
+		wg.Go(func() { a.shedder.Run(workers.Done()) })
+	}
 
 	errs := make(chan error, 2)
 	go func() { errs <- srv.Serve(public) }()

@@ -98,9 +98,7 @@ func (s *peakSide) measure(ctx context.Context, d time.Duration) (*Side, error) 
 		return nil, err
 	}
 	sum := rep.Summary
-	// loadgen's ok_rps divides by the schedule's length; an overloaded
-	// server keeps answering long after it, so the throughput here is
-	// over the time the run really took.
+	// Over the time the run really took, as loadgen's ok_rps is.
 	elapsed := rep.Meta.End.Sub(rep.Meta.Start).Seconds()
 	m := &Side{Name: "million", OK: sum.OK, DurationS: elapsed, FixedRate: true,
 		Latency: &Latency{RateRPS: s.rate, DurationS: rep.Meta.DurationS, Scheduled: sum.Scheduled, Completed: sum.Completed, Errors: sum.Errors,

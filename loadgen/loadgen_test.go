@@ -382,3 +382,23 @@ process_resident_memory_bytes %g
 		t.Fatalf("a URL without million's metrics: %v", err)
 	}
 }
+
+// TestThroughputCountsTheDrain: a server that answers every request a
+// second late finishes a one-second schedule after two seconds, so its
+// throughput is half the offered rate, not all of it.
+func TestThroughputCountsTheDrain(t *testing.T) {
+	t.Parallel()
+	srv := fastServer(t, time.Second, http.StatusOK)
+	res, err := Run(context.Background(), Options{Stages: []Stage{{Rate: 50, Duration: time.Second}}, Concurrency: 100, Timeout: 5 * time.Second},
+		&GetWorkload{Client: NewHTTPClient(100), URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Report(Meta{Target: srv.URL}).Summary
+	if s.OK != 50 || s.OfferedRPS != 50 {
+		t.Fatalf("ok %d, offered %.1f/s; want 50 and 50/s", s.OK, s.OfferedRPS)
+	}
+	if s.OKRPS > 30 || s.OKRPS < 15 || s.ThroughputRPS != s.OKRPS {
+		t.Fatalf("ok %.1f/s, throughput %.1f/s over a run of about 2 s; want about 25/s", s.OKRPS, s.ThroughputRPS)
+	}
+}

@@ -95,7 +95,8 @@ type Summary struct {
 	Cancelled int64   `json:"cancelled"`
 	// OfferedRPS is the arrival rate the schedule asked for on average;
 	// ThroughputRPS the responses (of any status) per second, OKRPS the
-	// successful ones, all over the measured duration.
+	// successful ones, both over the time the run took (the schedule plus
+	// the wait for late responses).
 	OfferedRPS    float64 `json:"offered_rps"`
 	ThroughputRPS float64 `json:"throughput_rps"`
 	OKRPS         float64 `json:"ok_rps"`
@@ -204,6 +205,12 @@ func (res *Result) Report(meta Meta) *Report {
 	}
 	if secs := dur.Seconds(); secs > 0 {
 		s.OfferedRPS = float64(res.Scheduled) / secs
+	}
+	// Responses are counted over the time the run really took: a server
+	// that falls behind keeps answering after the schedule ends, and
+	// dividing by the schedule's length would credit it with throughput it
+	// never had.
+	if secs := max(dur, res.End.Sub(res.Start)).Seconds(); secs > 0 {
 		s.ThroughputRPS = float64(r.completed) / secs
 		s.OKRPS = float64(ok) / secs
 	}

@@ -129,3 +129,9 @@ func (m *Metrics) AdminHandler(healthz, readyz http.Handler) http.Handler {
 func (m *Metrics) RegisterGauge(name, help string, value func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value))
 }
+
+// RegisterCounter exports a monotonically increasing count kept elsewhere,
+// read at scrape time.
+func (m *Metrics) RegisterCounter(name, help string, value func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, value))
+}

@@ -39,6 +39,8 @@ type ServeCmd struct {
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
+	Shed                 bool          `default:"true" negatable:"" help:"Refuse requests with 503 and Retry-After when the instance is CPU-bound and has more in flight than it can finish in time (adaptive load shedding)."`
+	ShedCPUThreshold     float64       `default:"0.9" help:"CPU share (of GOMAXPROCS) above which load shedding may start."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -54,6 +56,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
+	cfg.NoShedding, cfg.ShedCPUThreshold = !c.Shed, c.ShedCPUThreshold
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

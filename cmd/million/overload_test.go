@@ -1,0 +1,247 @@
+//go:build overload
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestOverloadShedsAndRecovers is the stage 3 overload test. It measures
+// capacity and so needs the machine to itself: scripts/test runs it alone,
+// after the parallel suite (go test -tags overload -run Overload
+// ./cmd/million). It is: a real
+// `million serve` process on one CPU (GOMAXPROCS=1, pinned when the machine
+// has a second CPU for the generator) first gets a closed-loop load that
+// measures its capacity for searches, then an open-model load at twice that
+// rate. Adaptive shedding must keep goodput (searches answered 200 within
+// the client's 1 s timeout) at 90 % of capacity or more, answer the
+// refused ones with a fast 503 + Retry-After, never fail any other way, and
+// serve everything again once the load drops.
+func TestOverloadShedsAndRecovers(t *testing.T) {
+	bin := buildBinary(t)
+	data := t.TempDir()
+	seed := exec.Command(bin, "seed", "--data-dir", data, "--users", "10", "--products", "20000")
+	if out, err := seed.CombinedOutput(); err != nil {
+		t.Fatalf("seed: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	adminAddr := freeAddr(t)
+	args := []string{bin, "serve", "--data-dir", data, "--addr", addr, "--admin-addr", adminAddr, "--no-access-log"}
+	if runtime.NumCPU() >= 2 {
+		if taskset, err := exec.LookPath("taskset"); err == nil {
+			args = append([]string{taskset, "-c", "0"}, args...)
+		}
+	}
+	var logs bytes.Buffer
+	serve := exec.Command(args[0], args[1:]...)
+	serve.Env = append(os.Environ(), "GOMAXPROCS=1")
+	serve.Stdout, serve.Stderr = &logs, &logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer serve.Process.Kill()
+	base := "http://" + addr
+	waitReady(t, base+"/readyz")
+
+	queries := searchTerms(t, base)
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 30 * time.Second}}
+	var next atomic.Int64
+	search := func() outcome {
+		q := queries[int(next.Add(1))%len(queries)]
+		start := time.Now()
+		resp, err := client.Get(base + "/v1/search?q=" + url.QueryEscape(q))
+		o := outcome{latency: time.Since(start)}
+		if err != nil {
+			o.err = err
+			return o
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+		return o
+	}
+
+	// Warm up, then measure capacity with a closed loop of a few workers:
+	// enough to keep one CPU busy, few enough not to queue.
+	closedLoop(search, 4, time.Second)
+	results := closedLoop(search, 4, 3*time.Second)
+	capacity := float64(count(results, func(o outcome) bool { return o.status == 200 })) / 3
+	if capacity < 50 {
+		t.Fatalf("capacity %.0f searches/s: too low to test overload meaningfully", capacity)
+	}
+	t.Logf("capacity: %.0f searches/s", capacity)
+
+	// Twice the capacity, open model: requests are sent on schedule whether
+	// or not earlier ones were answered.
+	const overloadFor = 4 * time.Second
+	results = openLoop(search, 2*capacity, overloadFor)
+	good := count(results, func(o outcome) bool { return o.status == 200 && o.err == nil })
+	var shedLatency []time.Duration
+	var other []string
+	for _, o := range results {
+		switch {
+		case o.err != nil:
+			other = append(other, o.err.Error())
+		case o.status == 503:
+			if o.retryAfter == "" {
+				other = append(other, "503 without Retry-After")
+			}
+			shedLatency = append(shedLatency, o.latency)
+		case o.status != 200:
+			other = append(other, fmt.Sprintf("status %d", o.status))
+		}
+	}
+	goodput := float64(good) / overloadFor.Seconds()
+	if resp, err := http.Get("http://" + adminAddr + "/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "million_shed") || strings.HasPrefix(line, "million_http_in_flight") {
+				t.Log(line)
+			}
+		}
+	}
+	p99 := percentile(shedLatency, 0.99)
+	t.Logf("at %.0f/s offered: %d sent, goodput %.0f/s (%.0f%% of capacity), %d shed (p99 %v), %d other failures",
+		2*capacity, len(results), goodput, 100*goodput/capacity, len(shedLatency), p99, len(other))
+	if len(other) > 0 {
+		t.Errorf("%d requests failed other than by shedding, e.g. %q", len(other), other[:min(len(other), 5)])
+	}
+	if goodput < 0.9*capacity {
+		t.Errorf("goodput %.0f/s under 2x overload is below 90%% of the capacity %.0f/s", goodput, capacity)
+	}
+	if len(shedLatency) == 0 {
+		t.Errorf("nothing was shed at twice the capacity")
+	} else if p99 > 250*time.Millisecond {
+		t.Errorf("shed requests took %v (p99): a refusal must be fast", p99)
+	}
+
+	// Recovery: at half the capacity, after the shedder's cool-off, every
+	// request is served.
+	time.Sleep(1500 * time.Millisecond)
+	results = openLoop(search, capacity/2, 2*time.Second)
+	if bad := count(results, func(o outcome) bool { return o.err != nil || o.status != 200 }); bad > 0 {
+		var sample []string
+		for _, o := range results {
+			if o.err != nil || o.status != 200 {
+				sample = append(sample, fmt.Sprintf("%d %v after %v", o.status, o.err, o.latency))
+			}
+			if len(sample) == 5 {
+				break
+			}
+		}
+		t.Errorf("%d of %d requests failed at half the capacity after the overload, e.g. %q", bad, len(results), sample)
+	}
+
+	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("server gone after the overload: %v\n%s", err, logs.String())
+	}
+	if err := serve.Wait(); err != nil {
+		t.Fatalf("serve exited with %v\n%s", err, logs.String())
+	}
+}
+
+type outcome struct {
+	status     int
+	retryAfter string
+	latency    time.Duration
+	err        error
+}
+
+// closedLoop runs do from workers goroutines back to back for d.
+func closedLoop(do func() outcome, workers int, d time.Duration) []outcome {
+	var mu sync.Mutex
+	var all []outcome
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				o := do()
+				mu.Lock()
+				all = append(all, o)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return all
+}
+
+// openLoop starts do at rate per second for d, each on its own goroutine,
+// and waits for all of them.
+func openLoop(do func() outcome, rate float64, d time.Duration) []outcome {
+	n := int(rate * d.Seconds())
+	out := make([]outcome, n)
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Go(func() { out[i] = do() })
+	}
+	wg.Wait()
+	return out
+}
+
+func count(all []outcome, pred func(outcome) bool) int {
+	n := 0
+	for _, o := range all {
+		if pred(o) {
+			n++
+		}
+	}
+	return n
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// searchTerms returns words from the seeded product names.
+func searchTerms(t *testing.T, base string) []string {
+	t.Helper()
+	resp, err := http.Get(base + "/v1/products?limit=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Items []struct {
+			Name string `json:"name"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Items) == 0 {
+		t.Fatalf("product list: %v (%d items)", err, len(page.Items))
+	}
+	var terms []string
+	for _, p := range page.Items {
+		terms = append(terms, strings.Fields(p.Name)...)
+	}
+	return terms
+}

@@ -1,0 +1,322 @@
+// Package shed is adaptive load shedding: when an instance has more work in
+// flight than it can finish in time, new requests are refused at once with
+// 503 and Retry-After instead of queueing behind the others. Refusing early
+// keeps goodput near capacity under overload; queueing would make every
+// request late, so that clients time out and retry and nobody is served.
+//
+// The algorithm is go-zero's adaptive shedder. The instance tracks, over a
+// rolling window, the most requests it finished in one bucket (maxPass) and
+// the lowest mean latency of a bucket (minRT). By Little's law
+// maxPass × buckets-per-second × minRT is how much work it can have in
+// flight while keeping up. When the process's CPU use is above the
+// threshold (or it shed within the cool-off), a request that would put more
+// than that in flight is refused.
+//
+// The trigger is CPU, not latency alone, because latency cannot tell a slow
+// dependency from an overloaded instance, and shedding does not help the
+// former. CPU is seen two ways: the process's CPU time against GOMAXPROCS
+// (go-zero's signal), and the Go scheduler's latency, how long runnable
+// goroutines waited for a CPU. The second also catches an instance that
+// gets less CPU than GOMAXPROCS promises (a busy neighbour, a cgroup
+// quota), where CPU time never reaches the threshold although every
+// request waits.
+package shed
+
+import (
+	"errors"
+	"math"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrOverloaded is returned by Allow when a request must be refused.
+var ErrOverloaded = errors.New("shed: instance overloaded")
+
+// Options tune a Shedder. Zero values mean the defaults.
+type Options struct {
+	// CPUThreshold is the share of the process's CPUs (GOMAXPROCS) above
+	// which the instance counts as overloaded; default 0.9.
+	CPUThreshold float64
+	// Window is how far back maxPass and minRT look; default 5 s.
+	Window time.Duration
+	// Buckets splits the window; default 50 (100 ms each).
+	Buckets int
+	// CoolOff keeps shedding possible for this long after the last refusal
+	// even when CPU dips, so the shedder does not flap; default 1 s.
+	CoolOff time.Duration
+	// SchedLatency is the 90th percentile of goroutine scheduling latency
+	// over one sample above which the instance counts as CPU-starved;
+	// default 10 ms.
+	SchedLatency time.Duration
+	// SampleEvery is the CPU sampling interval; default 100 ms.
+	SampleEvery time.Duration
+	// CPU returns the CPU time the process has used so far; default
+	// getrusage(RUSAGE_SELF). Tests replace it.
+	CPU func() time.Duration
+	// SchedLatencies, when set, replaces the scheduler-latency reading
+	// (tests).
+	SchedLatencies func() time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.CPUThreshold <= 0 {
+		o.CPUThreshold = 0.9
+	}
+	if o.Window <= 0 {
+		o.Window = 5 * time.Second
+	}
+	if o.Buckets <= 0 {
+		o.Buckets = 50
+	}
+	if o.CoolOff <= 0 {
+		o.CoolOff = time.Second
+	}
+	if o.SchedLatency <= 0 {
+		o.SchedLatency = 10 * time.Millisecond
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 100 * time.Millisecond
+	}
+	if o.CPU == nil {
+		o.CPU = processCPU
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Shedder decides, per request, whether the instance can take it.
+type Shedder struct {
+	opts      Options
+	bucket    time.Duration
+	inFlight  atomic.Int64
+	cpuBits   atomic.Uint64 // smoothed CPU use, as a share of GOMAXPROCS, float64 bits
+	schedP90  atomic.Int64  // scheduling latency p90 of the last sample, nanoseconds
+	lastDrop  atomic.Int64  // unix nanoseconds of the last refusal, 0 if none
+	dropped   atomic.Int64
+	abandoned atomic.Int64 // requests whose client left before they started
+	passed    atomic.Int64
+
+	mu      sync.Mutex
+	buckets []bucket // ring, indexed by bucket number modulo len
+}
+
+type bucket struct {
+	n     int64 // bucket number (time / bucket length) this slot holds
+	count int64 // requests finished
+	sumRT time.Duration
+}
+
+// New returns a shedder. Call Sample periodically (Run does it) so it sees
+// the CPU use.
+func New(opts Options) *Shedder {
+	opts.defaults()
+	return &Shedder{opts: opts, bucket: opts.Window / time.Duration(opts.Buckets),
+		buckets: make([]bucket, opts.Buckets)}
+}
+
+// Allow admits a request or refuses it with ErrOverloaded. An admitted
+// request must call done exactly once when it finishes; ok=false (the
+// request failed on its own) keeps its latency out of the capacity estimate.
+func (s *Shedder) Allow() (done func(ok bool), err error) {
+	if s.shouldDrop() {
+		s.lastDrop.Store(s.opts.Now().UnixNano())
+		s.dropped.Add(1)
+		return nil, ErrOverloaded
+	}
+	s.inFlight.Add(1)
+	start := s.opts.Now()
+	var once atomic.Bool
+	return func(ok bool) {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		s.inFlight.Add(-1)
+		s.passed.Add(1)
+		if ok {
+			s.record(start, s.opts.Now())
+		}
+	}, nil
+}
+
+func (s *Shedder) shouldDrop() bool {
+	if !s.overloaded() && !s.stillHot() {
+		return false
+	}
+	flying := s.inFlight.Load()
+	limit, known := s.MaxInFlight()
+	return known && flying > 1 && float64(flying) >= limit
+}
+
+func (s *Shedder) overloaded() bool {
+	return s.CPUUsage() >= s.opts.CPUThreshold || s.SchedLatencyP90() >= s.opts.SchedLatency
+}
+
+func (s *Shedder) stillHot() bool {
+	last := s.lastDrop.Load()
+	return last != 0 && s.opts.Now().Sub(time.Unix(0, last)) < s.opts.CoolOff
+}
+
+// record adds a finished request to its bucket.
+func (s *Shedder) record(start, end time.Time) {
+	n := end.UnixNano() / int64(s.bucket)
+	s.mu.Lock()
+	b := &s.buckets[n%int64(len(s.buckets))]
+	if b.n != n {
+		*b = bucket{n: n}
+	}
+	b.count++
+	b.sumRT += end.Sub(start)
+	s.mu.Unlock()
+}
+
+// MaxInFlight returns how many requests the instance can have in flight
+// and keep up, from the window's best throughput and latency; known is
+// false until a complete bucket has been recorded.
+func (s *Shedder) MaxInFlight() (limit float64, known bool) {
+	current := s.opts.Now().UnixNano() / int64(s.bucket)
+	oldest := current - int64(len(s.buckets)) + 1
+	var maxPass int64
+	minRT := time.Duration(math.MaxInt64)
+	s.mu.Lock()
+	for _, b := range s.buckets {
+		// The current bucket is still filling: its count would understate
+		// throughput.
+		if b.count == 0 || b.n >= current || b.n < oldest {
+			continue
+		}
+		maxPass = max(maxPass, b.count)
+		minRT = min(minRT, b.sumRT/time.Duration(b.count))
+	}
+	s.mu.Unlock()
+	if maxPass == 0 {
+		return 0, false
+	}
+	perSecond := float64(time.Second) / float64(s.bucket)
+	return math.Ceil(float64(maxPass) * perSecond * minRT.Seconds()), true
+}
+
+// CPUUsage returns the smoothed CPU use as a share of GOMAXPROCS (0..1).
+func (s *Shedder) CPUUsage() float64 { return math.Float64frombits(s.cpuBits.Load()) }
+
+// SchedLatencyP90 returns the 90th percentile of how long runnable
+// goroutines waited for a CPU during the last sample.
+func (s *Shedder) SchedLatencyP90() time.Duration { return time.Duration(s.schedP90.Load()) }
+
+// InFlight returns the admitted requests not yet done.
+func (s *Shedder) InFlight() int64 { return s.inFlight.Load() }
+
+// Dropped returns how many requests were refused so far.
+func (s *Shedder) Dropped() int64 { return s.dropped.Load() }
+
+// Abandoned returns how many requests were skipped because their client
+// had gone before they started.
+func (s *Shedder) Abandoned() int64 { return s.abandoned.Load() }
+
+// Passed returns how many admitted requests finished so far.
+func (s *Shedder) Passed() int64 { return s.passed.Load() }
+
+// cpuSampler turns successive CPU-time readings into a smoothed share,
+// and successive scheduler-latency histograms into the latest interval's.
+type cpuSampler struct {
+	lastCPU  time.Duration
+	lastWall time.Time
+	sched    []metrics.Sample
+	last     []uint64 // cumulative bucket counts at the previous sample
+}
+
+// sample folds one reading in: an exponential moving average with a time
+// constant of about half a second, quick enough to catch a burst, slow
+// enough not to follow every garbage collection.
+func (s *Shedder) sample(c *cpuSampler) {
+	now, cpu := s.opts.Now(), s.opts.CPU()
+	if !c.lastWall.IsZero() {
+		wall := now.Sub(c.lastWall)
+		if wall > 0 {
+			cur := float64(cpu-c.lastCPU) / float64(wall) / float64(runtime.GOMAXPROCS(0))
+			prev := s.CPUUsage()
+			const beta = 0.8
+			s.cpuBits.Store(math.Float64bits(prev*beta + min(cur, 1)*(1-beta)))
+		}
+	}
+	c.lastCPU, c.lastWall = cpu, now
+	if s.opts.SchedLatencies != nil {
+		s.schedP90.Store(int64(s.opts.SchedLatencies()))
+		return
+	}
+	s.schedP90.Store(int64(c.schedLatencyP90()))
+}
+
+// schedLatencyP90 reads the runtime's cumulative scheduling-latency
+// histogram and returns the 90th percentile of what was added since the
+// previous call (0 on the first).
+func (c *cpuSampler) schedLatencyP90() time.Duration {
+	if c.sched == nil {
+		c.sched = []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	}
+	metrics.Read(c.sched)
+	if c.sched[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0
+	}
+	h := c.sched[0].Value.Float64Histogram()
+	first := c.last == nil
+	if len(c.last) != len(h.Counts) {
+		c.last = make([]uint64, len(h.Counts))
+	}
+	delta := make([]uint64, len(h.Counts))
+	var total uint64
+	for i, n := range h.Counts {
+		delta[i] = n - c.last[i]
+		total += delta[i]
+		c.last[i] = n
+	}
+	if first || total == 0 {
+		return 0
+	}
+	// The bucket holding the 90th percentile; its lower bound keeps the
+	// estimate conservative (buckets are narrow at these magnitudes).
+	rank := total - total/10
+	var seen uint64
+	for i, n := range delta {
+		seen += n
+		if seen >= rank {
+			lo := h.Buckets[i]
+			if math.IsInf(lo, -1) {
+				return 0
+			}
+			return time.Duration(lo * float64(time.Second))
+		}
+	}
+	return 0
+}
+
+// Run samples CPU use every SampleEvery until stop is closed.
+func (s *Shedder) Run(stop <-chan struct{}) {
+	t := time.NewTicker(s.opts.SampleEvery)
+	defer t.Stop()
+	var c cpuSampler
+	s.sample(&c)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.sample(&c)
+		}
+	}
+}
+
+// processCPU is the user and system CPU time of this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

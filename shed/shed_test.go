@@ -1,0 +1,236 @@
+package shed
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a manual clock and CPU meter for deterministic decisions.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+	cpu time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) CPU() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cpu
+}
+
+// advance moves wall time by d while the process uses share of its CPUs.
+func (c *clock) advance(d time.Duration, share float64, procs int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.cpu += time.Duration(float64(d) * share * float64(procs))
+}
+
+func newTestShedder(t *testing.T) (*Shedder, *clock, *cpuSampler) {
+	t.Helper()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	s := New(Options{Now: c.Now, CPU: c.CPU})
+	return s, c, &cpuSampler{}
+}
+
+// fill records, for each 100 ms bucket of a second, perBucket finished
+// requests that took rt each.
+func fill(s *Shedder, c *clock, perBucket int, rt time.Duration) {
+	for range 10 {
+		end := c.Now().Add(50 * time.Millisecond)
+		for range perBucket {
+			s.record(end.Add(-rt), end)
+		}
+		c.advance(100*time.Millisecond, 0, 1)
+	}
+}
+
+func TestMaxInFlightIsLittlesLaw(t *testing.T) {
+	s, c, _ := newTestShedder(t)
+	if _, known := s.MaxInFlight(); known {
+		t.Fatal("a limit before any request finished")
+	}
+	// 100 requests per 100 ms bucket (1,000/s) at 20 ms each: 20 in flight.
+	fill(s, c, 100, 20*time.Millisecond)
+	limit, known := s.MaxInFlight()
+	if !known || limit != 20 {
+		t.Fatalf("MaxInFlight = %v, %v; want 20", limit, known)
+	}
+	// Buckets older than the window are forgotten.
+	c.advance(6*time.Second, 0, 1)
+	if _, known := s.MaxInFlight(); known {
+		t.Fatal("a limit from buckets older than the window")
+	}
+}
+
+func TestShedsOnlyWhenCPUBoundAndOverLimit(t *testing.T) {
+	s, c, sampler := newTestShedder(t)
+	fill(s, c, 100, 20*time.Millisecond)
+	// 30 requests in flight, over the limit of 20, but the CPU is idle: a
+	// slow dependency, not an overloaded instance. Everything passes.
+	var dones []func(bool)
+	for range 30 {
+		done, err := s.Allow()
+		if err != nil {
+			t.Fatalf("refused with an idle CPU: %v", err)
+		}
+		dones = append(dones, done)
+	}
+
+	// The CPU saturates: requests beyond the limit are refused.
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	if u := s.CPUUsage(); u < 0.9 {
+		t.Fatalf("CPU usage %v after a saturated second", u)
+	}
+	if _, err := s.Allow(); err != ErrOverloaded {
+		t.Fatalf("Allow at 30 in flight over a limit of 20 with the CPU saturated: %v", err)
+	}
+	if s.Dropped() != 1 {
+		t.Fatalf("Dropped = %d", s.Dropped())
+	}
+
+	// Below the limit requests pass again even while hot.
+	for _, d := range dones[:15] {
+		d(true)
+	}
+	done, err := s.Allow()
+	if err != nil {
+		t.Fatalf("refused at %d in flight under a limit of 20: %v", s.InFlight(), err)
+	}
+	done(true)
+	done(true) // a second call must not free another slot
+	if got := s.InFlight(); got != 15 {
+		t.Fatalf("InFlight = %d after a double done", got)
+	}
+
+	// After the CPU cools and the cool-off passes, nothing is refused even
+	// over the limit.
+	for range 40 {
+		c.advance(100*time.Millisecond, 0, gomaxprocs())
+		s.sample(sampler)
+	}
+	for range 20 {
+		d, err := s.Allow()
+		if err != nil {
+			t.Fatalf("refused after the CPU cooled: %v", err)
+		}
+		defer d(true)
+	}
+}
+
+func TestCoolOffKeepsSheddingThroughADip(t *testing.T) {
+	s, c, sampler := newTestShedder(t)
+	fill(s, c, 100, 20*time.Millisecond)
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	for range 25 {
+		if d, err := s.Allow(); err == nil {
+			defer d(true)
+		}
+	}
+	if s.Dropped() == 0 {
+		t.Fatal("nothing refused over the limit with the CPU saturated")
+	}
+	// One idle sample drops the smoothed CPU below the threshold, but the
+	// last refusal was just now: still shedding.
+	c.advance(100*time.Millisecond, 0, gomaxprocs())
+	s.sample(sampler)
+	if s.CPUUsage() >= 0.9 {
+		t.Fatalf("CPU usage %v did not dip", s.CPUUsage())
+	}
+	if _, err := s.Allow(); err != ErrOverloaded {
+		t.Fatalf("not shedding within the cool-off: %v", err)
+	}
+}
+
+func TestHandlerExemptsAndRefuses(t *testing.T) {
+	s, c, sampler := newTestShedder(t)
+	fill(s, c, 10, 10*time.Millisecond) // limit: 100/s × 10 ms = 1
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	block := make(chan struct{})
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-block
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	h := s.Handler(next, func(r *http.Request) bool { return r.URL.Path == "/readyz" }, refuse)
+
+	// Two slow requests fill the instance (a limit of 1, and one request in
+	// flight is always allowed).
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/slow", nil)) })
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.InFlight() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow requests never got in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/fast", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("over the limit: %d %v", rec.Code, rec.Header())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("health probe shed: %d", rec.Code)
+	}
+	close(block)
+	wg.Wait()
+	if s.InFlight() != 0 {
+		t.Fatalf("InFlight = %d after all finished", s.InFlight())
+	}
+}
+
+func TestHandlerFreesSlotOnPanic(t *testing.T) {
+	s := New(Options{})
+	h := s.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }), nil,
+		http.NotFoundHandler())
+	func() {
+		defer func() { _ = recover() }()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}()
+	if s.InFlight() != 0 {
+		t.Fatalf("InFlight = %d after a panic", s.InFlight())
+	}
+}
+
+func TestProcessCPUAdvances(t *testing.T) {
+	start := processCPU()
+	deadline := time.Now().Add(50 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	if processCPU() <= start {
+		t.Fatalf("process CPU did not advance over 50 ms of spinning (%d loops)", x)
+	}
+}
+
+func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
