@@ -97,7 +97,7 @@ type Shedder struct {
 	bucket    time.Duration
 	inFlight  atomic.Int64
 	cpuBits   atomic.Uint64 // smoothed CPU use, as a share of GOMAXPROCS, float64 bits
-	schedP90  atomic.Int64  // scheduling latency p90 of the last sample, nanoseconds
+	schedP90  atomic.Int64  // smoothed scheduling latency p90, nanoseconds
 	lastDrop  atomic.Int64  // unix nanoseconds of the last refusal, 0 if none
 	dropped   atomic.Int64
 	abandoned atomic.Int64 // requests whose client left before they started
@@ -205,8 +205,8 @@ func (s *Shedder) MaxInFlight() (limit float64, known bool) {
 // CPUUsage returns the smoothed CPU use as a share of GOMAXPROCS (0..1).
 func (s *Shedder) CPUUsage() float64 { return math.Float64frombits(s.cpuBits.Load()) }
 
-// SchedLatencyP90 returns the 90th percentile of how long runnable
-// goroutines waited for a CPU during the last sample.
+// SchedLatencyP90 returns the smoothed 90th percentile of how long
+// runnable goroutines waited for a CPU.
 func (s *Shedder) SchedLatencyP90() time.Duration { return time.Duration(s.schedP90.Load()) }
 
 // InFlight returns the admitted requests not yet done.
@@ -221,6 +221,10 @@ func (s *Shedder) Abandoned() int64 { return s.abandoned.Load() }
 
 // Passed returns how many admitted requests finished so far.
 func (s *Shedder) Passed() int64 { return s.passed.Load() }
+
+// cpuBeta is the smoothing of both CPU signals: with 100 ms samples, a
+// time constant of about half a second.
+const cpuBeta = 0.8
 
 // cpuSampler turns successive CPU-time readings into a smoothed share,
 // and successive scheduler-latency histograms into the latest interval's.
@@ -241,16 +245,19 @@ func (s *Shedder) sample(c *cpuSampler) {
 		if wall > 0 {
 			cur := float64(cpu-c.lastCPU) / float64(wall) / float64(runtime.GOMAXPROCS(0))
 			prev := s.CPUUsage()
-			const beta = 0.8
-			s.cpuBits.Store(math.Float64bits(prev*beta + min(cur, 1)*(1-beta)))
+			s.cpuBits.Store(math.Float64bits(prev*cpuBeta + min(cur, 1)*(1-cpuBeta)))
 		}
 	}
 	c.lastCPU, c.lastWall = cpu, now
+	var p90 time.Duration
 	if s.opts.SchedLatencies != nil {
-		s.schedP90.Store(int64(s.opts.SchedLatencies()))
-		return
+		p90 = s.opts.SchedLatencies()
+	} else {
+		p90 = c.schedLatencyP90()
 	}
-	s.schedP90.Store(int64(c.schedLatencyP90()))
+	// Smoothed like CPU use, so one garbage collection or one burst does
+	// not count as overload.
+	s.schedP90.Store(int64(float64(s.schedP90.Load())*cpuBeta + float64(p90)*(1-cpuBeta)))
 }
 
 // schedLatencyP90 reads the runtime's cumulative scheduling-latency

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,3 +235,69 @@ func TestProcessCPUAdvances(t *testing.T) {
 }
 
 func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
+
+// TestSchedulerLatencyTriggersWhenCPUIsStolen: an instance that gets less
+// CPU than GOMAXPROCS promises never shows 90 % CPU time, but its
+// goroutines wait to run; that alone must let it shed, once the waits last.
+func TestSchedulerLatencyTriggersWhenCPUIsStolen(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	var wait atomic.Int64
+	s := New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
+	sampler := &cpuSampler{}
+	fill(s, c, 100, 20*time.Millisecond)
+	var dones []func(bool)
+	for range 25 {
+		d, err := s.Allow()
+		if err != nil {
+			t.Fatalf("refused before any wait: %v", err)
+		}
+		dones = append(dones, d)
+	}
+	defer func() {
+		for _, d := range dones {
+			d(true)
+		}
+	}()
+
+	// One long wait is smoothed away: not yet overloaded.
+	wait.Store(int64(40 * time.Millisecond))
+	c.advance(100*time.Millisecond, 0.5, gomaxprocs())
+	s.sample(sampler)
+	if _, err := s.Allow(); err != nil {
+		t.Fatalf("one slow sample shed requests (smoothed wait %v)", s.SchedLatencyP90())
+	} else {
+		s.inFlight.Add(-1)
+	}
+	// Lasting waits at half the CPU: shedding over the limit.
+	for range 10 {
+		c.advance(100*time.Millisecond, 0.5, gomaxprocs())
+		s.sample(sampler)
+	}
+	if s.CPUUsage() >= 0.9 {
+		t.Fatalf("CPU usage %v; the test wants it under the threshold", s.CPUUsage())
+	}
+	if _, err := s.Allow(); err != ErrOverloaded {
+		t.Fatalf("not shedding with goroutines waiting %v to run: %v", s.SchedLatencyP90(), err)
+	}
+}
+
+func TestSchedLatencyP90ReadsTheRuntime(t *testing.T) {
+	var c cpuSampler
+	if got := c.schedLatencyP90(); got != 0 {
+		t.Fatalf("first reading %v; want 0 (no interval yet)", got)
+	}
+	var wg sync.WaitGroup
+	for range 4 * gomaxprocs() {
+		wg.Go(func() {
+			deadline := time.Now().Add(100 * time.Millisecond)
+			for time.Now().Before(deadline) {
+			}
+		})
+	}
+	wg.Wait()
+	// Goroutines spun longer than a time slice with more of them than
+	// CPUs: some waited, so the interval has a non-zero percentile.
+	if got := c.schedLatencyP90(); got <= 0 {
+		t.Fatalf("p90 scheduling latency %v after CPU-bound goroutines outnumbered the CPUs", got)
+	}
+}
