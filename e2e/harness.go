@@ -67,6 +67,10 @@ func Backend() string {
 	return "sqlite"
 }
 
+// PostgresDatabase returns the URL of a fresh, migrated database on the
+// test binary's throwaway cluster, for several instances to share.
+func PostgresDatabase(t testing.TB) string { return postgresDatabase(t) }
+
 // postgresDatabase returns a fresh database cloned from one migrated template.
 func postgresDatabase(t testing.TB) string {
 	t.Helper()
