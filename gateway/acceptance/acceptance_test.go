@@ -188,7 +188,6 @@ func TestFailingBackendIsEjectedAndKillNineFailsNothing(t *testing.T) {
 	}
 	t.Logf("%d requests in all, %d after the kill, 0 failed; the 500 backend answered %d 500s, all retried",
 		l.total.Load(), l.total.Load()-before, sw.fails.Load())
-	_ = in2
 }
 
 func get(t *testing.T, url string) string {
