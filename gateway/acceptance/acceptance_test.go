@@ -235,3 +235,41 @@ func TestGatewayBinaryReloadsOnSIGHUP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRollingRestartStopsAtAnInstanceThatDoesNotComeBack checks the tool
+// fails loudly rather than moving on: an instance still ready after its
+// restart command (the command did nothing), and one that never returns.
+func TestRollingRestartStopsAtAnInstanceThatDoesNotComeBack(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	ready.Store(true)
+	inst := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer inst.Close()
+	run := func(command string) (string, error) {
+		out, err := exec.Command(bin, "rolling-restart", "--instance", inst.URL, "--instance", inst.URL,
+			"--command", command, "--down-timeout", "500ms", "--ready-timeout", "500ms").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("true"); err == nil || !strings.Contains(out, "still ready") {
+		t.Fatalf("a restart command that restarts nothing passed: %v\n%s", err, out)
+	}
+	// The command takes the instance down for good (it stays 503).
+	flag := t.TempDir() + "/down"
+	go func() {
+		for {
+			if _, err := os.Stat(flag); err == nil {
+				ready.Store(false)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	out, err := run("touch " + flag)
+	if err == nil || !strings.Contains(out, "not ready within") || strings.Contains(out, "restarting 2/2") {
+		t.Fatalf("the tool went on past an instance that never came back: %v\n%s", err, out)
+	}
+}
