@@ -736,3 +736,31 @@ func TestAdminListener(t *testing.T) {
 		t.Fatalf("/healthz %d", code)
 	}
 }
+
+// A backend that dies mid-body must not look, to the client, like a
+// complete (shorter) response.
+func TestBackendFailingMidBodyAbortsTheResponse(t *testing.T) {
+	t.Parallel()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
+		_, _ = io.WriteString(w, strings.Repeat("x", 100))
+		rc := http.NewResponseController(w)
+		_ = rc.Flush() // chunked: no Content-Length to betray the cut
+		if conn, _, err := rc.Hijack(); err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(broken.Close)
+	f := setup(t, gateway.Options{}, broken.URL)
+	resp, err := http.Get(f.srv.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("read %d bytes and a clean end; the cut should surface as an error", len(b))
+	}
+}
