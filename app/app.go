@@ -72,6 +72,7 @@ type Config struct {
 	PaymentLatency       time.Duration // simulated provider latency
 	PaymentTimeout       time.Duration // bound on every provider call
 	ShutdownTimeout      time.Duration // how long in-flight requests may take after a stop signal
+	DrainDelay           time.Duration // after a stop signal, keep serving this long with /readyz at 503 so load balancers notice; 0: none
 	RequestTimeout       time.Duration // bound on one request's work
 	TrustProxy           bool          // take the client IP from X-Forwarded-For
 	AccessLog            bool          // log every request
@@ -336,8 +337,9 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Serve runs the listeners and background workers until ctx ends, then
-// drains: readiness turns 503, listeners stop accepting, in-flight requests
-// get up to ShutdownTimeout, workers stop. The caller closes the App.
+// drains: readiness turns 503 and requests are still served for DrainDelay,
+// then listeners stop accepting, in-flight requests get up to
+// ShutdownTimeout, workers stop. The caller closes the App.
 func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.Handler(),
@@ -373,6 +375,16 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 	case serveErr = <-errs:
 	}
 	a.draining.Store(true)
+	if serveErr == nil && a.cfg.DrainDelay > 0 {
+		// Readiness is 503 from now on, but new requests are still served
+		// until the load balancers' health checks have taken this instance
+		// out; closing the listener at once would refuse requests already
+		// on their way. Keep-alives end so that pooled connections move to
+		// other instances.
+		a.logger.Info("draining", "delay", a.cfg.DrainDelay.String())
+		srv.SetKeepAlivesEnabled(false)
+		time.Sleep(a.cfg.DrainDelay)
+	}
 	a.logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()

@@ -18,13 +18,15 @@ var version = "dev"
 
 // CLI is the command line. Every flag also reads a MILLION_* environment variable.
 type CLI struct {
-	Serve   ServeCmd         `cmd:"" help:"Run the shop API (embedded SQLite by default)."`
-	Migrate MigrateCmd       `cmd:"" help:"Apply or list database migrations."`
-	User    UserCmd          `cmd:"" help:"Manage users."`
-	Seed    SeedCmd          `cmd:"" help:"Fill the database with synthetic users and products for demos and load tests."`
-	Load    LoadCmd          `cmd:"" help:"Generate open-model load (shop journeys at a fixed arrival rate) against a running million and report latency, errors and server metrics."`
-	Bench   BenchCmd         `cmd:"" help:"Run the benchmark protocol: million and a baseline pinned to one CPU, the generator to another, alternating rounds, ratios with min-max."`
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	Serve          ServeCmd          `cmd:"" help:"Run the shop API (embedded SQLite by default)."`
+	Migrate        MigrateCmd        `cmd:"" help:"Apply or list database migrations."`
+	User           UserCmd           `cmd:"" help:"Manage users."`
+	Seed           SeedCmd           `cmd:"" help:"Fill the database with synthetic users and products for demos and load tests."`
+	Load           LoadCmd           `cmd:"" help:"Generate open-model load (shop journeys at a fixed arrival rate) against a running million and report latency, errors and server metrics."`
+	Bench          BenchCmd          `cmd:"" help:"Run the benchmark protocol: million and a baseline pinned to one CPU, the generator to another, alternating rounds, ratios with min-max."`
+	Gateway        GatewayCmd        `cmd:"" help:"Run the reverse proxy in front of several million serve instances (balancing, health checks, safe retries)."`
+	RollingRestart RollingRestartCmd `cmd:"" name:"rolling-restart" help:"Restart instances one at a time, each after the previous is ready again."`
+	Version        kong.VersionFlag  `help:"Print the version and exit."`
 }
 
 func main() {

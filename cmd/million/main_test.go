@@ -118,7 +118,7 @@ func TestServeHelpDocumentsEveryOption(t *testing.T) {
 		t.Fatalf("serve --help: %v\n%s", err, out)
 	}
 	for _, want := range []string{"--addr", "$MILLION_ADDR", "--admin-addr", "--data-dir", "$MILLION_DATA_DIR",
-		"--payment-webhook-secret", "$MILLION_PAYMENT_WEBHOOK_SECRET", "--shutdown-timeout"} {
+		"--payment-webhook-secret", "$MILLION_PAYMENT_WEBHOOK_SECRET", "--shutdown-timeout", "--drain-delay"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help does not mention %s", want)
 		}

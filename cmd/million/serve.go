@@ -35,6 +35,7 @@ type ServeCmd struct {
 	PaymentTimeout       time.Duration `default:"10s" help:"Timeout of every payment provider call."`
 	RequestTimeout       time.Duration `default:"30s" help:"Upper bound on one request's work."`
 	ShutdownTimeout      time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
+	DrainDelay           time.Duration `default:"5s" help:"After SIGTERM/SIGINT, keep serving this long with /readyz answering 503, so a gateway or load balancer takes the instance out before it stops accepting."`
 	RegistrationsPerHour int           `default:"100" help:"Self-registrations allowed per client IP and hour."`
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
@@ -53,6 +54,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.AccessTokenTTL, cfg.SessionTTL = c.AccessTokenTTL, c.SessionTTL
 	cfg.PaymentLatency, cfg.PaymentTimeout = c.PaymentLatency, c.PaymentTimeout
 	cfg.RequestTimeout, cfg.ShutdownTimeout = c.RequestTimeout, c.ShutdownTimeout
+	cfg.DrainDelay = c.DrainDelay
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/millionshop/million/gateway"
+	"github.com/millionshop/million/obs"
+)
+
+// GatewayCmd runs the reverse proxy in front of several `million serve`.
+type GatewayCmd struct {
+	Listen       string        `default:":8000" env:"MILLION_GATEWAY_LISTEN" help:"Public listen address."`
+	AdminAddr    string        `default:"127.0.0.1:9091" env:"MILLION_GATEWAY_ADMIN_ADDR" help:"Admin listener (metrics, pprof, /backends, health); 'off' disables it. Keep it on loopback."`
+	Backend      []string      `placeholder:"URL" help:"Backend base URL (repeat, or comma-separated in the variable)."`
+	BackendsFile string        `placeholder:"FILE" help:"File of backend URLs, one per line, '#' comments; reread on SIGHUP and when it changes."`
+	FilePoll     time.Duration `default:"1s" help:"How often the backends file is checked for changes."`
+	Strategy     string        `default:"rr" enum:"rr,p2c,iphash" help:"Balancing: rr (round robin), p2c (fewer in-flight of two random), iphash (sticky per client IP, rendezvous hashing)."`
+
+	HealthPath     string        `default:"/readyz" help:"Path of the active health check."`
+	HealthInterval time.Duration `default:"1s" help:"Interval between health checks of each backend."`
+	HealthTimeout  time.Duration `default:"1s" help:"Timeout of one health check."`
+	Rise           int           `default:"2" help:"Passing checks in a row that bring a backend back."`
+	Fall           int           `default:"2" help:"Failing checks in a row that take a backend out."`
+
+	EjectAfter      int           `default:"5" help:"Consecutive 5xx answers or connection failures that eject a backend."`
+	EjectBase       time.Duration `default:"5s" help:"First ejection time; doubled for each ejection in a row."`
+	EjectMax        time.Duration `default:"2m" help:"Longest ejection."`
+	MaxEjectPercent int           `default:"50" help:"At most this share of the backends is ejected at once (at least one, never all)."`
+
+	MaxAttempts   int     `default:"3" help:"Attempts per request, the first included."`
+	RetryRatio    float64 `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
+	RetryMin      int     `default:"30" help:"Retries always allowed per 10 s."`
+	MaxReplayBody int64   `default:"1048576" help:"Request bodies up to this many bytes are buffered so they can be retried."`
+
+	DialTimeout           time.Duration `default:"2s" help:"Timeout of a connection to a backend."`
+	ResponseHeaderTimeout time.Duration `default:"35s" help:"Wait for a backend's response headers."`
+	RequestTimeout        time.Duration `default:"60s" help:"Upper bound on one request, retries included."`
+	MaxIdleConnsPerHost   int           `default:"256" help:"Keep-alive connections kept per backend."`
+	ShutdownTimeout       time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
+
+	TrustForwardedFor bool   `help:"Take the client IP from the last X-Forwarded-For entry (only behind one trusted proxy)."`
+	AccessLog         bool   `default:"true" negatable:"" help:"Log every request."`
+	LogLevel          string `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+}
+
+// Run implements the gateway command.
+func (c *GatewayCmd) Run(ctx context.Context) error {
+	logger := obs.NewLogger(os.Stderr, c.LogLevel)
+	metrics := obs.NewMetrics()
+	gw, err := gateway.New(gateway.Options{
+		Backends: c.Backend, BackendsFile: c.BackendsFile, FilePoll: c.FilePoll, Strategy: gateway.Strategy(c.Strategy),
+		HealthPath: c.HealthPath, HealthInterval: c.HealthInterval, HealthTimeout: c.HealthTimeout, Rise: c.Rise, Fall: c.Fall,
+		EjectAfter: c.EjectAfter, EjectBase: c.EjectBase, EjectMax: c.EjectMax, MaxEjectPercent: c.MaxEjectPercent,
+		MaxAttempts: c.MaxAttempts, RetryRatio: c.RetryRatio, RetryMin: c.RetryMin, MaxReplayBody: c.MaxReplayBody,
+		DialTimeout: c.DialTimeout, ResponseHeaderTimeout: c.ResponseHeaderTimeout, RequestTimeout: c.RequestTimeout,
+		MaxIdleConnsPerHost: c.MaxIdleConnsPerHost, TrustForwardedFor: c.TrustForwardedFor, AccessLog: c.AccessLog,
+		Logger: logger, Registry: metrics.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	public, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	var admin net.Listener
+	if c.AdminAddr != "off" {
+		if admin, err = net.Listen("tcp", c.AdminAddr); err != nil {
+			public.Close()
+			return fmt.Errorf("listen on admin address %s: %w", c.AdminAddr, err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopWorkers(); wg.Wait() }()
+	gw.CheckNow(workers) // admit the backends that are up before the first request
+	wg.Go(func() { gw.Run(workers) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-workers.Done():
+				return
+			case <-hup:
+				if err := gw.Reload(); err != nil {
+					logger.Error("reload on SIGHUP failed; keeping the current backends", "error", err.Error())
+				} else {
+					logger.Info("backends reloaded on SIGHUP", "backends", len(gw.Backends()))
+				}
+			}
+		}
+	})
+
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       c.RequestTimeout,
+		WriteTimeout:      c.RequestTimeout + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	adminSrv := &http.Server{Handler: gw.AdminHandler(metrics), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	errs := make(chan error, 2)
+	go func() { errs <- srv.Serve(public) }()
+	if admin != nil {
+		go func() { errs <- adminSrv.Serve(admin) }()
+		logger.Info("admin listener", "addr", admin.Addr().String())
+	}
+	logger.Info("gateway serving", "addr", public.Addr().String(), "strategy", c.Strategy, "backends", len(gw.Backends()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	logger.Info("shutting down", "timeout", c.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	err = errors.Join(srv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}

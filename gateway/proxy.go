@@ -1,0 +1,450 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/millionshop/million/web"
+)
+
+type ctxKey int
+
+const (
+	clientIPKey ctxKey = iota
+	infoKey
+)
+
+// ClientIPFrom returns the client IP the gateway resolved for the request
+// (for a rate limiter installed with Options.Wrap).
+func ClientIPFrom(ctx context.Context) string {
+	ip, _ := ctx.Value(clientIPKey).(string)
+	return ip
+}
+
+// reqInfo carries what the proxy learned back to the access log.
+type reqInfo struct {
+	backend  string
+	attempts int
+}
+
+// Handler returns the public handler: request IDs, client IP, access log,
+// Options.Wrap, then the proxy.
+func (g *Gateway) Handler() http.Handler {
+	var inner http.Handler = http.HandlerFunc(g.proxy)
+	if g.opts.Wrap != nil {
+		inner = g.opts.Wrap(inner)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if !validRequestID(id) {
+			id = newRequestID()
+			r.Header.Set("X-Request-ID", id)
+		}
+		w.Header().Set("X-Request-ID", id)
+		info := &reqInfo{}
+		ip := g.clientIP(r)
+		ctx := web.WithRequestID(r.Context(), id)
+		ctx = context.WithValue(ctx, clientIPKey, ip)
+		ctx = context.WithValue(ctx, infoKey, info)
+		r = r.WithContext(ctx)
+		sw := &statusWriter{ResponseWriter: w}
+		if g.opts.AccessLog {
+			defer func() {
+				status := sw.status
+				if status == 0 {
+					status = 499 // the client went away before an answer
+				}
+				g.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+					"duration_ms", float64(time.Since(start).Microseconds())/1000, "backend", info.backend,
+					"attempts", info.attempts, "client_ip", ip, "request_id", id)
+			}()
+		}
+		inner.ServeHTTP(sw, r)
+	})
+}
+
+func (g *Gateway) clientIP(r *http.Request) string {
+	if g.opts.TrustForwardedFor {
+		if xff := strings.Join(r.Header.Values("X-Forwarded-For"), ","); xff != "" {
+			last := xff[strings.LastIndexByte(xff, ',')+1:]
+			if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// idempotent reports whether running r twice has the effect of running it
+// once: the idempotent methods, and a POST with an Idempotency-Key (the
+// server deduplicates those).
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	case http.MethodPost:
+		return r.Header.Get("Idempotency-Key") != ""
+	}
+	return false
+}
+
+// body is the request body as the proxy sends it: buffered (replayable)
+// when it fits in MaxReplayBody, else streamed once.
+type body struct {
+	buf       []byte
+	replay    bool
+	stream    io.Reader
+	streamed  atomic.Int64 // bytes of the stream handed to a backend
+	length    int64
+	hasStream bool
+}
+
+func (b *body) reader() io.ReadCloser {
+	switch {
+	case b.replay && len(b.buf) == 0:
+		return http.NoBody
+	case b.replay:
+		return io.NopCloser(bytes.NewReader(b.buf))
+	}
+	return &countingReader{r: b.stream, n: &b.streamed}
+}
+
+// untouched reports whether a retry can still send the whole body.
+func (b *body) untouched() bool { return b.replay || b.streamed.Load() == 0 }
+
+// countingReader counts what a backend consumed and ignores Close, since the
+// transport closes request bodies on failure and a stream untouched by a
+// refused connection must stay readable for the next backend.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return nil }
+
+func (g *Gateway) readBody(r *http.Request) (*body, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return &body{replay: true}, nil
+	}
+	if r.ContentLength > g.opts.MaxReplayBody {
+		return &body{stream: r.Body, length: r.ContentLength, hasStream: true}, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxReplayBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > g.opts.MaxReplayBody {
+		return &body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), length: r.ContentLength, hasStream: true}, nil
+	}
+	return &body{buf: buf, replay: true, length: int64(len(buf))}, nil
+}
+
+// attemptErr is how one attempt failed.
+type attemptErr struct {
+	err     error
+	sent    bool // the request reached the backend (headers written)
+	timeout bool
+}
+
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
+	info, _ := r.Context().Value(infoKey).(*reqInfo)
+	if info == nil {
+		info = &reqInfo{}
+	}
+	g.budget.request()
+	ctx, cancel := context.WithTimeout(r.Context(), g.opts.RequestTimeout)
+	defer cancel()
+	b, err := g.readBody(r)
+	if err != nil {
+		if r.Context().Err() == nil {
+			g.problem(w, r, http.StatusBadRequest, "body_unreadable", "the request body could not be read")
+		}
+		return
+	}
+	idem := idempotent(r)
+	ip := ClientIPFrom(r.Context())
+	var tried []*backend
+	be := g.pick(ip, nil)
+	if be == nil {
+		w.Header().Set("Retry-After", "1")
+		g.problem(w, r, http.StatusServiceUnavailable, "no_backend", "no backend is configured")
+		return
+	}
+	for {
+		tried = append(tried, be)
+		info.backend, info.attempts = be.key, len(tried)
+		resp, aerr := g.roundTrip(ctx, r, be, b)
+		if aerr != nil {
+			if r.Context().Err() != nil {
+				return // the client left; nobody reads an answer
+			}
+			safe := (!aerr.sent && b.untouched()) || (idem && b.replay)
+			// A timeout after sending is not retried: the backend may still
+			// be working on it, and the client has waited long enough.
+			if safe && !(aerr.timeout && aerr.sent) && ctx.Err() == nil && len(tried) < g.opts.MaxAttempts {
+				next := g.pick(ip, tried)
+				if next != nil {
+					if g.budget.tryRetry() {
+						g.metrics.retries.WithLabelValues(be.key).Inc()
+						be = next
+						continue
+					}
+					g.metrics.exhausted.Inc()
+					w.Header().Set("Retry-After", "1")
+					g.problem(w, r, http.StatusServiceUnavailable, "retry_budget_exhausted",
+						"the backend failed and the retry budget is spent")
+					return
+				}
+			}
+			switch {
+			case (aerr.timeout && aerr.sent) || ctx.Err() != nil:
+				g.problem(w, r, http.StatusGatewayTimeout, "gateway_timeout", "the backend did not answer in time")
+			case !aerr.sent:
+				w.Header().Set("Retry-After", "1")
+				g.problem(w, r, http.StatusServiceUnavailable, "backend_unreachable", "no backend could be reached")
+			default:
+				g.problem(w, r, http.StatusBadGateway, "bad_gateway", "the backend failed before answering")
+			}
+			return
+		}
+		if idem && b.replay && slices.Contains(g.opts.RetryOnStatuses, resp.StatusCode) &&
+			len(tried) < g.opts.MaxAttempts && ctx.Err() == nil {
+			// Decide before discarding this answer: without another backend
+			// or budget, it is the best answer there is.
+			if next := g.pick(ip, tried); next != nil {
+				if g.budget.tryRetry() {
+					g.metrics.retries.WithLabelValues(be.key).Inc()
+					_, _ = copyDiscard(resp.Body, 64<<10)
+					resp.Body.Close()
+					be.inFlight.Add(-1)
+					g.metrics.inFlight.WithLabelValues(be.key).Dec()
+					be = next
+					continue
+				}
+				g.metrics.exhausted.Inc()
+			}
+		}
+		g.writeResponse(w, r, be, resp)
+		return
+	}
+}
+
+// roundTrip sends one attempt. On success the caller owns resp and the
+// backend's in-flight count, released by writeResponse.
+func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = be.url.Scheme, be.url.Host
+	out.URL.Path = be.url.Path + r.URL.Path
+	if r.URL.RawPath != "" {
+		out.URL.RawPath = be.url.Path + r.URL.RawPath
+	}
+	out.Host = be.url.Host
+	out.Close = false
+	out.Body = b.reader()
+	out.ContentLength = b.length
+	if b.replay {
+		out.ContentLength = int64(len(b.buf))
+		buf := b.buf
+		out.GetBody = func() (io.ReadCloser, error) {
+			if len(buf) == 0 {
+				return http.NoBody, nil
+			}
+			return io.NopCloser(bytes.NewReader(buf)), nil
+		}
+	}
+	g.forwardHeaders(out, r)
+
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
+
+	be.inFlight.Add(1)
+	be.requests.Add(1)
+	g.metrics.inFlight.WithLabelValues(be.key).Inc()
+	start := time.Now()
+	resp, err := g.transport.RoundTrip(out)
+	g.metrics.duration.WithLabelValues(be.key).Observe(time.Since(start).Seconds())
+	if err != nil {
+		be.inFlight.Add(-1)
+		g.metrics.inFlight.WithLabelValues(be.key).Dec()
+		if r.Context().Err() == nil {
+			g.metrics.requests.WithLabelValues(be.key, "error").Inc()
+			g.observe(be, true)
+			g.logger.Warn("backend attempt failed", "backend", be.key, "error", err.Error(),
+				"sent", sent.Load(), "request_id", web.RequestIDFrom(r.Context()))
+		}
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+		return nil, &attemptErr{err: err, sent: sent.Load(), timeout: timeout}
+	}
+	g.metrics.requests.WithLabelValues(be.key, statusClass(resp.StatusCode)).Inc()
+	g.observe(be, resp.StatusCode >= 500)
+	return resp, nil
+}
+
+// hopHeaders are meaningful for one connection only (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
+
+func (g *Gateway) forwardHeaders(out, in *http.Request) {
+	removeHopHeaders(out.Header)
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		ip = in.RemoteAddr
+	}
+	if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+		ip = prior + ", " + ip
+	}
+	out.Header.Set("X-Forwarded-For", ip)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	out.Header.Set("X-Forwarded-Proto", proto)
+	out.Header.Set("X-Forwarded-Host", in.Host)
+	out.Header.Set("X-Request-ID", web.RequestIDFrom(in.Context()))
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "") // not Go's default
+	}
+}
+
+func (g *Gateway) writeResponse(w http.ResponseWriter, r *http.Request, be *backend, resp *http.Response) {
+	defer func() {
+		be.inFlight.Add(-1)
+		g.metrics.inFlight.WithLabelValues(be.key).Dec()
+	}()
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	h.Set("X-Request-ID", web.RequestIDFrom(r.Context()))
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	// Stream as it comes when the length is unknown (server-sent events,
+	// long responses); otherwise let the server buffer.
+	flush := resp.ContentLength == -1
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client left
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			// The backend broke mid-body: abort the client's response so it
+			// cannot mistake a truncated body for a complete one.
+			if r.Context().Err() == nil {
+				g.observe(be, true)
+				g.logger.Warn("backend failed mid-response", "backend", be.key, "error", err.Error(),
+					"request_id", web.RequestIDFrom(r.Context()))
+			}
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// problem writes a response the gateway makes itself, as problem+json.
+func (g *Gateway) problem(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
+	g.metrics.gwErrors.WithLabelValues(code).Inc()
+	web.WriteProblem(w, web.Problem{Type: "urn:million:problem:" + code, Title: http.StatusText(status),
+		Status: status, Detail: detail, Code: code, RequestID: web.RequestIDFrom(r.Context())})
+}
+
+func copyDiscard(r io.Reader, limit int64) (int64, error) {
+	return io.Copy(io.Discard, io.LimitReader(r, limit))
+}
+
+// statusWriter records the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID accepts the IDs package web accepts: 1 to 128 letters,
+// digits, '-', '_', '.' and ':', safe to pass on and log.
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
