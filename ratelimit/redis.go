@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/millionshop/million/redisx"
 )
 
 // RedisOptions tune the Redis limiters. Zero values mean the defaults.
@@ -44,35 +45,6 @@ func (o *RedisOptions) defaults(prefix string) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
-// outage remembers that Redis failed: until the pause ends every call goes
-// to the fallback. It logs transitions, not every failed call.
-type outage struct {
-	name      string
-	pause     time.Duration
-	logger    *slog.Logger
-	until     atomic.Int64 // unix nanoseconds; 0 when Redis is believed up
-	fallbacks atomic.Uint64
-}
-
-func (o *outage) skip() bool {
-	u := o.until.Load()
-	return u != 0 && time.Now().UnixNano() < u
-}
-
-func (o *outage) failed(err error) {
-	o.fallbacks.Add(1)
-	if o.until.Swap(time.Now().Add(o.pause).UnixNano()) == 0 {
-		o.logger.Warn("redis unavailable; limits fall back to this instance's own counters",
-			"limiter", o.name, "error", err.Error(), "retry_in", o.pause.String())
-	}
-}
-
-func (o *outage) ok() {
-	if o.until.Load() != 0 && o.until.Swap(0) != 0 {
-		o.logger.Info("redis answers again; limits are shared across instances", "limiter", o.name)
 	}
 }
 
@@ -113,7 +85,7 @@ type Redis struct {
 	client   rueidis.Client
 	opts     RedisOptions
 	fallback *Memory
-	out      outage
+	out      *redisx.Outage
 }
 
 var _ Limiter = (*Redis)(nil)
@@ -126,7 +98,7 @@ func NewRedis(client rueidis.Client, opts RedisOptions) *Redis {
 		now = time.Now
 	}
 	return &Redis{client: client, opts: opts, fallback: NewMemory(now),
-		out: outage{name: "requests", pause: opts.Pause, logger: opts.Logger}}
+		out: redisx.NewOutage("rate limits", opts.Pause, opts.Logger)}
 }
 
 // Allow implements Limiter.
@@ -134,20 +106,17 @@ func (l *Redis) Allow(ctx context.Context, key string, rate Rate) (Decision, err
 	if !rate.Enabled() {
 		return Decision{Allowed: true}, nil
 	}
-	if l.out.skip() {
-		l.out.fallbacks.Add(1)
+	if l.out.Skip() {
 		return l.fallback.Allow(ctx, key, rate)
 	}
 	d, err := l.allowRedis(ctx, key, rate)
 	if err != nil {
-		if ctx.Err() != nil {
-			// The client went away; that says nothing about Redis.
-			return l.fallback.Allow(ctx, key, rate)
+		if ctx.Err() == nil { // a client that went away says nothing about Redis
+			l.out.Failed(err)
 		}
-		l.out.failed(err)
 		return l.fallback.Allow(ctx, key, rate)
 	}
-	l.out.ok()
+	l.out.OK()
 	return d, nil
 }
 
@@ -176,7 +145,7 @@ func (l *Redis) allowRedis(ctx context.Context, key string, rate Rate) (Decision
 
 // Fallbacks returns how many decisions the in-process limiter made because
 // Redis could not.
-func (l *Redis) Fallbacks() uint64 { return l.out.fallbacks.Load() }
+func (l *Redis) Fallbacks() uint64 { return l.out.Fallbacks() }
 
 // failScript records one failure: a fixed window that starts with the
 // first failure and expires with it. KEYS[1] counter; ARGV[1] window (ms).
@@ -205,7 +174,7 @@ type RedisFailures struct {
 	opts     RedisOptions
 	rules    []Rule
 	fallback *Failures
-	out      outage
+	out      *redisx.Outage
 }
 
 // NewRedisFailures returns failure counters on client applying the first
@@ -217,7 +186,7 @@ func NewRedisFailures(client rueidis.Client, opts RedisOptions, rules ...Rule) *
 		now = time.Now
 	}
 	return &RedisFailures{client: client, opts: opts, rules: rules, fallback: NewFailures(now, rules...),
-		out: outage{name: "failures", pause: opts.Pause, logger: opts.Logger}}
+		out: redisx.NewOutage("failure counters", opts.Pause, opts.Logger)}
 }
 
 func (f *RedisFailures) rule(key string) (Rule, bool) { return f.fallback.rule(key) }
@@ -225,19 +194,18 @@ func (f *RedisFailures) rule(key string) (Rule, bool) { return f.fallback.rule(k
 // run calls Redis unless it is believed down; on failure it switches to
 // the fallback for a pause and reports false.
 func (f *RedisFailures) run(ctx context.Context, call func(ctx context.Context) error) bool {
-	if f.out.skip() {
-		f.out.fallbacks.Add(1)
+	if f.out.Skip() {
 		return false
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	if err := call(cctx); err != nil {
 		if ctx.Err() == nil {
-			f.out.failed(err)
+			f.out.Failed(err)
 		}
 		return false
 	}
-	f.out.ok()
+	f.out.OK()
 	return true
 }
 
@@ -297,4 +265,4 @@ func (f *RedisFailures) Reset(ctx context.Context, key string) error {
 
 // Fallbacks returns how many calls the in-process counters answered
 // because Redis could not.
-func (f *RedisFailures) Fallbacks() uint64 { return f.out.fallbacks.Load() }
+func (f *RedisFailures) Fallbacks() uint64 { return f.out.Fallbacks() }
