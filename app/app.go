@@ -79,6 +79,10 @@ type Config struct {
 	// RedisURL (redis://host:port/db) makes Redis the state shared by every
 	// instance (sessions, limits, cache); empty keeps everything in-process.
 	RedisURL string
+	// RateLimitIP and RateLimitUser are request limits per client address
+	// and per authenticated user ("200/s", "6000/m:500" with a burst; "0"
+	// disables); empty means DefaultRateLimitIP and DefaultRateLimitUser.
+	RateLimitIP, RateLimitUser string
 }
 
 func (c *Config) defaults() {
@@ -139,6 +143,8 @@ type App struct {
 	// Redis is the shared-state client, nil without Config.RedisURL.
 	Redis    rueidis.Client
 	router   *web.Router
+	limits   func(http.Handler) http.Handler
+	state    sharedState
 	draining atomic.Bool
 	inFlight atomic.Int64
 }
@@ -207,11 +213,14 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	failures := ratelimit.NewFailures(now,
-		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
-		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
-		ratelimit.Rule{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour})
-	a.Users, err = user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
+	a.state = a.openSharedState(db, now, []ratelimit.Rule{
+		{Prefix: "login:account:", Limit: 10, Window: time.Minute},
+		{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
+		{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour}})
+	if a.limits, err = a.requestLimits(a.state.limiter, tokens); err != nil {
+		return nil, err
+	}
+	a.Users, err = user.NewAccounts(a.state.users, tokens, a.state.failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
@@ -275,13 +284,13 @@ func (a *App) Routes() []string { return a.router.Patterns() }
 func (a *App) Handler() http.Handler {
 	timeout := a.cfg.RequestTimeout
 	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog}
-	return web.Middleware(a.logger, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return web.Middleware(a.logger, opts, a.limits(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inFlight.Add(1)
 		defer a.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		a.router.ServeHTTP(w, r.WithContext(ctx))
-	}))
+	})))
 }
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) error {
@@ -370,6 +379,7 @@ func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz
 
 // Close releases the database and the Redis client.
 func (a *App) Close() error {
+	a.state.close()
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

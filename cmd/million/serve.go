@@ -39,6 +39,8 @@ type ServeCmd struct {
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
+	RateLimitIP          string        `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP, as N/s, N/m or N/h with an optional :burst (200/s:400); 0 disables; default 500/s. Shared by every instance with --redis."`
+	RateLimitUser        string        `name:"rate-limit-user" default:"100/s" placeholder:"RATE" help:"Requests allowed per authenticated user (verified access token), same syntax; 0 disables; default 100/s."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -54,6 +56,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
+	cfg.RateLimitIP, cfg.RateLimitUser = c.RateLimitIP, c.RateLimitUser
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
