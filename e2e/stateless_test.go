@@ -210,6 +210,6 @@ func TestRateLimitsAcrossInstances(t *testing.T) {
 	}
 	for _, tg := range targets {
 		check429(tg.Client().Do(t, "GET", "/openapi.yaml", nil), "40", 2100, 2160) // 24 h / 40
-		tg.Client().Expect(t, http.StatusOK, "GET", "/healthz", nil)             // probes are never limited
+		tg.Client().Expect(t, http.StatusOK, "GET", "/healthz", nil)               // probes are never limited
 	}
 }
