@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,17 +82,10 @@ func (a *App) requestLimits(limiter ratelimit.Limiter, tokens *user.Tokens) (fun
 		PerIP:    perIP,
 		PerUser:  perUser,
 		ClientIP: func(r *http.Request) string { return web.ClientIPFrom(r.Context()) },
-		Subject: func(r *http.Request) string {
-			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") {
-				return ""
-			}
-			c, err := tokens.Verify(strings.TrimSpace(token))
-			if err != nil {
-				return ""
-			}
-			return c.Subject
-		},
+		Subject: ratelimit.BearerSubject(func(token string) (string, bool) {
+			c, err := tokens.Verify(token)
+			return c.Subject, err == nil
+		}),
 		// Load balancers probe these; limiting them would eject healthy instances.
 		Skip:   func(r *http.Request) bool { return r.URL.Path == "/healthz" || r.URL.Path == "/readyz" },
 		Logger: a.logger,

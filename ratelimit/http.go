@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/millionshop/million/fault"
@@ -121,4 +122,24 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// BearerSubject returns an HTTPOptions.Subject that reads the request's
+// "Authorization: Bearer" token and returns the subject verify vouches
+// for, or "" when there is no token or it does not verify.
+func BearerSubject(verify func(token string) (subject string, ok bool)) func(*http.Request) string {
+	return func(r *http.Request) string {
+		scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !found || !strings.EqualFold(scheme, "Bearer") {
+			return ""
+		}
+		token = strings.TrimSpace(token)
+		if token == "" {
+			return ""
+		}
+		if sub, ok := verify(token); ok {
+			return sub
+		}
+		return ""
+	}
 }

@@ -113,3 +113,26 @@ func TestMiddlewareDisabled(t *testing.T) {
 		}
 	}
 }
+
+// TestBearerSubject: only a bearer token that verifies names a user.
+func TestBearerSubject(t *testing.T) {
+	t.Parallel()
+	subject := ratelimit.BearerSubject(func(token string) (string, bool) { return "u-" + token, token == "good" })
+	for header, want := range map[string]string{
+		"Bearer good":    "u-good",
+		"bearer   good ": "u-good",
+		"Bearer bad":     "",
+		"Basic good":     "",
+		"Bearer ":        "",
+		"good":           "",
+		"":               "",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if header != "" {
+			r.Header.Set("Authorization", header)
+		}
+		if got := subject(r); got != want {
+			t.Errorf("Authorization %q: subject %q, want %q", header, got, want)
+		}
+	}
+}
