@@ -113,7 +113,8 @@ func TestStatelessAcrossInstances(t *testing.T) {
 // TestStatelessRedisDown: with Redis stopped in the middle, authenticated
 // requests keep working on every instance (the database answers), logging
 // in still works, a logout still takes effect on every instance at once,
-// and nothing changes once Redis is back, empty.
+// the revocation reaches Redis once it is back (empty), and nothing
+// changes for clients across that return.
 func TestStatelessRedisDown(t *testing.T) {
 	t.Parallel()
 	f := StartFleet(t, 3)
@@ -139,8 +140,17 @@ func TestStatelessRedisDown(t *testing.T) {
 		t.Error("B reports no session reads answered by the database with Redis down")
 	}
 
+	if n := metric(t, a.Server, "million_redis_pending_revocations"); n != 1 {
+		t.Errorf("A reports %v revocations waiting for Redis, want the logout's 1", n)
+	}
 	if err := f.Redis.Restart(); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); metric(t, a.Server, "million_redis_pending_revocations") != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the logout never reached Redis after it came back")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// Across the instances' return to Redis (their pause is 1 s), answers
 	// stay the same.
