@@ -86,6 +86,10 @@ type Config struct {
 	NoShedding bool
 	// ShedCPUThreshold is the CPU share above which shedding may start; 0 means 0.9.
 	ShedCPUThreshold float64
+	// RateLimitIP and RateLimitUser are request limits per client address
+	// and per authenticated user ("200/s", "6000/m:500" with a burst; "0"
+	// disables); empty means DefaultRateLimitIP and DefaultRateLimitUser.
+	RateLimitIP, RateLimitUser string
 }
 
 func (c *Config) defaults() {
@@ -147,6 +151,8 @@ type App struct {
 	Redis    rueidis.Client
 	router   *web.Router
 	shedder  *shed.Shedder // nil when shedding is off
+	limits   func(http.Handler) http.Handler
+	state    sharedState
 	draining atomic.Bool
 	inFlight atomic.Int64
 }
@@ -215,11 +221,14 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	failures := ratelimit.NewFailures(now,
-		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
-		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
-		ratelimit.Rule{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour})
-	a.Users, err = user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
+	a.state = a.openSharedState(db, now, []ratelimit.Rule{
+		{Prefix: "login:account:", Limit: 10, Window: time.Minute},
+		{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
+		{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour}})
+	if a.limits, err = a.requestLimits(a.state.limiter, tokens); err != nil {
+		return nil, err
+	}
+	a.Users, err = user.NewAccounts(a.state.users, tokens, a.state.failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
@@ -286,13 +295,13 @@ func (a *App) Routes() []string { return a.router.Patterns() }
 func (a *App) Handler() http.Handler {
 	timeout := a.cfg.RequestTimeout
 	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog}
-	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = a.limits(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inFlight.Add(1)
 		defer a.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		a.router.ServeHTTP(w, r.WithContext(ctx))
-	})
+	}))
 	h = web.Middleware(a.logger, opts, h)
 	if a.shedder != nil {
 		// Outermost, so that a refusal costs as little CPU as possible: it
@@ -402,6 +411,7 @@ func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz
 
 // Close releases the database and the Redis client.
 func (a *App) Close() error {
+	a.state.close()
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

@@ -731,10 +731,14 @@ func (r *runner) seedSQLite(ctx context.Context, users, products int) (string, e
 
 // startMillion starts million serve on the server CPU with the given
 // storage flags, the access log off (accessLogOff: as the peer was
-// measured with its request log off) and the admin listener on for metrics.
+// measured with its request log off), the admin listener on for metrics
+// and request rate limits off.
 func (r *runner) startMillion(ctx context.Context, logName string, flags ...string) (*server, error) {
 	args := append([]string{"serve"}, flags...)
-	args = append(args, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--no-access-log", "--log-level", "info")
+	args = append(args, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--no-access-log", "--log-level", "info",
+		// One generator address stands for many clients here, and the
+		// bench measures capacity, not the per-client limit policy.
+		"--rate-limit-ip", "0", "--rate-limit-user", "0")
 	cmd := r.cfg.Pins.command(r.cfg.Pins.ServerCPU, r.cfg.Binary, args...)
 	return startServer(ctx, "million serve", cmd, filepath.Join(r.dir, logName+".log"), "/readyz")
 }

@@ -1,6 +1,8 @@
-// Package ratelimit holds million's in-process limiters: failure counters
-// for logins. Stage 3 adds Redis implementations behind the same interfaces
-// so limits hold across instances.
+// Package ratelimit holds million's limiters: failure counters for logins
+// and registrations (user.FailureLimiter) and GCRA request limits with an
+// HTTP middleware. Each comes in-process (one instance) and on Redis (every
+// instance shares the counters, atomic server-side scripts); the Redis ones
+// fall back to the in-process ones when Redis cannot answer.
 package ratelimit
 
 import (

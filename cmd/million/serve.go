@@ -42,6 +42,8 @@ type ServeCmd struct {
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
 	Shed                 bool          `default:"true" negatable:"" help:"Refuse requests with 503 and Retry-After when the instance is CPU-bound and has more in flight than it can finish in time (adaptive load shedding)."`
 	ShedCPUThreshold     float64       `default:"0.9" help:"CPU share (of GOMAXPROCS) above which load shedding may start."`
+	RateLimitIP          string        `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP, as N/s, N/m or N/h with an optional :burst (200/s:400); 0 disables; default 500/s. Shared by every instance with --redis."`
+	RateLimitUser        string        `name:"rate-limit-user" default:"100/s" placeholder:"RATE" help:"Requests allowed per authenticated user (verified access token), same syntax; 0 disables; default 100/s."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -59,6 +61,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
 	cfg.NoShedding, cfg.ShedCPUThreshold = !c.Shed, c.ShedCPUThreshold
+	cfg.RateLimitIP, cfg.RateLimitUser = c.RateLimitIP, c.RateLimitUser
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

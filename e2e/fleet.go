@@ -1,0 +1,41 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/millionshop/million/app"
+	"github.com/millionshop/million/redistest"
+)
+
+// Fleet is several in-process instances of million serving one shop: one
+// PostgreSQL database, one Redis and one JWT secret, each instance with its
+// own data directory and listeners, as several processes behind a load
+// balancer would be.
+type Fleet struct {
+	Servers     []*Server
+	Redis       *redistest.Server
+	DatabaseURL string
+}
+
+// StartFleet starts n instances on a fresh PostgreSQL database (whatever
+// MILLION_TEST_BACKEND says: instances cannot share an embedded database)
+// and a fresh redis-server, and stops them when the test ends. mutate
+// applies to every instance's configuration.
+func StartFleet(t testing.TB, n int, mutate ...func(*app.Config)) *Fleet {
+	t.Helper()
+	f := &Fleet{Redis: redistest.Start(t), DatabaseURL: postgresDatabase(t)}
+	secret := "fleet-jwt-secret-" + uuid.NewString() // one signing key: a token from one instance verifies on all
+	for range n {
+		f.Servers = append(f.Servers, Start(t, append([]func(*app.Config){func(c *app.Config) {
+			c.DatabaseURL, c.RedisURL, c.JWTSecret = f.DatabaseURL, f.Redis.URL(), secret
+		}}, mutate...)...))
+	}
+	return f
+}
+
+// Target returns a target for instance i, without admin credentials.
+func (f *Fleet) Target(i int) *Target {
+	s := f.Servers[i]
+	return &Target{BaseURL: s.BaseURL, WebhookSecret: []byte(WebhookSecret), Server: s}
+}
