@@ -368,6 +368,7 @@ func (g *Gateway) check(ctx context.Context, b *backend) error {
 func (g *Gateway) watchFile(ctx context.Context) {
 	t := time.NewTicker(g.opts.FilePoll)
 	defer t.Stop()
+	var pending []byte // a changed content not yet seen twice
 	for {
 		select {
 		case <-ctx.Done():
@@ -385,8 +386,17 @@ func (g *Gateway) watchFile(ctx context.Context) {
 		same := bytes.Equal(b, g.fileSeen)
 		g.mu.RUnlock()
 		if same {
+			pending = nil
 			continue
 		}
+		// A file rewritten in place is empty or half written for a moment
+		// (truncate, then write): apply a change only once two polls in a
+		// row read the same content. SIGHUP (Reload) applies at once.
+		if pending == nil || !bytes.Equal(b, pending) {
+			pending = b
+			continue
+		}
+		pending = nil
 		if err := g.Reload(); err != nil {
 			g.logger.Error("backends file rejected; keeping the current list", "error", err.Error())
 			g.mu.Lock()
