@@ -15,6 +15,9 @@ import (
 
 	"github.com/millionshop/million/gateway"
 	"github.com/millionshop/million/obs"
+	"github.com/millionshop/million/ratelimit"
+	"github.com/millionshop/million/redisx"
+	"github.com/millionshop/million/user"
 )
 
 // GatewayCmd runs the reverse proxy in front of several `million serve`.
@@ -48,6 +51,11 @@ type GatewayCmd struct {
 	MaxIdleConnsPerHost   int           `default:"256" help:"Keep-alive connections kept per backend."`
 	ShutdownTimeout       time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
 
+	RateLimitIP   string `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP (N/s, N/m or N/h, optional :burst); 0 disables. Shared by every gateway with --redis."`
+	RateLimitUser string `name:"rate-limit-user" default:"100/s" placeholder:"RATE" help:"Requests allowed per authenticated user; needs --jwt-secret to verify access tokens (an unverifiable token counts against its IP only); 0 disables."`
+	JWTSecret     string `name:"jwt-secret" env:"MILLION_JWT_SECRET" help:"The instances' access-token key, so per-user limits key users by verified tokens only."`
+	Redis         string `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL; rate-limit buckets are kept there, shared by every gateway and instance. Without it each gateway limits on its own."`
+
 	TrustForwardedFor bool   `help:"Take the client IP from the last X-Forwarded-For entry (only behind one trusted proxy)."`
 	AccessLog         bool   `default:"true" negatable:"" help:"Log every request."`
 	LogLevel          string `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
@@ -57,7 +65,13 @@ type GatewayCmd struct {
 func (c *GatewayCmd) Run(ctx context.Context) error {
 	logger := obs.NewLogger(os.Stderr, c.LogLevel)
 	metrics := obs.NewMetrics()
+	limits, closeLimits, err := c.limits(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer closeLimits()
 	gw, err := gateway.New(gateway.Options{
+		Wrap:     limits,
 		Backends: c.Backend, BackendsFile: c.BackendsFile, FilePoll: c.FilePoll, Strategy: gateway.Strategy(c.Strategy),
 		HealthPath: c.HealthPath, HealthInterval: c.HealthInterval, HealthTimeout: c.HealthTimeout, Rise: c.Rise, Fall: c.Fall,
 		EjectAfter: c.EjectAfter, EjectBase: c.EjectBase, EjectMax: c.EjectMax, MaxEjectPercent: c.MaxEjectPercent,
@@ -135,4 +149,45 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 		return serveErr
 	}
 	return err
+}
+
+// limits returns the request-limit middleware of the gateway: the same
+// limiter as `million serve`, in Redis when --redis is given.
+func (c *GatewayCmd) limits(ctx context.Context, logger *slog.Logger) (func(http.Handler) http.Handler, func(), error) {
+	perIP, err := ratelimit.ParseRate(c.RateLimitIP)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--rate-limit-ip: %w", err)
+	}
+	perUser, err := ratelimit.ParseRate(c.RateLimitUser)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--rate-limit-user: %w", err)
+	}
+	var limiter ratelimit.Limiter = ratelimit.NewMemory(time.Now)
+	closeFn := func() {}
+	if c.Redis != "" {
+		client, err := redisx.Open(ctx, c.Redis, redisx.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		limiter, closeFn = ratelimit.NewRedis(client, ratelimit.RedisOptions{Logger: logger}), client.Close
+	}
+	subject := func(*http.Request) string { return "" }
+	if c.JWTSecret != "" {
+		tokens, err := user.NewTokens([]byte(c.JWTSecret), time.Hour, time.Now)
+		if err != nil {
+			closeFn()
+			return nil, nil, fmt.Errorf("--jwt-secret: %w", err)
+		}
+		subject = ratelimit.BearerSubject(func(token string) (string, bool) {
+			claims, err := tokens.Verify(token)
+			return claims.Subject, err == nil
+		})
+	}
+	return ratelimit.Middleware(ratelimit.HTTPOptions{
+		Limiter: limiter, PerIP: perIP, PerUser: perUser,
+		ClientIP: func(r *http.Request) string { return gateway.ClientIPFrom(r.Context()) },
+		Subject:  subject,
+		Skip:     func(r *http.Request) bool { return r.URL.Path == "/healthz" || r.URL.Path == "/readyz" },
+		Logger:   logger,
+	}), closeFn, nil
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/millionshop/million/redistest"
 )
 
 // TestRollingRestartUnderLoad is acceptance 2: three instances behind the
@@ -271,5 +273,54 @@ func TestRollingRestartStopsAtAnInstanceThatDoesNotComeBack(t *testing.T) {
 	out, err := run("touch " + flag)
 	if err == nil || !strings.Contains(out, "not ready within") || strings.Contains(out, "restarting 2/2") {
 		t.Fatalf("the tool went on past an instance that never came back: %v\n%s", err, out)
+	}
+}
+
+// TestGatewayRateLimitsAcrossGateways: two `million gateway` processes
+// share their request buckets in a real Redis, so a client over the limit
+// is refused by both with 429, Retry-After and RateLimit-* headers, and
+// the limit counts once for the pair, not once per gateway.
+func TestGatewayRateLimitsAcrossGateways(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(backend.Close)
+	redis := redistest.Start(t)
+	limit := []string{"--redis", redis.URL(), "--rate-limit-ip", "6/h"}
+	gws := []*gw{startGateway(t, []string{backend.URL}, limit...), startGateway(t, []string{backend.URL}, limit...)}
+
+	allowed, refused := 0, 0
+	for i := range 12 {
+		resp, err := http.Get(gws[i%2].url + "/v1/products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			allowed++
+			if resp.Header.Get("RateLimit-Limit") == "" {
+				t.Fatalf("an allowed response lacks RateLimit-Limit: %v", resp.Header)
+			}
+		case http.StatusTooManyRequests:
+			refused++
+			if resp.Header.Get("Retry-After") == "" || resp.Header.Get("RateLimit-Remaining") != "0" ||
+				resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("a 429 lacks its headers: %v", resp.Header)
+			}
+		default:
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if allowed != 6 || refused != 6 {
+		t.Fatalf("%d allowed and %d refused across two gateways with a shared limit of 6; want 6 and 6", allowed, refused)
+	}
+	// Health probes are never limited.
+	for _, g := range gws {
+		if resp, err := http.Get(g.url + "/readyz"); err != nil || resp.StatusCode == http.StatusTooManyRequests {
+			t.Fatalf("/readyz limited or failing: %v %v", resp, err)
+		}
 	}
 }
