@@ -26,7 +26,7 @@ type message struct {
 // maxPending bounds the invalidations kept for retry while Redis is away.
 const maxPending = 10_000
 
-func (c *Cache) channel() string             { return c.opts.Prefix + "inv" }
+func (c *Cache) channel() string               { return c.opts.Prefix + "inv" }
 func (c *Cache) ackChannel(node string) string { return c.opts.Prefix + "ack:" + node }
 
 // broadcastScript deletes the L2 entries, bumps their stamps (so fills
