@@ -25,6 +25,7 @@ import (
 
 	"github.com/millionshop/million/api"
 	"github.com/millionshop/million/bus"
+	"github.com/millionshop/million/cache"
 	"github.com/millionshop/million/cart"
 	carthttp "github.com/millionshop/million/cart/httpapi"
 	cartstore "github.com/millionshop/million/cart/store"
@@ -79,6 +80,8 @@ type Config struct {
 	// RedisURL (redis://host:port/db) makes Redis the state shared by every
 	// instance (sessions, limits, cache); empty keeps everything in-process.
 	RedisURL string
+	// Cache tunes the read cache (app/cache.go); on by default.
+	Cache CacheConfig
 }
 
 func (c *Config) defaults() {
@@ -137,7 +140,9 @@ type App struct {
 	Notifier *notify.Notifier
 	Outbox   *outbox.Outbox
 	// Redis is the shared-state client, nil without Config.RedisURL.
-	Redis    rueidis.Client
+	Redis rueidis.Client
+	// Cache is the read cache, nil when Config.Cache.Disabled.
+	Cache    *cache.Cache
 	router   *web.Router
 	draining atomic.Bool
 	inFlight atomic.Int64
@@ -211,14 +216,19 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
 		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute},
 		ratelimit.Rule{Prefix: "register:ip:", Limit: cfg.RegistrationsPerHour, Window: time.Hour})
-	a.Users, err = user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
+	stores, err := openStores(cfg, db, redis, a.Metrics, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.Cache = stores.cache
+	a.Users, err = user.NewAccounts(stores.users, tokens, failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
 		return nil, err
 	}
-	a.Search = search.NewIndex(searchstore.New(db), nil)
-	a.Catalog = catalog.NewCatalog(catalogstore.New(db), a.Search, cfg.Currency, now)
+	a.Search = search.NewIndex(stores.search, nil)
+	a.Catalog = catalog.NewCatalog(stores.catalog, a.Search, cfg.Currency, now)
 	a.Search.SetProducts(a.Catalog)
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
@@ -370,6 +380,9 @@ func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz
 
 // Close releases the database and the Redis client.
 func (a *App) Close() error {
+	if a.Cache != nil {
+		a.Cache.Close()
+	}
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

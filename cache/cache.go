@@ -193,6 +193,10 @@ func (c *Cache) Close() {
 // Distributed reports whether the cache has an L2 and invalidation channel.
 func (c *Cache) Distributed() bool { return c.redis != nil }
 
+// Connected reports whether the cache hears the invalidation channel (always
+// true without Redis): whether it serves from L1 now.
+func (c *Cache) Connected() bool { return c.l1Usable() }
+
 // l1Usable reports whether L1 may be served and filled now.
 func (c *Cache) l1Usable() bool {
 	if c.redis == nil {
@@ -236,8 +240,14 @@ func (c *Cache) fillL1(key string, epoch uint64, e *entry) {
 
 // l2 runs fn against Redis through the breaker with the read-path timeout.
 func (c *Cache) l2(ctx context.Context, fn func(ctx context.Context) error) error {
+	return c.l2Within(ctx, c.opts.L2Timeout, fn)
+}
+
+// l2Within is l2 with another timeout: the loader's fill and unlock get
+// the whole lock wait, since every waiter of the cluster depends on them.
+func (c *Cache) l2Within(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	_, err := c.breaker.Execute(func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.L2Timeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		return nil, fn(ctx)
 	})
@@ -388,11 +398,17 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 	return v, en.found, nil
 }
 
-// maybeRefresh refreshes a hot entry before it expires with a probability
-// that grows as expiry nears and with the load time (XFetch), so one
-// request reloads it while the others keep hitting.
+// maybeRefresh refreshes a hot entry in the last tenth of its lifetime,
+// with a probability that grows as expiry nears and with the load time
+// (XFetch), so one request reloads it while the others keep hitting and a
+// hot key never expires under load.
 func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 	remaining := time.Until(en.expires)
+	if remaining > e.spec.TTL/10 {
+		// Only in the last tenth of the lifetime: a slow load (a loaded
+		// database) must not turn every fresh entry into a refresh.
+		return
+	}
 	delta := max(en.delta, time.Millisecond)
 	if float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
 		return
@@ -436,31 +452,34 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Load
 		}
 	}
 	// Elect one loader cluster-wide; read the stamp in the same round trip,
-	// so the fill can tell whether a write came in between.
+	// so the fill can tell whether a write came in between. The others poll
+	// L2 and retry the lock (a holder that died frees it at its expiry);
+	// a failed attempt is retried too, since one slow round trip must not
+	// turn into a database query. Only an open breaker or the wait bound
+	// makes an instance load without the lock.
 	token := c.node + ":" + strconv.FormatInt(rand.Int64(), 36)
 	locked, stamp, lockErr := e.lock(ctx, rkey, token)
-	if lockErr == nil && !locked {
-		if refresh {
-			return nil, nil
+	if refresh && (lockErr != nil || !locked) {
+		return nil, nil
+	}
+	deadline := time.Now().Add(c.opts.LockWait)
+	for !locked {
+		if !e.l2Usable() {
+			break
 		}
-		deadline := time.Now().Add(c.opts.LockWait)
-		for time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-			if en, ok := e.readL2(ctx, rkey); ok {
-				return fill(en), nil
-			}
-			if !e.l2Usable() {
-				break
-			}
+		if time.Now().After(deadline) {
+			c.metrics.lockTimeouts.WithLabelValues(e.spec.Name).Inc()
+			break
 		}
-		c.metrics.lockTimeouts.WithLabelValues(e.spec.Name).Inc()
-		// The holder is slow or gone: load without a stamp check, but only
-		// fill L2 if the stamp is still the one we now read.
-		_, stamp, lockErr = e.lock(ctx, rkey, token)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if en, ok := e.readL2(ctx, rkey); ok {
+			return fill(en), nil
+		}
+		locked, stamp, lockErr = e.lock(ctx, rkey, token)
 	}
 	en, body, err := e.load(ctx, load)
 	if err != nil {
@@ -587,7 +606,7 @@ var unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1
 
 func (e *Entity[V]) unlock(rkey, token string) {
 	c := e.c
-	_ = c.l2(context.Background(), func(ctx context.Context) error {
+	_ = c.l2Within(context.Background(), c.opts.LockWait, func(ctx context.Context) error {
 		return unlockScript.Exec(ctx, c.redis, []string{c.lockKey(rkey)}, []string{token}).Error()
 	})
 }
@@ -606,7 +625,7 @@ func (e *Entity[V]) writeL2(rkey, stamp string, body []byte, en *entry) {
 	if ttl <= 0 {
 		return
 	}
-	_ = c.l2(context.Background(), func(ctx context.Context) error {
+	_ = c.l2Within(context.Background(), c.opts.LockWait, func(ctx context.Context) error {
 		return fillScript.Exec(ctx, c.redis, []string{rkey, c.stampKey(rkey)},
 			[]string{stamp, string(body), strconv.FormatInt(ttl, 10)}).Error()
 	})

@@ -108,16 +108,21 @@ func (c *Cache) send(ctx context.Context, m message) error {
 		c.mu.Unlock()
 	}()
 
+	// Not through the breaker: the breaker sheds reads, but an invalidation
+	// skipped while other instances still serve their L1 would leave them
+	// stale. One retry covers a connection being replaced.
 	start := time.Now()
 	var res []int64
-	_, err := c.breaker.Execute(func() (any, error) {
+	var err error
+	for range 2 {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Bound)
-		defer cancel()
-		var err error
 		res, err = broadcastScript.Exec(sctx, c.redis, keys,
 			[]string{strconv.Itoa(len(m.Keys)), c.channel(), prefix}).AsIntSlice()
-		return nil, err
-	})
+		cancel()
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
