@@ -330,11 +330,16 @@ func (e *Entity[V]) fetchGeneration() {
 	})
 }
 
-// Key returns the cache key of id (without the Redis prefix).
-func (e *Entity[V]) Key(id string) string {
+// Key returns the cache key of id (without the Redis prefix) in the
+// current generation.
+func (e *Entity[V]) Key(id string) string { return e.keyAt(id, e.gen.Load()) }
+
+// keyAt is Key in generation gen: a read computes every key from the one
+// generation it read, so an entry is never filed under another.
+func (e *Entity[V]) keyAt(id string, gen uint64) string {
 	k := "v" + strconv.Itoa(e.spec.Version) + ":" + e.spec.Name + ":"
 	if e.spec.Generational {
-		k += "g" + strconv.FormatUint(e.gen.Load(), 10) + ":"
+		k += "g" + strconv.FormatUint(gen, 10) + ":"
 	}
 	return k + id
 }
@@ -371,8 +376,8 @@ type Loader[V any] func(ctx context.Context) (v V, found bool, err error)
 // Get returns the value of id from L1, L2 or load, in that order.
 func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool, error) {
 	c := e.c
-	key := e.Key(id)
 	gen := e.gen.Load()
+	key := e.keyAt(id, gen)
 	if c.l1Usable() {
 		if en, ok := c.l1.GetIfPresent(key); ok && en.era == c.era.Load() && en.gen == gen && time.Now().Before(en.expires) {
 			c.metrics.hit(e.spec.Name, "l1")
@@ -387,7 +392,7 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 		// giving up must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		return e.fetch(ctx, key, gen, load, false)
+		return e.fetch(ctx, key, gen, load, nil)
 	})
 	if err != nil {
 		var zero V
@@ -418,15 +423,15 @@ func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 		_, _, _ = e.c.flights.Do("refresh:"+key, func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return e.fetch(ctx, key, gen, load, true)
+			return e.fetch(ctx, key, gen, load, en)
 		})
 	}()
 }
 
 // fetch is the miss path of one key, run once per instance at a time.
-// refresh=true is an early refresh: it skips L2 reads and gives up when
-// another instance holds the lock.
-func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Loader[V], refresh bool) (*entry, error) {
+// With refresh (the entry being refreshed early) it skips the L2 copy of
+// that same entry and gives up when another instance holds the lock.
+func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Loader[V], refresh *entry) (*entry, error) {
 	c := e.c
 	useL1 := c.l1Usable()
 	era := c.era.Load()
@@ -446,7 +451,7 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Load
 		return fill(en), nil
 	}
 	rkey := c.opts.Prefix + key
-	if !refresh {
+	if refresh == nil {
 		if en, ok := e.readL2(ctx, rkey); ok {
 			return fill(en), nil
 		}
@@ -458,12 +463,32 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Load
 	// turn into a database query. Only an open breaker or the wait bound
 	// makes an instance load without the lock.
 	token := c.node + ":" + strconv.FormatInt(rand.Int64(), 36)
-	locked, stamp, lockErr := e.lock(ctx, rkey, token)
-	if refresh && (lockErr != nil || !locked) {
-		return nil, nil
+	locked, stamp, found, lockErr := e.lock(ctx, rkey, token)
+	if refresh != nil {
+		switch {
+		case found != nil && found.expires.After(refresh.expires):
+			// Another instance refreshed it already: take its value.
+			if locked {
+				e.unlock(rkey, token)
+			}
+			return fill(found), nil
+		case lockErr != nil || !locked:
+			return nil, nil // another instance is refreshing it
+		}
+		found = nil // the L2 copy is the one being refreshed
 	}
 	deadline := time.Now().Add(c.opts.LockWait)
-	for !locked {
+	for {
+		if found != nil {
+			if locked {
+				e.unlock(rkey, token)
+			}
+			c.metrics.hit(e.spec.Name, "l2")
+			return fill(found), nil
+		}
+		if locked {
+			break
+		}
 		if !e.l2Usable() {
 			break
 		}
@@ -476,10 +501,7 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Load
 			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
-		if en, ok := e.readL2(ctx, rkey); ok {
-			return fill(en), nil
-		}
-		locked, stamp, lockErr = e.lock(ctx, rkey, token)
+		locked, stamp, found, lockErr = e.lock(ctx, rkey, token)
 	}
 	en, body, err := e.load(ctx, load)
 	if err != nil {
@@ -580,14 +602,19 @@ func (e *Entity[V]) decode(body []byte) (*entry, bool) {
 func (c *Cache) stampKey(rkey string) string { return c.opts.Prefix + "s:" + rkey }
 func (c *Cache) lockKey(rkey string) string  { return c.opts.Prefix + "l:" + rkey }
 
-// lock tries to take the load lock of rkey and reads its stamp.
-func (e *Entity[V]) lock(ctx context.Context, rkey, token string) (locked bool, stamp string, err error) {
+// lock tries to take the load lock of rkey, and in the same round trip
+// reads its stamp and its value: a loader that finished between this
+// instance's L2 miss and its lock attempt has filled L2 and released the
+// lock, and its value must be used rather than loaded again.
+func (e *Entity[V]) lock(ctx context.Context, rkey, token string) (locked bool, stamp string, found *entry, err error) {
 	c := e.c
 	lockTTL := 2 * c.opts.LockWait
+	var body []byte
 	err = c.l2(ctx, func(ctx context.Context) error {
 		res := c.redis.DoMulti(ctx,
 			c.redis.B().Set().Key(c.lockKey(rkey)).Value(token).Nx().PxMilliseconds(lockTTL.Milliseconds()).Build(),
-			c.redis.B().Get().Key(c.stampKey(rkey)).Build())
+			c.redis.B().Get().Key(c.stampKey(rkey)).Build(),
+			c.redis.B().Get().Key(rkey).Build())
 		if err := res[0].Error(); err != nil && !rueidis.IsRedisNil(err) {
 			return err
 		}
@@ -596,10 +623,21 @@ func (e *Entity[V]) lock(ctx context.Context, rkey, token string) (locked bool, 
 		if rueidis.IsRedisNil(err) {
 			s, err = "", nil
 		}
+		if err != nil {
+			return err
+		}
 		stamp = s
+		b, err := res[2].AsBytes()
+		if rueidis.IsRedisNil(err) {
+			return nil
+		}
+		body = b
 		return err
 	})
-	return locked, stamp, err
+	if err == nil && body != nil {
+		found, _ = e.decode(body)
+	}
+	return locked, stamp, found, err
 }
 
 var unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
@@ -648,7 +686,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		}
 		seen[id] = true
 		if useL1 {
-			if en, ok := c.l1.GetIfPresent(e.Key(id)); ok && en.era == era && en.gen == gen && time.Now().Before(en.expires) {
+			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && time.Now().Before(en.expires) {
 				c.metrics.hit(e.spec.Name, "l1")
 				if en.found {
 					out[id] = en.val.(V)
@@ -664,12 +702,12 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 	}
 	epochs := make([]uint64, len(missing))
 	for i, id := range missing {
-		epochs[i] = c.epochOf(e.Key(id))
+		epochs[i] = c.epochOf(e.keyAt(id, gen))
 	}
 	fill := func(i int, en *entry) {
 		en.era, en.gen = era, gen
 		if useL1 {
-			c.fillL1(e.Key(missing[i]), epochs[i], en)
+			c.fillL1(e.keyAt(missing[i], gen), epochs[i], en)
 		}
 	}
 	stamps := make([]string, len(missing))
@@ -678,7 +716,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		rkeys := make([]string, len(missing))
 		skeys := make([]string, len(missing))
 		for i, id := range missing {
-			rkeys[i] = c.opts.Prefix + e.Key(id)
+			rkeys[i] = c.opts.Prefix + e.keyAt(id, gen)
 			skeys[i] = c.stampKey(rkeys[i])
 		}
 		var bodies, stampVals []rueidis.RedisMessage
@@ -746,7 +784,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		en.weight = uint32(min(len(body), math.MaxUint32/2))
 		fill(i, en)
 		if l2ok {
-			e.writeL2(c.opts.Prefix+e.Key(id), stamps[i], body, en)
+			e.writeL2(c.opts.Prefix+e.keyAt(id, gen), stamps[i], body, en)
 		}
 	}
 	return out, nil

@@ -417,3 +417,114 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentReceiverCostsTheBound: a subscriber that never acknowledges (a
+// wedged instance) makes a write wait the bound, not forever, and is counted.
+func TestSilentReceiverCostsTheBound(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	const bound = 300 * time.Millisecond
+	c := newCache(t, Options{Redis: openRedis(t, srv.URL()), Bound: bound})
+	waitReady(t, c)
+	e := Register[string](c, Spec{Name: "s", Version: 1, TTL: time.Minute})
+	silent := openRedis(t, srv.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = silent.Receive(ctx, silent.B().Subscribe().Channel("mc:inv").Build(), func(rueidis.PubSubMessage) {})
+	}()
+	// Wait until Redis counts the silent subscriber.
+	r := openRedis(t, srv.URL())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := r.Do(context.Background(), r.B().PubsubNumsub().Channel("mc:inv").Build()).AsIntMap()
+		if err == nil && n["mc:inv"] >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("silent subscriber never subscribed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	e.Invalidate(context.Background(), "k")
+	took := time.Since(start)
+	if took < bound {
+		t.Fatalf("write returned after %v with a receiver silent: it did not wait for the bound %v", took, bound)
+	}
+	if took > bound+3*time.Second {
+		t.Fatalf("write waited %v with a receiver silent; the bound is %v", took, bound)
+	}
+	if got := testutil.ToFloat64(c.metrics.missingAcks); got != 1 {
+		t.Fatalf("missing acks = %v, want 1", got)
+	}
+}
+
+func TestGetManyLevels(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a := newCache(t, Options{Redis: openRedis(t, srv.URL())})
+	b := newCache(t, Options{Redis: openRedis(t, srv.URL())})
+	waitReady(t, a)
+	waitReady(t, b)
+	ea := Register[string](a, Spec{Name: "many", Version: 1, TTL: time.Minute})
+	eb := Register[string](b, Spec{Name: "many", Version: 1, TTL: time.Minute})
+	src := newSource()
+	src.set("1", "one")
+	src.set("2", "two")
+	var batches [][]string
+	var mu sync.Mutex
+	loadMany := func(ctx context.Context, ids []string) (map[string]string, error) {
+		mu.Lock()
+		batches = append(batches, ids)
+		mu.Unlock()
+		out := map[string]string{}
+		for _, id := range ids {
+			src.mu.Lock()
+			if v, ok := src.val[id]; ok {
+				out[id] = v
+			}
+			src.mu.Unlock()
+		}
+		return out, nil
+	}
+	want := map[string]string{"1": "one", "2": "two"}
+	for i, e := range []*Entity[string]{ea, ea, eb} {
+		got, err := e.GetMany(context.Background(), []string{"1", "2", "3", "2"}, loadMany)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got["1"] != want["1"] || got["2"] != want["2"] {
+			t.Fatalf("call %d: got %v, want %v", i, got, want)
+		}
+	}
+	if len(batches) != 1 || len(batches[0]) != 3 {
+		t.Fatalf("loads = %v, want one batch of the 3 distinct ids (then L1, then L2 on the other instance, 3 cached as missing)", batches)
+	}
+	if got := testutil.ToFloat64(b.metrics.requests.WithLabelValues("many", "l2", "hit")); got != 3 {
+		t.Fatalf("b's l2 hits = %v, want 3", got)
+	}
+}
+
+// TestHotKeyRefreshedBeforeExpiry: a key read continuously is reloaded in
+// the background near the end of its TTL, so readers never miss.
+func TestHotKeyRefreshedBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, Options{})
+	e := Register[string](c, Spec{Name: "hot", Version: 1, TTL: 2 * time.Second, Jitter: 0.01})
+	src := newSource()
+	src.set("k", "v")
+	src.delay = 20 * time.Millisecond
+	end := time.Now().Add(5 * time.Second)
+	for time.Now().Before(end) {
+		get(t, e, src, "k")
+		time.Sleep(5 * time.Millisecond)
+	}
+	misses := testutil.ToFloat64(c.metrics.requests.WithLabelValues("hot", "l1", "miss"))
+	if misses != 1 {
+		t.Fatalf("a key read every 5 ms for 2.5 TTLs missed L1 %v times, want 1 (the first read): not refreshed early", misses)
+	}
+	if n := src.reads.Load(); n < 3 {
+		t.Fatalf("source read %d times in 2.5 TTLs, want at least 3 (refreshes)", n)
+	}
+}

@@ -335,3 +335,42 @@ func TestCacheRedisFaults(t *testing.T) {
 		t.Fatalf("read p99 %v: requests waited on the slow Redis", p99)
 	}
 }
+
+// TestCacheHTTPHeaders: public catalog reads carry an ETag honoured with
+// 304, Cache-Control with max-age and stale-while-revalidate, and
+// Surrogate-Key naming what they depend on.
+func TestCacheHTTPHeaders(t *testing.T) {
+	t.Parallel()
+	tg := NewTarget(t)
+	admin := tg.Admin(t)
+	cat := admin.NewCategory(t)
+	p := admin.NewProduct(t, cat, "Header Check", 500, 3)
+	anon := tg.Client()
+	for _, c := range []struct{ path, keys string }{
+		{"/v1/products/" + p.ID, "product-" + p.ID + " products category-" + cat},
+		{"/v1/products?category=" + cat, "products category-" + cat},
+		{"/v1/products", "products"},
+		{"/v1/categories", "categories"},
+	} {
+		r := anon.Expect(t, http.StatusOK, "GET", c.path, nil)
+		cc := r.Header.Get("Cache-Control")
+		if !strings.Contains(cc, "public") || !strings.Contains(cc, "max-age=") || !strings.Contains(cc, "stale-while-revalidate=") {
+			t.Errorf("GET %s: Cache-Control %q, want public, max-age and stale-while-revalidate", c.path, cc)
+		}
+		if got := r.Header.Get("Surrogate-Key"); got != c.keys {
+			t.Errorf("GET %s: Surrogate-Key %q, want %q", c.path, got, c.keys)
+		}
+		etag := r.Header.Get("ETag")
+		if etag == "" {
+			t.Fatalf("GET %s: no ETag", c.path)
+		}
+		nm := anon.Expect(t, http.StatusNotModified, "GET", c.path, nil, "If-None-Match", etag)
+		if len(nm.Body) != 0 {
+			t.Errorf("GET %s: 304 with a body", c.path)
+		}
+	}
+	// A change changes the list's tag.
+	r := anon.Expect(t, http.StatusOK, "GET", "/v1/products?category="+cat, nil)
+	admin.Expect(t, http.StatusOK, "PATCH", "/v1/products/"+p.ID, map[string]any{"price_cents": 501})
+	anon.Expect(t, http.StatusOK, "GET", "/v1/products?category="+cat, nil, "If-None-Match", r.Header.Get("ETag"))
+}
