@@ -289,6 +289,7 @@ type Entity[V any] struct {
 	c    *Cache
 	spec Spec
 	gen  atomic.Uint64
+	m    entityMetrics
 }
 
 // Register adds an entity. Register all entities before serving.
@@ -299,7 +300,7 @@ func Register[V any](c *Cache, spec Spec) *Entity[V] {
 	if spec.Jitter <= 0 {
 		spec.Jitter = 0.1
 	}
-	e := &Entity[V]{c: c, spec: spec}
+	e := &Entity[V]{c: c, spec: spec, m: c.metrics.entity(spec.Name)}
 	if spec.Generational {
 		c.mu.Lock()
 		c.entities[spec.Name] = e
@@ -380,12 +381,12 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 	key := e.keyAt(id, gen)
 	if c.l1Usable() {
 		if en, ok := c.l1.GetIfPresent(key); ok && en.era == c.era.Load() && en.gen == gen && time.Now().Before(en.expires) {
-			c.metrics.hit(e.spec.Name, "l1")
+			e.m.hitL1()
 			e.maybeRefresh(key, en, load)
 			v, _ := en.val.(V)
 			return v, en.found, nil
 		}
-		c.metrics.miss(e.spec.Name, "l1")
+		e.m.missL1()
 	}
 	res, err, _ := c.flights.Do(key, func() (any, error) {
 		// The load is shared by every caller waiting on it: one caller
@@ -483,7 +484,7 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Load
 			if locked {
 				e.unlock(rkey, token)
 			}
-			c.metrics.hit(e.spec.Name, "l2")
+			e.m.hitL2()
 			return fill(found), nil
 		}
 		if locked {
@@ -567,15 +568,15 @@ func (e *Entity[V]) readL2(ctx context.Context, rkey string) (*entry, bool) {
 		return err
 	})
 	if err != nil || body == nil {
-		c.metrics.miss(e.spec.Name, "l2")
+		e.m.missL2()
 		return nil, false
 	}
 	en, ok := e.decode(body)
 	if !ok {
-		c.metrics.miss(e.spec.Name, "l2")
+		e.m.missL2()
 		return nil, false
 	}
-	c.metrics.hit(e.spec.Name, "l2")
+	e.m.hitL2()
 	return en, true
 }
 
@@ -687,13 +688,13 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		seen[id] = true
 		if useL1 {
 			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && time.Now().Before(en.expires) {
-				c.metrics.hit(e.spec.Name, "l1")
+				e.m.hitL1()
 				if en.found {
 					out[id] = en.val.(V)
 				}
 				continue
 			}
-			c.metrics.miss(e.spec.Name, "l1")
+			e.m.missL1()
 		}
 		missing = append(missing, id)
 	}
@@ -737,7 +738,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 			for i, id := range missing {
 				if b, err := bodies[i].AsBytes(); err == nil {
 					if en, ok := e.decode(b); ok {
-						c.metrics.hit(e.spec.Name, "l2")
+						e.m.hitL2()
 						fill(i, en)
 						if en.found {
 							out[id] = en.val.(V)
@@ -745,7 +746,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 						continue
 					}
 				}
-				c.metrics.miss(e.spec.Name, "l2")
+				e.m.missL2()
 				s, _ := stampVals[i].ToString()
 				still, stillEpochs, stillStamps = append(still, id), append(stillEpochs, epochs[i]), append(stillStamps, s)
 			}

@@ -77,11 +77,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) hit(entity, level string) {
-	m.requests.WithLabelValues(entity, level, "hit").Inc()
-	m.avoided.WithLabelValues(entity).Inc()
+// entityMetrics are one entity's counters, resolved once: the hit path
+// must not hash label values on every request.
+type entityMetrics struct {
+	l1Hit, l1Miss, l2Hit, l2Miss, avoided prometheus.Counter
 }
 
-func (m *metrics) miss(entity, level string) {
-	m.requests.WithLabelValues(entity, level, "miss").Inc()
+func (m *metrics) entity(name string) entityMetrics {
+	return entityMetrics{
+		l1Hit: m.requests.WithLabelValues(name, "l1", "hit"), l1Miss: m.requests.WithLabelValues(name, "l1", "miss"),
+		l2Hit: m.requests.WithLabelValues(name, "l2", "hit"), l2Miss: m.requests.WithLabelValues(name, "l2", "miss"),
+		avoided: m.avoided.WithLabelValues(name),
+	}
 }
+
+func (m entityMetrics) hitL1()  { m.l1Hit.Inc(); m.avoided.Inc() }
+func (m entityMetrics) hitL2()  { m.l2Hit.Inc(); m.avoided.Inc() }
+func (m entityMetrics) missL1() { m.l1Miss.Inc() }
+func (m entityMetrics) missL2() { m.l2Miss.Inc() }
