@@ -319,6 +319,23 @@ func TestCacheRedisFaults(t *testing.T) {
 	stop()
 	wg.Wait()
 
+	// Recovered means cached again, not only reconnected: once each
+	// instance has the product, reading it costs the database nothing.
+	for _, s := range servers {
+		if _, code, err := getProduct(client, s.BaseURL, ids[1]); err != nil || code != http.StatusOK {
+			t.Fatalf("GET after recovery: %d %v", code, err)
+		}
+	}
+	before := productQueries(t, servers)
+	for i := range 100 {
+		if _, code, err := getProduct(client, servers[i%len(servers)].BaseURL, ids[1]); err != nil || code != http.StatusOK {
+			t.Fatalf("GET after recovery: %d %v", code, err)
+		}
+	}
+	if q := productQueries(t, servers) - before; q != 0 {
+		t.Fatalf("after recovery 100 reads of a cached product ran %v database queries, want 0", q)
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(latencies)
