@@ -14,11 +14,13 @@
 //     script; every instance drops its L1 entries and acknowledges. The write
 //     returns once every receiver acknowledged, or after Options.Bound.
 //     Instances only serve L1 while they hear the channel: every instance
-//     publishes a heartbeat carrying its send time, and L1 is used only while
-//     the newest heartbeat received was sent less than Bound ago. Pub/sub
-//     delivers in order, so an instance that has not processed an
-//     invalidation by Bound after it was published has not received any
-//     heartbeat sent after it either, and has stopped serving L1 by then.
+//     publishes heartbeats carrying their send time on its own monotonic
+//     clock, and uses L1 only while the newest of its own heartbeats it
+//     received back was sent less than Bound ago. Pub/sub delivers in
+//     order, so an instance that has not processed an invalidation by Bound
+//     after it was published has not received any of its heartbeats sent
+//     after it either, and has stopped serving L1 by then. No two clocks
+//     are ever compared.
 //     Hence: once a write returns, no instance serves the old value from L1.
 //   - Losing the subscription (Redis down, connection broken) bumps the L1
 //     era, which voids every L1 entry; it is bumped again on resubscribe.
@@ -94,8 +96,11 @@ type Cache struct {
 	era atomic.Uint64
 	// subscribed is true while the invalidation subscription is confirmed.
 	subscribed atomic.Bool
-	// lastBeat is the send time (unix ns) of the newest heartbeat received.
+	// lastBeat is the send time of the newest of this instance's own
+	// heartbeats it received back, in ns since born on the monotonic
+	// clock: only own heartbeats count, so no two clocks are compared.
 	lastBeat atomic.Int64
+	born     time.Time
 
 	mu       sync.Mutex
 	entities map[string]generational
@@ -158,7 +163,7 @@ func New(opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{
-		opts: opts, redis: opts.Redis, node: uuid.NewString(), l1: l1, log: opts.Logger,
+		opts: opts, redis: opts.Redis, node: uuid.NewString(), l1: l1, log: opts.Logger, born: time.Now(),
 		metrics: newMetrics(opts.Registerer), seed: maphash.MakeSeed(),
 		entities: map[string]generational{}, waiters: map[string]chan struct{}{}, stop: make(chan struct{}),
 	}
@@ -205,7 +210,7 @@ func (c *Cache) l1Usable() bool {
 	if !c.subscribed.Load() {
 		return false
 	}
-	return time.Since(time.Unix(0, c.lastBeat.Load())) < c.opts.Bound
+	return time.Since(c.born)-time.Duration(c.lastBeat.Load()) < c.opts.Bound
 }
 
 func (c *Cache) shardOf(key string) *shard {

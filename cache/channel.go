@@ -11,16 +11,30 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// message is what travels on the invalidation channel: keys to drop,
-// generational entities that moved (with their new generations), or a
-// heartbeat.
+// message is what travels on the invalidation channel: keys to drop and
+// generational entities that moved (with their new generations).
 type message struct {
 	Node     string   `json:"n,omitempty"`
 	ID       string   `json:"m,omitempty"`
 	Keys     []string `json:"k,omitempty"`
 	Entities []string `json:"e,omitempty"`
 	Gens     []uint64 `json:"g,omitempty"`
-	Beat     int64    `json:"h,omitempty"`
+}
+
+// beat records one of this instance's heartbeats coming back. They travel
+// on its own channel, on the same connection as the invalidations, and
+// Redis writes a subscriber's messages in the order it ran the PUBLISHes.
+func (c *Cache) beat(sent string) {
+	ns, err := strconv.ParseInt(sent, 10, 64)
+	if err != nil {
+		return
+	}
+	for {
+		old := c.lastBeat.Load()
+		if ns <= old || c.lastBeat.CompareAndSwap(old, ns) {
+			return
+		}
+	}
 }
 
 // maxPending bounds the invalidations kept for retry while Redis is away.
@@ -170,6 +184,10 @@ func nonNil(s []string) []string {
 // subscription's reader, in publication order.
 func (c *Cache) onMessage(pm rueidis.PubSubMessage) {
 	if strings.HasPrefix(pm.Channel, c.opts.Prefix+"ack:") {
+		if sent, ok := strings.CutPrefix(pm.Message, "h:"); ok {
+			c.beat(sent)
+			return
+		}
 		c.mu.Lock()
 		ch := c.waiters[pm.Message]
 		c.mu.Unlock()
@@ -183,15 +201,6 @@ func (c *Cache) onMessage(pm rueidis.PubSubMessage) {
 	}
 	var m message
 	if err := json.Unmarshal([]byte(pm.Message), &m); err != nil {
-		return
-	}
-	if m.Beat != 0 {
-		for {
-			old := c.lastBeat.Load()
-			if m.Beat <= old || c.lastBeat.CompareAndSwap(old, m.Beat) {
-				break
-			}
-		}
 		return
 	}
 	for _, k := range m.Keys {
@@ -325,8 +334,8 @@ func (c *Cache) beatLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Bound)
-		_ = c.redis.Do(ctx, c.redis.B().Publish().Channel(c.channel()).
-			Message(`{"h":`+strconv.FormatInt(time.Now().UnixNano(), 10)+`}`).Build()).Error()
+		_ = c.redis.Do(ctx, c.redis.B().Publish().Channel(c.ackChannel(c.node)).
+			Message("h:"+strconv.FormatInt(int64(time.Since(c.born))+1, 10)).Build()).Error()
 		cancel()
 		c.mu.Lock()
 		retry := len(c.pending) > 0
