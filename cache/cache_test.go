@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
+	"github.com/rs/zerolog"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/millionshop/million/redistest"
@@ -527,4 +529,51 @@ func TestHotKeyRefreshedBeforeExpiry(t *testing.T) {
 	if n := src.reads.Load(); n < 3 {
 		t.Fatalf("source read %d times in 2.5 TTLs, want at least 3 (refreshes)", n)
 	}
+}
+
+// TestSlowChannelStopsL1: when Redis answers late (toxiproxy adds 1 s), the
+// subscription stays up but this instance's heartbeats come back late, so
+// it stops serving L1 (it could not hear another instance's write in
+// time) and serves the source; when Redis is fast again L1 comes back.
+func TestSlowChannelStopsL1(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	proxy := toxiproxy.NewProxy(toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop()),
+		"redis", "127.0.0.1:0", srv.Addr)
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Stop)
+	c := newCache(t, Options{Redis: openRedis(t, "redis://"+proxy.Listen)})
+	waitReady(t, c)
+	e := Register[string](c, Spec{Name: "slow", Version: 1, TTL: time.Hour})
+	src := newSource()
+	src.set("k", "v1")
+	get(t, e, src, "k")
+	if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(
+		`{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":1000}}`)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("L1 still served 10 s into a 1 s Redis delay")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !c.subscribed.Load() {
+		t.Fatal("the subscription dropped: this test is about a slow, not a broken, channel")
+	}
+	src.set("k", "v2") // as another instance's write whose invalidation is late
+	start := time.Now()
+	if v, _ := get(t, e, src, "k"); v != "v2" {
+		t.Fatalf("served %q from L1 while the channel was late", v)
+	}
+	if took := time.Since(start); took >= time.Second {
+		t.Fatalf("a read took %v: it waited on the slow Redis", took)
+	}
+	if err := proxy.Toxics.RemoveToxic(context.Background(), "slow"); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c)
 }
