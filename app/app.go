@@ -25,6 +25,7 @@ import (
 
 	"github.com/millionshop/million/api"
 	"github.com/millionshop/million/bus"
+	"github.com/millionshop/million/cache"
 	"github.com/millionshop/million/cart"
 	carthttp "github.com/millionshop/million/cart/httpapi"
 	cartstore "github.com/millionshop/million/cart/store"
@@ -90,6 +91,8 @@ type Config struct {
 	// and per authenticated user ("200/s", "6000/m:500" with a burst; "0"
 	// disables); empty means DefaultRateLimitIP and DefaultRateLimitUser.
 	RateLimitIP, RateLimitUser string
+	// Cache tunes the read cache (app/cache.go); on by default.
+	Cache CacheConfig
 }
 
 func (c *Config) defaults() {
@@ -148,7 +151,9 @@ type App struct {
 	Notifier *notify.Notifier
 	Outbox   *outbox.Outbox
 	// Redis is the shared-state client, nil without Config.RedisURL.
-	Redis    rueidis.Client
+	Redis rueidis.Client
+	// Cache is the read cache, nil when Config.Cache.Disabled.
+	Cache    *cache.Cache
 	router   *web.Router
 	shedder  *shed.Shedder // nil when shedding is off
 	limits   func(http.Handler) http.Handler
@@ -228,14 +233,19 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	if a.limits, err = a.requestLimits(a.state.limiter, tokens); err != nil {
 		return nil, err
 	}
-	a.Users, err = user.NewAccounts(a.state.users, tokens, a.state.failures, user.Config{
+	stores, err := openStores(cfg, db, redis, a.state.users, a.Metrics, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.Cache = stores.cache
+	a.Users, err = user.NewAccounts(stores.users, tokens, a.state.failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
 		return nil, err
 	}
-	a.Search = search.NewIndex(searchstore.New(db), nil)
-	a.Catalog = catalog.NewCatalog(catalogstore.New(db), a.Search, cfg.Currency, now)
+	a.Search = search.NewIndex(stores.search, nil)
+	a.Catalog = catalog.NewCatalog(stores.catalog, a.Search, cfg.Currency, now)
 	a.Search.SetProducts(a.Catalog)
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
@@ -412,6 +422,9 @@ func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz
 // Close releases the database and the Redis client.
 func (a *App) Close() error {
 	a.state.close()
+	if a.Cache != nil {
+		a.Cache.Close()
+	}
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

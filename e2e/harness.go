@@ -245,3 +245,21 @@ func StartSeeded(t testing.TB, users, products int) *Server {
 
 // MetricsURL is the admin listener's Prometheus endpoint.
 func (s *Server) MetricsURL() string { return "http://" + s.admin + "/metrics" }
+
+// StartCluster runs n instances of million in-process on one PostgreSQL
+// database (whatever Backend says: instances of a fleet share a server) and
+// one JWT secret, each with its own data directory, as a fleet behind a load
+// balancer would run. mutate applies to every instance (e.g. RedisURL).
+// The returned Target is the first instance, with an admin.
+func StartCluster(t testing.TB, n int, mutate ...func(*app.Config)) (*Target, []*Server) {
+	t.Helper()
+	dbURL := postgresDatabase(t)
+	secret := "e2e-cluster-jwt-secret-" + uuid.NewString()
+	servers := make([]*Server, n)
+	for i := range servers {
+		servers[i] = Start(t, append([]func(*app.Config){func(c *app.Config) {
+			c.DatabaseURL, c.JWTSecret = dbURL, secret
+		}}, mutate...)...)
+	}
+	return targetFor(t, servers[0]), servers
+}

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ETag returns a strong entity tag for a response body.
@@ -36,4 +38,17 @@ func matchesETag(header, tag string) bool {
 		}
 	}
 	return false
+}
+
+// SetPublicCache marks a public read cacheable by browsers and CDNs for
+// maxAge, then servable stale for staleWhileRevalidate while one request
+// revalidates (cheap: the ETag turns it into a 304). surrogateKeys name
+// what the response depends on (e.g. "product-<id>", "products"), so a CDN
+// can purge every response about an entity at once.
+func SetPublicCache(w http.ResponseWriter, maxAge, staleWhileRevalidate time.Duration, surrogateKeys ...string) {
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge.Seconds()))+
+		", stale-while-revalidate="+strconv.Itoa(int(staleWhileRevalidate.Seconds())))
+	if len(surrogateKeys) > 0 {
+		w.Header().Set("Surrogate-Key", strings.Join(surrogateKeys, " "))
+	}
 }

@@ -4,6 +4,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/fault"
@@ -26,13 +27,35 @@ type handlers struct {
 	svc catalog.Service
 }
 
+// HTTP cache lifetimes of public reads. Browsers and CDNs may keep a
+// product or list for productMaxAge after a change (the server-side caches
+// never serve it stale; checkout always prices from the database), then
+// revalidate with the ETag.
+const (
+	productMaxAge    = 5 * time.Second
+	productSWR       = 30 * time.Second
+	categoriesMaxAge = 60 * time.Second
+	categoriesSWR    = 10 * time.Minute
+)
+
+// writeCacheable encodes v and writes it with an ETag (304 when it
+// matches) and the public cache headers.
+func writeCacheable(w http.ResponseWriter, r *http.Request, v any, maxAge, swr time.Duration, keys ...string) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fault.Wrap(err, "encode response")
+	}
+	web.SetPublicCache(w, maxAge, swr, keys...)
+	web.WriteCacheable(w, r, body)
+	return nil
+}
+
 func (h handlers) categories(w http.ResponseWriter, r *http.Request) error {
 	cats, err := h.svc.Categories(r.Context())
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"items": cats})
-	return nil
+	return writeCacheable(w, r, map[string]any{"items": cats}, categoriesMaxAge, categoriesSWR, "categories")
 }
 
 type categoryRequest struct {
@@ -73,8 +96,11 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, page)
-	return nil
+	keys := []string{"products"}
+	if lq.Category != "" {
+		keys = append(keys, "category-"+lq.Category)
+	}
+	return writeCacheable(w, r, page, productMaxAge, productSWR, keys...)
 }
 
 func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
@@ -86,14 +112,7 @@ func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(p)
-	if err != nil {
-		return fault.Wrap(err, "encode product")
-	}
-	// Clients and CDNs must revalidate, which is cheap: a 304 carries no body.
-	w.Header().Set("Cache-Control", "public, no-cache")
-	web.WriteCacheable(w, r, body)
-	return nil
+	return writeCacheable(w, r, p, productMaxAge, productSWR, "product-"+p.ID, "products", "category-"+p.Category)
 }
 
 func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) error {

@@ -3,10 +3,13 @@ package store_test
 import (
 	"testing"
 
+	"github.com/millionshop/million/cache/cachetest"
+
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/catalog/store"
 	"github.com/millionshop/million/catalog/storetest"
 	"github.com/millionshop/million/pgtest"
+	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
@@ -22,4 +25,24 @@ func TestStore(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestCachedStore runs the same contract through the cache decorator: in
+// process only on every engine, and with a real Redis as L2 on SQLite.
+func TestCachedStore(t *testing.T) {
+	redis := cachetest.Redis(t)
+	for _, dialect := range sqldbtest.Dialects {
+		t.Run(dialect.String()+"/l1", func(t *testing.T) {
+			t.Parallel()
+			storetest.Run(t, func(t *testing.T) catalog.Store {
+				return store.NewCached(store.New(sqldbtest.Open(t, dialect, store.Migrations())), cachetest.New(t, nil), store.CacheTTLs{})
+			})
+		})
+	}
+	t.Run("sqlite/l1+redis", func(t *testing.T) {
+		t.Parallel()
+		storetest.Run(t, func(t *testing.T) catalog.Store {
+			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), store.CacheTTLs{})
+		})
+	})
 }

@@ -24,6 +24,7 @@ func (f StorageFlags) config() app.Config {
 // ServeCmd runs the server.
 type ServeCmd struct {
 	StorageFlags
+	CacheFlags
 	Addr                 string        `default:":8080" help:"Public API listen address."`
 	AdminAddr            string        `default:"127.0.0.1:9090" help:"Admin listener (metrics, pprof, health); 'off' disables it. Keep it on loopback."`
 	Currency             string        `default:"USD" help:"Store currency (ISO 4217); every price is in it."`
@@ -62,6 +63,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.RedisURL = c.Redis
 	cfg.NoShedding, cfg.ShedCPUThreshold = !c.Shed, c.ShedCPUThreshold
 	cfg.RateLimitIP, cfg.RateLimitUser = c.RateLimitIP, c.RateLimitUser
+	cfg.Cache = c.cacheConfig()
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

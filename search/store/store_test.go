@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/millionshop/million/cache/cachetest"
 	"github.com/millionshop/million/pgtest"
 	"github.com/millionshop/million/search"
 	"github.com/millionshop/million/search/store"
@@ -118,4 +119,24 @@ func TestMigrationIndexesExistingDocuments(t *testing.T) {
 			t.Errorf("after re-indexing: match %q = %v, want %v", q, got, want)
 		}
 	}
+}
+
+// TestCachedStore runs the same contract through the cache decorator: in
+// process only on every engine, and with a real Redis as L2 on SQLite.
+func TestCachedStore(t *testing.T) {
+	redis := cachetest.Redis(t)
+	for _, d := range sqldbtest.Dialects {
+		t.Run(d.String()+"/l1", func(t *testing.T) {
+			t.Parallel()
+			storetest.Run(t, func(t *testing.T) search.Store {
+				return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), cachetest.New(t, nil), 0)
+			})
+		})
+	}
+	t.Run("sqlite/l1+redis", func(t *testing.T) {
+		t.Parallel()
+		storetest.Run(t, func(t *testing.T) search.Store {
+			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), 0)
+		})
+	})
 }

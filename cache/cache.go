@@ -1,0 +1,830 @@
+// Package cache is million's two-level read cache, shared infrastructure
+// that module stores wrap their read paths in without knowing which levels
+// exist.
+//
+// L1 is in-process (otter, bounded by bytes). L2 is Redis, when configured:
+// values are JSON envelopes under versioned keys ("v<version>:<entity>:<id>"),
+// so a schema change, which bumps an entity's version, never reads old
+// entries.
+//
+// Correctness rules, in order of priority:
+//
+//   - A write invalidates after its transaction commits: it deletes the L2
+//     entries and broadcasts the keys over Redis pub/sub in one atomic
+//     script; every instance drops its L1 entries and acknowledges. The write
+//     returns once every receiver acknowledged, or after Options.Bound.
+//     Instances only serve L1 while they hear the channel: every instance
+//     publishes heartbeats carrying their send time on its own monotonic
+//     clock, and uses L1 only while the newest of its own heartbeats it
+//     received back was sent less than Bound ago. Pub/sub delivers in
+//     order, so an instance that has not processed an invalidation by Bound
+//     after it was published has not received any of its heartbeats sent
+//     after it either, and has stopped serving L1 by then. No two clocks
+//     are ever compared.
+//     Hence: once a write returns, no instance serves the old value from L1.
+//   - Losing the subscription (Redis down, connection broken) bumps the L1
+//     era, which voids every L1 entry; it is bumped again on resubscribe.
+//   - A load that raced with an invalidation never fills: L1 fills check a
+//     per-key epoch under a shard lock, L2 fills check a per-key stamp that
+//     invalidation increments (compare-and-set script).
+//   - One load per key cluster-wide: local loads are coalesced, and across
+//     instances a Redis lock (SET NX PX) elects one loader; the others poll
+//     L2 for up to Options.LockWait, then load themselves.
+//   - Redis errors and timeouts (Options.L2Timeout) count towards a circuit
+//     breaker; while it is open, L2 is skipped and reads go to the database.
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"hash/maphash"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configures a Cache. Zero values mean the defaults.
+type Options struct {
+	// Redis is the L2 and the invalidation channel; nil means L1 only (one
+	// embedded instance), where writes drop L1 entries synchronously.
+	Redis rueidis.Client
+	// Prefix namespaces every Redis key and channel; default "mc:".
+	Prefix string
+	// MaxBytes bounds L1 by the encoded size of its entries; default 64 MiB.
+	MaxBytes int64
+	// Bound is the invalidation bound: how long a write waits for
+	// acknowledgements, and how old the newest heartbeat may be for an
+	// instance to serve L1; default 200 ms.
+	Bound time.Duration
+	// L2Timeout bounds each Redis command of the read path; default 100 ms.
+	L2Timeout time.Duration
+	// LockWait bounds how long an instance waits for another one's load
+	// before loading itself; default 1 s.
+	LockWait time.Duration
+	// Registerer receives the cache metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger reports Redis trouble; nil discards.
+	Logger *slog.Logger
+}
+
+// Cache is the shared state of every entity: L1, the Redis side, metrics.
+type Cache struct {
+	opts    Options
+	redis   rueidis.Client
+	node    string
+	l1      *otter.Cache[string, *entry]
+	breaker *gobreaker.CircuitBreaker[any]
+	metrics *metrics
+	log     *slog.Logger
+	flights singleflight.Group
+	seed    maphash.Seed
+
+	shards [256]shard
+	// era voids every L1 entry filled before it changed; bumped when the
+	// invalidation channel is lost and when it is regained.
+	era atomic.Uint64
+	// subscribed is true while the invalidation subscription is confirmed.
+	subscribed atomic.Bool
+	// lastBeat is the send time of the newest of this instance's own
+	// heartbeats it received back, in ns since born on the monotonic
+	// clock: only own heartbeats count, so no two clocks are compared.
+	lastBeat atomic.Int64
+	born     time.Time
+
+	mu       sync.Mutex
+	entities map[string]generational
+	waiters  map[string]chan struct{}
+	pending  []message // invalidations Redis did not take; retried
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+type shard struct {
+	mu    sync.Mutex
+	epoch uint64
+}
+
+// generational is what the Cache needs from a generational entity.
+type generational interface {
+	setGeneration(g uint64)
+	genKey() string
+}
+
+type entry struct {
+	val     any
+	found   bool
+	expires time.Time
+	delta   time.Duration // load time, for early refresh
+	era     uint64
+	gen     uint64
+	weight  uint32
+}
+
+// New returns a cache; Close stops its background work.
+func New(opts Options) (*Cache, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "mc:"
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 64 << 20
+	}
+	if opts.Bound <= 0 {
+		opts.Bound = 200 * time.Millisecond
+	}
+	if opts.L2Timeout <= 0 {
+		opts.L2Timeout = 100 * time.Millisecond
+	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l1, err := otter.New(&otter.Options[string, *entry]{
+		MaximumWeight: uint64(opts.MaxBytes),
+		Weigher:       func(k string, e *entry) uint32 { return uint32(len(k)) + e.weight + 64 },
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *entry]) time.Duration {
+			return max(time.Until(e.Value.expires), time.Millisecond)
+		}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		opts: opts, redis: opts.Redis, node: uuid.NewString(), l1: l1, log: opts.Logger, born: time.Now(),
+		metrics: newMetrics(opts.Registerer), seed: maphash.MakeSeed(),
+		entities: map[string]generational{}, waiters: map[string]chan struct{}{}, stop: make(chan struct{}),
+	}
+	c.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "redis-cache",
+		MaxRequests: 1,
+		Timeout:     time.Second,
+		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= 5 },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			c.log.Warn("cache redis breaker", "from", from.String(), "to", to.String())
+			c.metrics.breaker.Set(float64(to))
+		},
+	})
+	if c.redis != nil {
+		c.done.Add(2)
+		go c.subscribeLoop()
+		go c.beatLoop()
+	}
+	return c, nil
+}
+
+// Close stops the subscription and heartbeats. It does not close Redis.
+func (c *Cache) Close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	c.done.Wait()
+}
+
+// Distributed reports whether the cache has an L2 and invalidation channel.
+func (c *Cache) Distributed() bool { return c.redis != nil }
+
+// Connected reports whether the cache hears the invalidation channel (always
+// true without Redis): whether it serves from L1 now.
+func (c *Cache) Connected() bool { return c.l1Usable() }
+
+// l1Usable reports whether L1 may be served and filled now.
+func (c *Cache) l1Usable() bool {
+	if c.redis == nil {
+		return true
+	}
+	if !c.subscribed.Load() {
+		return false
+	}
+	return time.Since(c.born)-time.Duration(c.lastBeat.Load()) < c.opts.Bound
+}
+
+func (c *Cache) shardOf(key string) *shard {
+	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+}
+
+// dropL1 removes key from L1 and voids any load of it in flight.
+func (c *Cache) dropL1(key string) {
+	s := c.shardOf(key)
+	s.mu.Lock()
+	s.epoch++
+	c.l1.Invalidate(key)
+	s.mu.Unlock()
+}
+
+func (c *Cache) epochOf(key string) uint64 {
+	s := c.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
+
+// fillL1 stores e unless key was invalidated since epoch was read.
+func (c *Cache) fillL1(key string, epoch uint64, e *entry) {
+	s := c.shardOf(key)
+	s.mu.Lock()
+	if s.epoch == epoch {
+		c.l1.Set(key, e)
+	}
+	s.mu.Unlock()
+}
+
+// l2 runs fn against Redis through the breaker with the read-path timeout.
+func (c *Cache) l2(ctx context.Context, fn func(ctx context.Context) error) error {
+	return c.l2Within(ctx, c.opts.L2Timeout, fn)
+}
+
+// l2Within is l2 with another timeout: the loader's fill and unlock get
+// the whole lock wait, since every waiter of the cluster depends on them.
+func (c *Cache) l2Within(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+	_, err := c.breaker.Execute(func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		return nil, fn(ctx)
+	})
+	if err != nil {
+		c.metrics.l2Errors.Inc()
+	}
+	return err
+}
+
+// envelope is an L2 value.
+type envelope struct {
+	Expires int64           `json:"e"` // unix ms
+	Delta   int64           `json:"d"` // load time, µs
+	Missing bool            `json:"n,omitempty"`
+	Value   json.RawMessage `json:"v,omitempty"`
+}
+
+// Spec describes an entity.
+type Spec struct {
+	// Name appears in keys and metric labels: short, no colons.
+	Name string
+	// Version is the schema version of the cached value; bump it whenever
+	// the value's encoding changes.
+	Version int
+	// TTL is the lifetime of a found value; each entry gets up to Jitter
+	// more or less, so entries filled together do not expire together.
+	TTL time.Duration
+	// NegativeTTL is the lifetime of a not-found answer; default 10 s.
+	NegativeTTL time.Duration
+	// Jitter is the fraction of TTL added or removed at random; default 0.1.
+	Jitter float64
+	// Generational entities (lists, search results) are invalidated all at
+	// once by InvalidateAll, which moves them to a new generation.
+	Generational bool
+}
+
+// Entity is a typed view of the cache for one kind of value.
+type Entity[V any] struct {
+	c    *Cache
+	spec Spec
+	gen  atomic.Uint64
+	m    entityMetrics
+}
+
+// Register adds an entity. Register all entities before serving.
+func Register[V any](c *Cache, spec Spec) *Entity[V] {
+	if spec.NegativeTTL <= 0 {
+		spec.NegativeTTL = 10 * time.Second
+	}
+	if spec.Jitter <= 0 {
+		spec.Jitter = 0.1
+	}
+	e := &Entity[V]{c: c, spec: spec, m: c.metrics.entity(spec.Name)}
+	if spec.Generational {
+		c.mu.Lock()
+		c.entities[spec.Name] = e
+		c.mu.Unlock()
+		if c.redis != nil {
+			e.fetchGeneration()
+		}
+	}
+	return e
+}
+
+func (e *Entity[V]) setGeneration(g uint64) { e.gen.Store(g) }
+
+func (e *Entity[V]) genKey() string {
+	return e.c.opts.Prefix + "gen:v" + strconv.Itoa(e.spec.Version) + ":" + e.spec.Name
+}
+
+func (e *Entity[V]) fetchGeneration() {
+	_ = e.c.l2(context.Background(), func(ctx context.Context) error {
+		g, err := e.c.redis.Do(ctx, e.c.redis.B().Get().Key(e.genKey()).Build()).AsUint64()
+		if rueidis.IsRedisNil(err) {
+			g, err = 0, nil
+		}
+		if err == nil {
+			e.gen.Store(g)
+		}
+		return err
+	})
+}
+
+// Key returns the cache key of id (without the Redis prefix) in the
+// current generation.
+func (e *Entity[V]) Key(id string) string { return e.keyAt(id, e.gen.Load()) }
+
+// keyAt is Key in generation gen: a read computes every key from the one
+// generation it read, so an entry is never filed under another.
+func (e *Entity[V]) keyAt(id string, gen uint64) string {
+	k := "v" + strconv.Itoa(e.spec.Version) + ":" + e.spec.Name + ":"
+	if e.spec.Generational {
+		k += "g" + strconv.FormatUint(gen, 10) + ":"
+	}
+	return k + id
+}
+
+// TTL returns the configured lifetime of found values.
+func (e *Entity[V]) TTL() time.Duration { return e.spec.TTL }
+
+func (e *Entity[V]) ttlFor(found bool) time.Duration {
+	ttl := e.spec.TTL
+	if !found {
+		ttl = e.spec.NegativeTTL
+	}
+	j := e.spec.Jitter * (2*rand.Float64() - 1)
+	return time.Duration(float64(ttl) * (1 + j))
+}
+
+// l2Usable reports whether this entity may use Redis now: it must exist,
+// and a generational entity must know the current generation, which it
+// learns only through the subscription.
+func (e *Entity[V]) l2Usable() bool {
+	c := e.c
+	if c.redis == nil || c.breaker.State() == gobreaker.StateOpen {
+		return false
+	}
+	// A generational entity must know the current generation, which it
+	// learns through the channel: same rule as serving L1.
+	return !e.spec.Generational || c.l1Usable()
+}
+
+// Loader reads the value of one id from the source of truth; found=false
+// means it does not exist (cached for NegativeTTL).
+type Loader[V any] func(ctx context.Context) (v V, found bool, err error)
+
+// Get returns the value of id from L1, L2 or load, in that order.
+func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool, error) {
+	c := e.c
+	gen := e.gen.Load()
+	key := e.keyAt(id, gen)
+	if c.l1Usable() {
+		if en, ok := c.l1.GetIfPresent(key); ok && en.era == c.era.Load() && en.gen == gen && time.Now().Before(en.expires) {
+			e.m.hitL1()
+			e.maybeRefresh(key, en, load)
+			v, _ := en.val.(V)
+			return v, en.found, nil
+		}
+		e.m.missL1()
+	}
+	res, err, _ := c.flights.Do(key, func() (any, error) {
+		// The load is shared by every caller waiting on it: one caller
+		// giving up must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return e.fetch(ctx, key, gen, load, nil)
+	})
+	if err != nil {
+		var zero V
+		return zero, false, err
+	}
+	en := res.(*entry)
+	v, _ := en.val.(V)
+	return v, en.found, nil
+}
+
+// maybeRefresh refreshes a hot entry in the last tenth of its lifetime,
+// with a probability that grows as expiry nears and with the load time
+// (XFetch), so one request reloads it while the others keep hitting and a
+// hot key never expires under load.
+func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
+	remaining := time.Until(en.expires)
+	if remaining > e.spec.TTL/10 {
+		// Only in the last tenth of the lifetime: a slow load (a loaded
+		// database) must not turn every fresh entry into a refresh.
+		return
+	}
+	delta := max(en.delta, time.Millisecond)
+	if float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
+		return
+	}
+	gen := en.gen
+	go func() {
+		_, _, _ = e.c.flights.Do("refresh:"+key, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return e.fetch(ctx, key, gen, load, en)
+		})
+	}()
+}
+
+// fetch is the miss path of one key, run once per instance at a time.
+// With refresh (the entry being refreshed early) it skips the L2 copy of
+// that same entry and gives up when another instance holds the lock.
+func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Loader[V], refresh *entry) (*entry, error) {
+	c := e.c
+	useL1 := c.l1Usable()
+	era := c.era.Load()
+	epoch := c.epochOf(key)
+	fill := func(en *entry) *entry {
+		en.era, en.gen = era, gen
+		if useL1 {
+			c.fillL1(key, epoch, en)
+		}
+		return en
+	}
+	if !e.l2Usable() {
+		en, _, err := e.load(ctx, load)
+		if err != nil {
+			return nil, err
+		}
+		return fill(en), nil
+	}
+	rkey := c.opts.Prefix + key
+	if refresh == nil {
+		if en, ok := e.readL2(ctx, rkey); ok {
+			return fill(en), nil
+		}
+	}
+	// Elect one loader cluster-wide; read the stamp in the same round trip,
+	// so the fill can tell whether a write came in between. The others poll
+	// L2 and retry the lock (a holder that died frees it at its expiry);
+	// a failed attempt is retried too, since one slow round trip must not
+	// turn into a database query. Only an open breaker or the wait bound
+	// makes an instance load without the lock.
+	token := c.node + ":" + strconv.FormatInt(rand.Int64(), 36)
+	locked, stamp, found, lockErr := e.lock(ctx, rkey, token)
+	if refresh != nil {
+		switch {
+		case found != nil && found.expires.After(refresh.expires):
+			// Another instance refreshed it already: take its value.
+			if locked {
+				e.unlock(rkey, token)
+			}
+			return fill(found), nil
+		case lockErr != nil || !locked:
+			return nil, nil // another instance is refreshing it
+		}
+		found = nil // the L2 copy is the one being refreshed
+	}
+	deadline := time.Now().Add(c.opts.LockWait)
+	for {
+		if found != nil {
+			if locked {
+				e.unlock(rkey, token)
+			}
+			e.m.hitL2()
+			return fill(found), nil
+		}
+		if locked {
+			break
+		}
+		if !e.l2Usable() {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.metrics.lockTimeouts.WithLabelValues(e.spec.Name).Inc()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		locked, stamp, found, lockErr = e.lock(ctx, rkey, token)
+	}
+	en, body, err := e.load(ctx, load)
+	if err != nil {
+		if locked {
+			e.unlock(rkey, token)
+		}
+		return nil, err
+	}
+	if lockErr == nil {
+		e.writeL2(rkey, stamp, body, en)
+	}
+	if locked {
+		e.unlock(rkey, token)
+	}
+	return fill(en), nil
+}
+
+// load calls the loader and builds the entry and its L2 envelope.
+func (e *Entity[V]) load(ctx context.Context, load Loader[V]) (*entry, []byte, error) {
+	c := e.c
+	start := time.Now()
+	v, found, err := load(ctx)
+	took := time.Since(start)
+	c.metrics.loads.WithLabelValues(e.spec.Name, outcome(err)).Inc()
+	c.metrics.loadDur.WithLabelValues(e.spec.Name).Observe(took.Seconds())
+	if err != nil {
+		return nil, nil, err
+	}
+	ttl := e.ttlFor(found)
+	en := &entry{found: found, expires: start.Add(ttl), delta: took}
+	env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
+	if found {
+		en.val = v
+		if env.Value, err = json.Marshal(v); err != nil {
+			return nil, nil, err
+		}
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	en.weight = uint32(min(len(body), math.MaxUint32/2))
+	return en, body, nil
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// readL2 returns the L2 entry of rkey, if any and still fresh.
+func (e *Entity[V]) readL2(ctx context.Context, rkey string) (*entry, bool) {
+	c := e.c
+	var body []byte
+	err := c.l2(ctx, func(ctx context.Context) error {
+		b, err := c.redis.Do(ctx, c.redis.B().Get().Key(rkey).Build()).AsBytes()
+		if rueidis.IsRedisNil(err) {
+			return nil
+		}
+		body = b
+		return err
+	})
+	if err != nil || body == nil {
+		e.m.missL2()
+		return nil, false
+	}
+	en, ok := e.decode(body)
+	if !ok {
+		e.m.missL2()
+		return nil, false
+	}
+	e.m.hitL2()
+	return en, true
+}
+
+func (e *Entity[V]) decode(body []byte) (*entry, bool) {
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, false
+	}
+	en := &entry{found: !env.Missing, expires: time.UnixMilli(env.Expires), delta: time.Duration(env.Delta) * time.Microsecond,
+		weight: uint32(min(len(body), math.MaxUint32/2))}
+	if !time.Now().Before(en.expires) {
+		return nil, false
+	}
+	if en.found {
+		var v V
+		if err := json.Unmarshal(env.Value, &v); err != nil {
+			return nil, false
+		}
+		en.val = v
+	}
+	return en, true
+}
+
+func (c *Cache) stampKey(rkey string) string { return c.opts.Prefix + "s:" + rkey }
+func (c *Cache) lockKey(rkey string) string  { return c.opts.Prefix + "l:" + rkey }
+
+// lock tries to take the load lock of rkey, and in the same round trip
+// reads its stamp and its value: a loader that finished between this
+// instance's L2 miss and its lock attempt has filled L2 and released the
+// lock, and its value must be used rather than loaded again.
+func (e *Entity[V]) lock(ctx context.Context, rkey, token string) (locked bool, stamp string, found *entry, err error) {
+	c := e.c
+	lockTTL := 2 * c.opts.LockWait
+	var body []byte
+	err = c.l2(ctx, func(ctx context.Context) error {
+		res := c.redis.DoMulti(ctx,
+			c.redis.B().Set().Key(c.lockKey(rkey)).Value(token).Nx().PxMilliseconds(lockTTL.Milliseconds()).Build(),
+			c.redis.B().Get().Key(c.stampKey(rkey)).Build(),
+			c.redis.B().Get().Key(rkey).Build())
+		if err := res[0].Error(); err != nil && !rueidis.IsRedisNil(err) {
+			return err
+		}
+		locked = res[0].Error() == nil
+		s, err := res[1].ToString()
+		if rueidis.IsRedisNil(err) {
+			s, err = "", nil
+		}
+		if err != nil {
+			return err
+		}
+		stamp = s
+		b, err := res[2].AsBytes()
+		if rueidis.IsRedisNil(err) {
+			return nil
+		}
+		body = b
+		return err
+	})
+	if err == nil && body != nil {
+		found, _ = e.decode(body)
+	}
+	return locked, stamp, found, err
+}
+
+var unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+func (e *Entity[V]) unlock(rkey, token string) {
+	c := e.c
+	_ = c.l2Within(context.Background(), c.opts.LockWait, func(ctx context.Context) error {
+		return unlockScript.Exec(ctx, c.redis, []string{c.lockKey(rkey)}, []string{token}).Error()
+	})
+}
+
+// fillScript sets KEYS[1] only if the stamp KEYS[2] is still ARGV[1]: an
+// invalidation since the stamp was read means the loaded value may be old.
+var fillScript = rueidis.NewLuaScript(`
+local s = redis.call('GET', KEYS[2]) or ''
+if s ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+func (e *Entity[V]) writeL2(rkey, stamp string, body []byte, en *entry) {
+	c := e.c
+	ttl := time.Until(en.expires).Milliseconds()
+	if ttl <= 0 {
+		return
+	}
+	_ = c.l2Within(context.Background(), c.opts.LockWait, func(ctx context.Context) error {
+		return fillScript.Exec(ctx, c.redis, []string{rkey, c.stampKey(rkey)},
+			[]string{stamp, string(body), strconv.FormatInt(ttl, 10)}).Error()
+	})
+}
+
+// GetMany returns the values of ids that exist. Hits come from L1 and L2;
+// the misses are loaded with one call of load (not coalesced across
+// instances: batches are cart and search pages, not hot single keys).
+func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx context.Context, ids []string) (map[string]V, error)) (map[string]V, error) {
+	c := e.c
+	out := make(map[string]V, len(ids))
+	gen := e.gen.Load()
+	era := c.era.Load()
+	useL1 := c.l1Usable()
+	var missing []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if useL1 {
+			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && time.Now().Before(en.expires) {
+				e.m.hitL1()
+				if en.found {
+					out[id] = en.val.(V)
+				}
+				continue
+			}
+			e.m.missL1()
+		}
+		missing = append(missing, id)
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	epochs := make([]uint64, len(missing))
+	for i, id := range missing {
+		epochs[i] = c.epochOf(e.keyAt(id, gen))
+	}
+	fill := func(i int, en *entry) {
+		en.era, en.gen = era, gen
+		if useL1 {
+			c.fillL1(e.keyAt(missing[i], gen), epochs[i], en)
+		}
+	}
+	stamps := make([]string, len(missing))
+	l2ok := false
+	if e.l2Usable() {
+		rkeys := make([]string, len(missing))
+		skeys := make([]string, len(missing))
+		for i, id := range missing {
+			rkeys[i] = c.opts.Prefix + e.keyAt(id, gen)
+			skeys[i] = c.stampKey(rkeys[i])
+		}
+		var bodies, stampVals []rueidis.RedisMessage
+		err := c.l2(ctx, func(ctx context.Context) error {
+			res := c.redis.DoMulti(ctx, c.redis.B().Mget().Key(rkeys...).Build(), c.redis.B().Mget().Key(skeys...).Build())
+			var err error
+			if bodies, err = res[0].ToArray(); err != nil {
+				return err
+			}
+			stampVals, err = res[1].ToArray()
+			return err
+		})
+		if err == nil && len(bodies) == len(missing) && len(stampVals) == len(missing) {
+			l2ok = true
+			var still []string
+			var stillEpochs []uint64
+			var stillStamps []string
+			for i, id := range missing {
+				if b, err := bodies[i].AsBytes(); err == nil {
+					if en, ok := e.decode(b); ok {
+						e.m.hitL2()
+						fill(i, en)
+						if en.found {
+							out[id] = en.val.(V)
+						}
+						continue
+					}
+				}
+				e.m.missL2()
+				s, _ := stampVals[i].ToString()
+				still, stillEpochs, stillStamps = append(still, id), append(stillEpochs, epochs[i]), append(stillStamps, s)
+			}
+			missing, epochs, stamps = still, stillEpochs, stillStamps
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	start := time.Now()
+	loaded, err := load(ctx, missing)
+	took := time.Since(start)
+	c.metrics.loads.WithLabelValues(e.spec.Name, outcome(err)).Inc()
+	c.metrics.loadDur.WithLabelValues(e.spec.Name).Observe(took.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range missing {
+		v, found := loaded[id]
+		if found {
+			out[id] = v
+		}
+		ttl := e.ttlFor(found)
+		en := &entry{found: found, expires: start.Add(ttl), delta: took}
+		env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
+		if found {
+			en.val = v
+			if env.Value, err = json.Marshal(v); err != nil {
+				return nil, err
+			}
+		}
+		body, err := json.Marshal(env)
+		if err != nil {
+			return nil, err
+		}
+		en.weight = uint32(min(len(body), math.MaxUint32/2))
+		fill(i, en)
+		if l2ok {
+			e.writeL2(c.opts.Prefix+e.keyAt(id, gen), stamps[i], body, en)
+		}
+	}
+	return out, nil
+}
+
+// Invalidate drops ids everywhere: L2 and every instance's L1. Call it after
+// the write commits (sqldb.AfterCommit); it returns once every instance
+// acknowledged or Options.Bound passed, after which no instance serves the
+// old values.
+func (e *Entity[V]) Invalidate(ctx context.Context, ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = e.Key(id)
+	}
+	for _, k := range keys {
+		e.c.dropL1(k)
+	}
+	e.c.metrics.invalidations.WithLabelValues(e.spec.Name, "key").Add(float64(len(ids)))
+	e.c.broadcast(ctx, message{Keys: keys})
+}
+
+// InvalidateAll moves a generational entity to a new generation: every
+// entry of the old one is unreachable on every instance.
+func (e *Entity[V]) InvalidateAll(ctx context.Context) {
+	e.c.metrics.invalidations.WithLabelValues(e.spec.Name, "all").Inc()
+	if e.c.redis == nil {
+		e.gen.Add(1)
+		return
+	}
+	// The generation is Redis' counter; the broadcast script increments it
+	// and every instance, this one included, learns the new number from
+	// the message before acknowledging.
+	e.c.broadcast(ctx, message{Entities: []string{e.spec.Name}})
+}

@@ -1,0 +1,43 @@
+// Package cachetest builds caches for store contract tests: one real
+// redis-server per test binary run by the caller, and a fresh key prefix per
+// cache so stores sharing it never meet.
+package cachetest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/rueidis"
+
+	"github.com/millionshop/million/cache"
+	"github.com/millionshop/million/redistest"
+	"github.com/millionshop/million/redisx"
+)
+
+var prefixes atomic.Int64
+
+// Redis starts a redis-server for t and returns a client to it.
+func Redis(t testing.TB) rueidis.Client {
+	t.Helper()
+	srv := redistest.Start(t)
+	r, err := redisx.Open(context.Background(), srv.URL(), redisx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// New returns a cache over redis (nil: L1 only) with a key prefix no other
+// cache of this process uses, closed when t ends.
+func New(t testing.TB, redis rueidis.Client) *cache.Cache {
+	t.Helper()
+	c, err := cache.New(cache.Options{Redis: redis, Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/millionshop/million/cache"
+	"github.com/millionshop/million/search"
+	"github.com/millionshop/million/sqldb"
+)
+
+// Cached is a search.Store that answers matches from a cache.Cache. Results
+// (product IDs; the products come from the catalog's own cache) live for a
+// short TTL, and every index change moves them all to a new generation
+// after its transaction commits, so a search after a write sees it.
+type Cached struct {
+	inner   search.Store
+	results *cache.Entity[[]string]
+}
+
+var _ search.Store = (*Cached)(nil)
+
+// resultsVersion is the version of the cached shape; bump it when it changes.
+const resultsVersion = 1
+
+// NewCached wraps inner with c; ttl 0 means 1 min.
+func NewCached(inner search.Store, c *cache.Cache, ttl time.Duration) *Cached {
+	if ttl <= 0 {
+		ttl = time.Minute
+	}
+	return &Cached{inner: inner, results: cache.Register[[]string](c, cache.Spec{
+		Name: "search", Version: resultsVersion, TTL: ttl, Generational: true,
+	})}
+}
+
+func (s *Cached) changed(ctx context.Context) {
+	sqldb.AfterCommit(ctx, func() {
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		s.results.InvalidateAll(ictx)
+	})
+}
+
+// Upsert implements search.Store.
+func (s *Cached) Upsert(ctx context.Context, productID, name, description string) error {
+	if err := s.inner.Upsert(ctx, productID, name, description); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// Delete implements search.Store.
+func (s *Cached) Delete(ctx context.Context, productID string) error {
+	if err := s.inner.Delete(ctx, productID); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// Match implements search.Store.
+func (s *Cached) Match(ctx context.Context, terms []string, offset, limit int) ([]string, error) {
+	if sqldb.InTransaction(ctx) {
+		return s.inner.Match(ctx, terms, offset, limit)
+	}
+	// Terms are normalized words of letters and digits: a space cannot
+	// occur in one, so the key is unambiguous.
+	key := strings.Join(terms, " ") + "|" + strconv.Itoa(offset) + "|" + strconv.Itoa(limit)
+	ids, _, err := s.results.Get(ctx, key, func(ctx context.Context) ([]string, bool, error) {
+		ids, err := s.inner.Match(ctx, terms, offset, limit)
+		return ids, err == nil, err
+	})
+	if ids == nil && err == nil {
+		ids = []string{}
+	}
+	return ids, err
+}
