@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -49,13 +47,13 @@ func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			id = newRequestID()
+		if !web.ValidRequestID(id) {
+			id = web.NewRequestID()
 			r.Header.Set("X-Request-ID", id)
 		}
 		w.Header().Set("X-Request-ID", id)
 		info := &reqInfo{}
-		ip := g.clientIP(r)
+		ip := web.ClientIP(r, g.opts.TrustForwardedFor)
 		ctx := web.WithRequestID(r.Context(), id)
 		ctx = context.WithValue(ctx, clientIPKey, ip)
 		ctx = context.WithValue(ctx, infoKey, info)
@@ -74,22 +72,6 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		inner.ServeHTTP(sw, r)
 	})
-}
-
-func (g *Gateway) clientIP(r *http.Request) string {
-	if g.opts.TrustForwardedFor {
-		if xff := strings.Join(r.Header.Values("X-Forwarded-For"), ","); xff != "" {
-			last := xff[strings.LastIndexByte(xff, ',')+1:]
-			if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
-				return ip.String()
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // idempotent reports whether running r twice has the effect of running it
@@ -425,26 +407,3 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// validRequestID accepts the IDs package web accepts: 1 to 128 letters,
-// digits, '-', '_', '.' and ':', safe to pass on and log.
-func validRequestID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '_' || c == '.' || c == ':'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}

@@ -52,15 +52,16 @@ func ClientIPFrom(ctx context.Context) string {
 	return ip
 }
 
-func newRequestID() string {
+// NewRequestID returns a random request ID (32 hex digits).
+func NewRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// validRequestID accepts incoming IDs that are safe to echo and log: 1 to 128
+// ValidRequestID accepts incoming IDs that are safe to echo and log: 1 to 128
 // characters of letters, digits, '-', '_', '.' and ':'.
-func validRequestID(id string) bool {
+func ValidRequestID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false
 	}

@@ -195,12 +195,12 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			id = newRequestID()
+		if !ValidRequestID(id) {
+			id = NewRequestID()
 		}
 		w.Header().Set("X-Request-ID", id)
 		ctx := WithRequestID(r.Context(), id)
-		ctx = context.WithValue(ctx, clientIPKey, clientIP(r, opts.TrustProxy))
+		ctx = context.WithValue(ctx, clientIPKey, ClientIP(r, opts.TrustProxy))
 		r = r.WithContext(ctx)
 		sw := asStatusWriter(w)
 		defer func() {
@@ -224,7 +224,9 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 	})
 }
 
-func clientIP(r *http.Request, trustProxy bool) string {
+// ClientIP returns the address of the client: the peer, or with trustProxy
+// the last X-Forwarded-For entry, the one the trusted proxy appended.
+func ClientIP(r *http.Request, trustProxy bool) string {
 	if trustProxy {
 		// The trusted proxy appends the address it saw to whatever the
 		// client sent, so only the last entry is trustworthy; earlier ones
