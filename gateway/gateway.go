@@ -50,11 +50,15 @@ type Options struct {
 	EjectMax        time.Duration // ejection time cap; default 2m
 	MaxEjectPercent int           // at most this share of backends ejected at once (at least one, never all); default 50
 
-	MaxAttempts     int     // attempts per request, the first included; default 3
-	RetryRatio      float64 // retries allowed as a share of requests over the last 10 s; default 0.2
-	RetryMin        int     // retries always allowed per 10 s; default 30
-	MaxReplayBody   int64   // request bodies up to this size are buffered so they can be replayed; default 1 MiB
-	RetryOnStatuses []int   // backend statuses retried for idempotent requests; default 500, 502, 503, 504
+	MaxAttempts   int     // attempts per request, the first included; default 3
+	RetryRatio    float64 // retries allowed as a share of requests over the last 10 s; default 0.2
+	RetryMin      int     // retries always allowed per 10 s; default 30
+	MaxReplayBody int64   // request bodies up to this size are buffered so they can be replayed; default 1 MiB
+	// IdempotentPOST lists the paths whose POST handlers deduplicate by
+	// Idempotency-Key, so such a POST with the header may be retried;
+	// default /v1/checkout, million's one.
+	IdempotentPOST  []string
+	RetryOnStatuses []int // backend statuses retried for idempotent requests; default 500, 502, 503, 504
 
 	DialTimeout           time.Duration // default 2s
 	ResponseHeaderTimeout time.Duration // wait for a backend's response headers; default 35s (above serve's request timeout)
@@ -108,6 +112,9 @@ func (o *Options) defaults() {
 		o.RetryMin = 0
 	} else if o.RetryMin == 0 {
 		o.RetryMin = 30
+	}
+	if o.IdempotentPOST == nil {
+		o.IdempotentPOST = []string{"/v1/checkout"}
 	}
 	if o.MaxReplayBody <= 0 {
 		o.MaxReplayBody = 1 << 20

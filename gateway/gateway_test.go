@@ -456,12 +456,25 @@ func TestRetriesOnlyWhenSafe(t *testing.T) {
 			t.Fatalf("POST without Idempotency-Key: statuses %v, a saw %d; want 5 visible 503s and no retry", seen, a.hits.Load())
 		}
 		for i, m := range []string{"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST"} {
+			path := "/v1/cart/items/1"
+			if m == "POST" {
+				path = "/v1/checkout" // the one POST the server deduplicates by key
+			}
 			for j := range 6 {
-				r := f.do(t, m, "/v1/cart/items/1", []byte(`{"quantity":2}`), "Idempotency-Key", fmt.Sprintf("k-%d-%d", i, j))
+				r := f.do(t, m, path, []byte(`{"quantity":2}`), "Idempotency-Key", fmt.Sprintf("k-%d-%d", i, j))
 				if r.status != 200 {
-					t.Fatalf("%s: %d, want the 503 retried on b", m, r.status)
+					t.Fatalf("%s %s: %d, want the 503 retried on b", m, path, r.status)
 				}
 			}
+		}
+		// A key on a POST whose handler ignores it does not make it safe.
+		before := a.hits.Load()
+		seen = map[int]int{}
+		for j := range 10 {
+			seen[f.do(t, "POST", "/v1/cart/items", []byte(`{"quantity":2}`), "Idempotency-Key", fmt.Sprintf("c-%d", j)).status]++
+		}
+		if seen[503] != 5 || seen[200] != 5 || a.hits.Load()-before != 5 {
+			t.Fatalf("POST /v1/cart/items with a key the server ignores: %v, a saw %d; want 5 visible 503s, no retry", seen, a.hits.Load()-before)
 		}
 	})
 	t.Run("connection refused", func(t *testing.T) {
@@ -762,5 +775,41 @@ func TestBackendFailingMidBodyAbortsTheResponse(t *testing.T) {
 	b, err := io.ReadAll(resp.Body)
 	if err == nil {
 		t.Fatalf("read %d bytes and a clean end; the cut should surface as an error", len(b))
+	}
+}
+
+// TestSheddingIsNotEjected: a backend refusing work with 503 and
+// Retry-After (load shedding) keeps its place, or its load would move onto
+// the others and spread the overload; its idempotent requests are still
+// retried elsewhere. A backend answering 500 is ejected.
+func TestSheddingIsNotEjected(t *testing.T) {
+	t.Parallel()
+	shedding := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(shedding.Close)
+	failing, ok := newUpstream(t, "failing"), newUpstream(t, "ok")
+	failing.status.Store(500)
+	f := setup(t, gateway.Options{EjectAfter: 3}, shedding.URL, failing.URL, ok.URL)
+	for range 30 {
+		if r := f.do(t, "GET", "/", nil); r.status != 200 {
+			t.Fatalf("GET: %d, want it retried on the healthy backend", r.status)
+		}
+	}
+	for _, b := range f.gw.Backends() {
+		switch b.URL {
+		case shedding.URL:
+			if b.Ejected {
+				t.Fatal("the shedding backend was ejected")
+			}
+		case failing.URL:
+			if !b.Ejected {
+				t.Fatal("the backend answering 500 was not ejected")
+			}
+		}
 	}
 }

@@ -75,14 +75,15 @@ func (g *Gateway) Handler() http.Handler {
 }
 
 // idempotent reports whether running r twice has the effect of running it
-// once: the idempotent methods, and a POST with an Idempotency-Key (the
-// server deduplicates those).
-func idempotent(r *http.Request) bool {
+// once: the idempotent methods, and a POST with an Idempotency-Key to a
+// path whose handler deduplicates by that key (Options.IdempotentPOST).
+// Other POSTs may carry the header without the server honouring it.
+func (g *Gateway) idempotent(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
 		return true
 	case http.MethodPost:
-		return r.Header.Get("Idempotency-Key") != ""
+		return r.Header.Get("Idempotency-Key") != "" && slices.Contains(g.opts.IdempotentPOST, r.URL.Path)
 	}
 	return false
 }
@@ -166,7 +167,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	idem := idempotent(r)
+	idem := g.idempotent(r)
 	ip := ClientIPFrom(r.Context())
 	var tried []*backend
 	be := g.pick(ip, nil)
@@ -284,8 +285,21 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b
 		return nil, &attemptErr{err: err, sent: sent.Load(), timeout: timeout}
 	}
 	g.metrics.requests.WithLabelValues(be.key, statusClass(resp.StatusCode)).Inc()
-	g.observe(be, resp.StatusCode >= 500)
+	g.observe(be, failedAnswer(resp))
 	return resp, nil
+}
+
+// failedAnswer reports whether resp counts towards ejecting its backend: a
+// 5xx, except a 503 with Retry-After. That one is a backend refusing work
+// it cannot finish in time (load shedding) or a shared dependency being
+// down: ejecting it would move its load onto the others and spread the
+// overload, or take out every backend one by one for the same database.
+// The request itself is still retried elsewhere when that is safe.
+func failedAnswer(resp *http.Response) bool {
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+		return false
+	}
+	return resp.StatusCode >= 500
 }
 
 // hopHeaders are meaningful for one connection only (RFC 9110 7.6.1).

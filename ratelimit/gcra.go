@@ -32,8 +32,12 @@ func (r Rate) burst() int {
 	return max(r.Limit, 1)
 }
 
-// interval is the time one request "costs": the emission interval of GCRA.
-func (r Rate) interval() time.Duration { return r.Period / time.Duration(r.Limit) }
+// interval is the time one request "costs": the emission interval of GCRA,
+// at least the microsecond both implementations count in (a zero interval
+// would divide by zero in them).
+func (r Rate) interval() time.Duration {
+	return max(r.Period/time.Duration(r.Limit), time.Microsecond)
+}
 
 // String formats r the way ParseRate reads it ("200/s", "600/m:50", "0").
 func (r Rate) String() string {
@@ -94,8 +98,8 @@ func ParseRate(s string) (Rate, error) {
 	if limit == 0 {
 		return Rate{}, nil
 	}
-	if period/time.Duration(limit) <= 0 {
-		return Rate{}, fmt.Errorf("rate %q is too fast to measure", s)
+	if period/time.Duration(limit) < time.Microsecond {
+		return Rate{}, fmt.Errorf("rate %q is too fast to measure: at most 1,000,000 per second", s)
 	}
 	return r, nil
 }

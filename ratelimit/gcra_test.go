@@ -307,9 +307,20 @@ func TestParseRate(t *testing.T) {
 			t.Errorf("ParseRate(%q.String() = %q) = %+v, %v; want %+v", in, got.String(), back, err, got)
 		}
 	}
-	for _, in := range []string{"200", "x/s", "-1/s", "10/fortnight", "10/s:0", "10/s:x", "10/-1s", "1000000000000/s"} {
+	for _, in := range []string{"200", "x/s", "-1/s", "10/fortnight", "10/s:0", "10/s:x", "10/-1s", "1000000000000/s", "2000000/s"} {
 		if r, err := ratelimit.ParseRate(in); err == nil {
 			t.Errorf("ParseRate(%q) = %+v, want an error", in, r)
 		}
+	}
+}
+
+// TestFastestRateDoesNotDivideByZero: a Rate built in code with an
+// interval under the microsecond the limiters count in is clamped, not a
+// division by zero on every request.
+func TestFastestRateDoesNotDivideByZero(t *testing.T) {
+	m := ratelimit.NewMemory(time.Now)
+	d, err := m.Allow(context.Background(), "k", ratelimit.Rate{Limit: 2_000_000, Period: time.Second})
+	if err != nil || !d.Allowed {
+		t.Fatalf("Allow = %+v, %v", d, err)
 	}
 }

@@ -125,8 +125,13 @@ func New(opts Options) *Shedder {
 // request must call done exactly once when it finishes; ok=false (the
 // request failed on its own) keeps its latency out of the capacity estimate.
 func (s *Shedder) Allow() (done func(ok bool), err error) {
-	if s.shouldDrop() {
-		s.lastDrop.Store(s.opts.Now().UnixNano())
+	if drop, overloaded := s.shouldDrop(); drop {
+		// Only a refusal while overloaded extends the cool-off: refusals
+		// made within it must not keep it going once the CPU has calmed
+		// down, or a slow dependency would be shed forever.
+		if overloaded {
+			s.lastDrop.Store(s.opts.Now().UnixNano())
+		}
 		s.dropped.Add(1)
 		return nil, ErrOverloaded
 	}
@@ -145,13 +150,16 @@ func (s *Shedder) Allow() (done func(ok bool), err error) {
 	}, nil
 }
 
-func (s *Shedder) shouldDrop() bool {
-	if !s.overloaded() && !s.stillHot() {
-		return false
+// shouldDrop reports whether to refuse a request now, and whether the
+// instance is overloaded (rather than within the cool-off of an overload).
+func (s *Shedder) shouldDrop() (drop, overloaded bool) {
+	overloaded = s.overloaded()
+	if !overloaded && !s.stillHot() {
+		return false, false
 	}
 	flying := s.inFlight.Load()
 	limit, known := s.MaxInFlight()
-	return known && flying > 1 && float64(flying) >= limit
+	return known && flying > 1 && float64(flying) >= limit, overloaded
 }
 
 func (s *Shedder) overloaded() bool {

@@ -157,6 +157,20 @@ func TestCoolOffKeepsSheddingThroughADip(t *testing.T) {
 	if _, err := s.Allow(); err != ErrOverloaded {
 		t.Fatalf("not shedding within the cool-off: %v", err)
 	}
+	// Refusals within the cool-off do not extend it: once it has passed
+	// since the last refusal made while overloaded, requests pass.
+	for range 9 {
+		c.advance(100*time.Millisecond, 0, gomaxprocs())
+		s.sample(sampler)
+		_, _ = s.Allow() // still within the cool-off: refused, or not
+	}
+	c.advance(150*time.Millisecond, 0, gomaxprocs())
+	s.sample(sampler)
+	if d, err := s.Allow(); err != nil {
+		t.Fatalf("still shedding %v after the last refusal made while overloaded, with the CPU calm", time.Second)
+	} else {
+		d(true)
+	}
 }
 
 func TestHandlerExemptsAndRefuses(t *testing.T) {

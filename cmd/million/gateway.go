@@ -40,10 +40,11 @@ type GatewayCmd struct {
 	EjectMax        time.Duration `default:"2m" help:"Longest ejection."`
 	MaxEjectPercent int           `default:"50" help:"At most this share of the backends is ejected at once (at least one, never all)."`
 
-	MaxAttempts   int     `default:"3" help:"Attempts per request, the first included."`
-	RetryRatio    float64 `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
-	RetryMin      int     `default:"30" help:"Retries always allowed per 10 s."`
-	MaxReplayBody int64   `default:"1048576" help:"Request bodies up to this many bytes are buffered so they can be retried."`
+	MaxAttempts    int      `default:"3" help:"Attempts per request, the first included."`
+	RetryRatio     float64  `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
+	RetryMin       int      `default:"30" help:"Retries always allowed per 10 s."`
+	MaxReplayBody  int64    `default:"1048576" help:"Request bodies up to this many bytes are buffered so they can be retried."`
+	IdempotentPOST []string `name:"idempotent-post" default:"/v1/checkout" placeholder:"PATH" help:"Paths whose POST handlers deduplicate by Idempotency-Key, so such a POST with the header may be retried (repeat)."`
 
 	DialTimeout           time.Duration `default:"2s" help:"Timeout of a connection to a backend."`
 	ResponseHeaderTimeout time.Duration `default:"35s" help:"Wait for a backend's response headers."`
@@ -76,7 +77,8 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 		HealthPath: c.HealthPath, HealthInterval: c.HealthInterval, HealthTimeout: c.HealthTimeout, Rise: c.Rise, Fall: c.Fall,
 		EjectAfter: c.EjectAfter, EjectBase: c.EjectBase, EjectMax: c.EjectMax, MaxEjectPercent: c.MaxEjectPercent,
 		MaxAttempts: c.MaxAttempts, RetryRatio: c.RetryRatio, RetryMin: c.RetryMin, MaxReplayBody: c.MaxReplayBody,
-		DialTimeout: c.DialTimeout, ResponseHeaderTimeout: c.ResponseHeaderTimeout, RequestTimeout: c.RequestTimeout,
+		IdempotentPOST: c.IdempotentPOST,
+		DialTimeout:    c.DialTimeout, ResponseHeaderTimeout: c.ResponseHeaderTimeout, RequestTimeout: c.RequestTimeout,
 		MaxIdleConnsPerHost: c.MaxIdleConnsPerHost, TrustForwardedFor: c.TrustForwardedFor, AccessLog: c.AccessLog,
 		Logger: logger, Registry: metrics.Registry,
 	})
