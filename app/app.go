@@ -24,7 +24,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/millionshop/million/api"
-	"github.com/millionshop/million/bus"
 	"github.com/millionshop/million/cart"
 	carthttp "github.com/millionshop/million/cart/httpapi"
 	cartstore "github.com/millionshop/million/cart/store"
@@ -79,6 +78,10 @@ type Config struct {
 	// RedisURL (redis://host:port/db) makes Redis the state shared by every
 	// instance (sessions, limits, cache); empty keeps everything in-process.
 	RedisURL string
+	// NATSURL (nats://host:4222) connects the event backbone to an external
+	// NATS cluster; empty runs a NATS server inside the process, its
+	// JetStream store in DataDir/nats.
+	NATSURL string
 }
 
 func (c *Config) defaults() {
@@ -138,6 +141,7 @@ type App struct {
 	Outbox   *outbox.Outbox
 	// Redis is the shared-state client, nil without Config.RedisURL.
 	Redis    rueidis.Client
+	events   *eventBackbone
 	router   *web.Router
 	draining atomic.Bool
 	inFlight atomic.Int64
@@ -222,7 +226,8 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	a.Search.SetProducts(a.Catalog)
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
-	events := bus.New()
+	events := a.newEvents(cfg)
+	a.events = events
 	a.Outbox = outbox.New(db, events, logger, now)
 	a.Metrics.RegisterGauge("million_outbox_pending", "Events recorded but not yet published (queue depth).", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -336,9 +341,17 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	if err := a.events.start(ctx, a.Metrics); err != nil {
+		public.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { a.Outbox.Run(workers, 250*time.Millisecond) })
+	wg.Go(func() { a.events.run(workers) })
 
 	errs := make(chan error, 2)
 	go func() { errs <- srv.Serve(public) }()
@@ -368,8 +381,9 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 func (a *App) adminHealth(w http.ResponseWriter, r *http.Request) { _ = a.healthz(w, r) }
 func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz(w, r) }
 
-// Close releases the database and the Redis client.
+// Close releases the event broker, the database and the Redis client.
 func (a *App) Close() error {
+	a.events.close()
 	if a.Redis != nil {
 		a.Redis.Close()
 	}
