@@ -15,6 +15,11 @@ import (
 	"github.com/millionshop/million/outbox"
 )
 
+// fetchBatch is how many messages a consumer takes at once. Messages
+// waiting in a fetched batch get no progress reports, so it stays small
+// enough to be handled well within the ack wait.
+const fetchBatch = 10
+
 func encode(e outbox.Event) ([]byte, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -108,7 +113,7 @@ func (b *Broker) consume(ctx context.Context, s *subscription) {
 		// The fetch context only bounds the wait for messages; handling
 		// them runs under ctx.
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		batch, err := c.Fetch(50, jetstream.FetchContext(fctx))
+		batch, err := c.Fetch(fetchBatch, jetstream.FetchContext(fctx))
 		if err == nil {
 			for m := range batch.Messages() {
 				b.handle(ctx, s, m)

@@ -74,7 +74,7 @@ type Options struct {
 	MaxDeliver int
 	// AckWait is how long a delivery may stay unacknowledged (a crashed or
 	// hung consumer) before JetStream redelivers it. A running handler
-	// extends it (30 s).
+	// extends it (15 s).
 	AckWait time.Duration
 	// RetryBase is the delay before retrying a failed handler; it doubles
 	// per attempt (1 s, 2 s, 4 s, 8 s).
@@ -104,7 +104,7 @@ func (o *Options) defaults() {
 	set(&o.DedupWindow, 2*time.Minute)
 	set(&o.Retention, 7*24*time.Hour)
 	set(&o.DLQRetention, 30*24*time.Hour)
-	set(&o.AckWait, 30*time.Second)
+	set(&o.AckWait, 15*time.Second)
 	set(&o.RetryBase, time.Second)
 	set(&o.HandlerTimeout, 30*time.Second)
 	set(&o.Timeout, 5*time.Second)

@@ -56,7 +56,7 @@ type LogSender struct{ Logger *slog.Logger }
 
 // Send implements Sender.
 func (s LogSender) Send(ctx context.Context, m Message) error {
-	s.Logger.InfoContext(ctx, "notification", "user_id", m.UserID, "kind", m.Kind, "subject", m.Subject)
+	s.Logger.InfoContext(ctx, "notification", "message_id", m.ID, "user_id", m.UserID, "kind", m.Kind, "subject", m.Subject)
 	return nil
 }
 

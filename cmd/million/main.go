@@ -24,6 +24,7 @@ type CLI struct {
 	Seed    SeedCmd          `cmd:"" help:"Fill the database with synthetic users and products for demos and load tests."`
 	Load    LoadCmd          `cmd:"" help:"Generate open-model load (shop journeys at a fixed arrival rate) against a running million and report latency, errors and server metrics."`
 	Bench   BenchCmd         `cmd:"" help:"Run the benchmark protocol: million and a baseline pinned to one CPU, the generator to another, alternating rounds, ratios with min-max."`
+	Jobs    JobsCmd          `cmd:"" help:"Inspect and replay background jobs (the event dead-letter stream)."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
 

@@ -39,6 +39,7 @@ type ServeCmd struct {
 	TrustProxy           bool          `help:"Take the client IP from the last X-Forwarded-For entry, as appended by the one trusted proxy in front (never enable without one)."`
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
+	NATSURL              string        `name:"nats-url" env:"MILLION_NATS_URL" placeholder:"URL" help:"External NATS server with JetStream (nats://host:4222, comma-separated for a cluster) for events and jobs. Without it a NATS server runs inside the process, its store in the data directory."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -54,6 +55,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
+	cfg.NATSURL = c.NATSURL
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
