@@ -82,6 +82,9 @@ type Config struct {
 	// NATS cluster; empty runs a NATS server inside the process, its
 	// JetStream store in DataDir/nats.
 	NATSURL string
+	// SMTPURL (smtp://user:pass@host:587, smtps://…) mails notifications;
+	// empty logs them instead. MailFrom is their sender address.
+	SMTPURL, MailFrom string
 }
 
 func (c *Config) defaults() {
@@ -246,7 +249,11 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		// The key lease outlasts a whole payment (authorize, capture, void).
 		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
-	a.Notifier = notify.NewNotifier(notifystore.New(db), notify.LogSender{Logger: logger}, now)
+	sender, err := a.newSender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.Notifier = notify.NewNotifier(notifystore.New(db), sender, now)
 	for _, topic := range []string{order.TopicPlaced, order.TopicCancelled} {
 		events.Subscribe(topic, "notify", func(ctx context.Context, e outbox.Event) error {
 			return a.Notifier.HandleOrderEvent(ctx, e.ID, e.Topic, e.Payload)

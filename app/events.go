@@ -10,8 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/millionshop/million/events"
+	"github.com/millionshop/million/notify"
 	"github.com/millionshop/million/obs"
 	"github.com/millionshop/million/outbox"
+	"github.com/millionshop/million/user"
 )
 
 // EventsOptions are the broker options of cfg: the external server of
@@ -164,4 +166,29 @@ func (a *App) newEvents(cfg Config) *eventBackbone {
 		return time.Since(oldest).Seconds()
 	})
 	return e
+}
+
+// userDirectory gives notify the users' addresses.
+type userDirectory struct{ users *user.Accounts }
+
+// Email implements notify.Directory.
+func (d userDirectory) Email(ctx context.Context, userID string) (string, error) {
+	u, err := d.users.Get(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	return u.Email, nil
+}
+
+// newSender returns the SMTP sender of cfg.SMTPURL, or the log sender
+// without one.
+func (a *App) newSender(cfg Config) (notify.Sender, error) {
+	if cfg.SMTPURL == "" {
+		return notify.LogSender{Logger: a.logger}, nil
+	}
+	from := cfg.MailFrom
+	if from == "" {
+		from = "million <no-reply@localhost>"
+	}
+	return notify.NewSMTPSender(cfg.SMTPURL, from, userDirectory{a.Users}, 30*time.Second)
 }

@@ -40,6 +40,8 @@ type ServeCmd struct {
 	AccessLog            bool          `default:"true" negatable:"" help:"Log every request."`
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
 	NATSURL              string        `name:"nats-url" env:"MILLION_NATS_URL" placeholder:"URL" help:"External NATS server with JetStream (nats://host:4222, comma-separated for a cluster) for events and jobs. Without it a NATS server runs inside the process, its store in the data directory."`
+	SMTPURL              string        `name:"smtp-url" env:"MILLION_SMTP_URL" placeholder:"URL" help:"SMTP server for order emails (smtp://user:pass@host:587 with STARTTLS, smtps://… for TLS from the start). Without it emails are written to the log."`
+	MailFrom             string        `default:"million <no-reply@localhost>" help:"Sender address of emails."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -56,6 +58,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
 	cfg.NATSURL = c.NATSURL
+	cfg.SMTPURL, cfg.MailFrom = c.SMTPURL, c.MailFrom
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

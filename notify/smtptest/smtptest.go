@@ -34,8 +34,8 @@ type Sink struct {
 	refuse, stall bool
 	// user and password, when set, are the only PLAIN credentials accepted.
 	user, password string
-	conns         map[net.Conn]bool
-	wg            sync.WaitGroup
+	conns          map[net.Conn]bool
+	wg             sync.WaitGroup
 }
 
 // Start starts a sink for the test and stops it when the test ends.
