@@ -353,6 +353,9 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 		if admin != nil {
 			admin.Close()
 		}
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))

@@ -16,6 +16,9 @@ import (
 	"github.com/millionshop/million/user"
 )
 
+// OutboxRetention is how long published events stay in the outbox table.
+const OutboxRetention = 7 * 24 * time.Hour
+
 // EventsOptions are the broker options of cfg: the external server of
 // cfg.NATSURL, or the embedded one with its store in the data directory.
 // The jobs commands open the same store as serve through them.
@@ -35,9 +38,17 @@ func EventsOptions(cfg Config) events.Options {
 type eventBackbone struct {
 	opts events.Options
 	subs []eventSub
+	jobs []periodicJob
 
 	mu     sync.Mutex
 	broker *events.Broker
+}
+
+// periodicJob runs about every interval on one instance of the deployment.
+type periodicJob struct {
+	name     string
+	interval time.Duration
+	run      func(context.Context) error
 }
 
 type eventSub struct {
@@ -91,11 +102,18 @@ func (e *eventBackbone) start(ctx context.Context, m *obs.Metrics) error {
 	return nil
 }
 
-// run runs the consumers until ctx ends.
+// run runs the consumers and the periodic jobs until ctx ends.
 func (e *eventBackbone) run(ctx context.Context) {
-	if b := e.get(); b != nil {
-		b.Run(ctx)
+	b := e.get()
+	if b == nil {
+		return
 	}
+	var wg sync.WaitGroup
+	for _, j := range e.jobs {
+		wg.Go(func() { b.Exclusive(ctx, j.name, j.interval, j.run) })
+	}
+	b.Run(ctx)
+	wg.Wait()
 }
 
 // close stops the broker (and the embedded server); workers have stopped.
@@ -131,6 +149,14 @@ func (a *App) newEvents(cfg Config) *eventBackbone {
 	opts := EventsOptions(cfg)
 	opts.Logger = a.logger
 	e := &eventBackbone{opts: opts}
+	// Published events are kept a week for inspection, then deleted.
+	e.jobs = append(e.jobs, periodicJob{name: "outbox-cleanup", interval: time.Hour, run: func(ctx context.Context) error {
+		n, err := a.Outbox.Purge(ctx, time.Now().Add(-OutboxRetention))
+		if n > 0 {
+			a.logger.InfoContext(ctx, "outbox cleaned up", "deleted", n)
+		}
+		return err
+	}})
 	a.Metrics.RegisterGauge("million_events_dlq_messages", "Messages in the dead-letter stream, waiting for million jobs dlq retry.",
 		e.scrape(func(ctx context.Context, b *events.Broker) (uint64, error) { return b.DLQSize(ctx) }))
 	counter := func(name, help string, v func(events.Stats) uint64) {

@@ -82,3 +82,42 @@ func metricValue(t *testing.T, s *Server, sample string) (float64, bool) {
 	v, err := strconv.ParseFloat(outageMetric(t, s, sample), 64)
 	return v, err == nil
 }
+
+// TestOutboxCleanupJob: the periodic cleanup (run by the instance holding
+// its lease, at once when it gets it) deletes events published more than
+// app.OutboxRetention ago and keeps recent and pending ones.
+func TestOutboxCleanupJob(t *testing.T) {
+	t.Parallel()
+	srv := Start(t)
+	ctx := context.Background()
+	db := srv.App.DB
+	old := time.Now().Add(-app.OutboxRetention - time.Hour).UnixMicro()
+	for i, published := range []any{old, time.Now().UnixMicro(), nil} {
+		if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO outbox_events (id, topic, event_key, payload, created_at, published_at)
+			VALUES (?, 'test.cleanup', 'k', '{}', ?, ?)`, "cleanup-"+strconv.Itoa(i), old, published); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		var n int
+		if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE id LIKE 'cleanup-%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The job ran once at startup, maybe before these rows existed; restart
+	// so that it runs again with them there.
+	srv.Restart(t)
+	db = srv.App.DB
+	deadline := time.Now().Add(20 * time.Second)
+	for count() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cleanup rows left after 20 s, want the recent and the pending one", count())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var pending int
+	if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE id = 'cleanup-2'`).Scan(&pending); err != nil || pending != 1 {
+		t.Fatalf("the pending event was deleted (%v)", err)
+	}
+}

@@ -84,6 +84,9 @@ type Options struct {
 	// Timeout bounds connecting, every publish (until its PubAck) and every
 	// JetStream API call (5 s).
 	Timeout time.Duration
+	// LeaseTTL is how long a periodic job's lease outlives its holder's
+	// last renewal: how long a job pauses when its instance dies (30 s).
+	LeaseTTL time.Duration
 	// Name identifies the client connection to the server.
 	Name   string
 	Logger *slog.Logger
@@ -108,6 +111,7 @@ func (o *Options) defaults() {
 	set(&o.RetryBase, time.Second)
 	set(&o.HandlerTimeout, 30*time.Second)
 	set(&o.Timeout, 5*time.Second)
+	set(&o.LeaseTTL, 30*time.Second)
 	if o.MaxDeliver <= 0 {
 		o.MaxDeliver = 5
 	}

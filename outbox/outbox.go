@@ -221,3 +221,24 @@ func (o *Outbox) OldestPending(ctx context.Context) (at time.Time, ok bool, err 
 	}
 	return time.UnixMicro(created.Int64).UTC(), true, nil
 }
+
+// Purge deletes events published before before, a thousand per statement
+// so that a large backlog never holds the write lock for long, and reports
+// how many it deleted. Published events are kept a while for inspection;
+// nothing reads them.
+func (o *Outbox) Purge(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		res, err := o.db.Writer(ctx).ExecContext(ctx, `DELETE FROM outbox_events WHERE seq IN
+			(SELECT seq FROM outbox_events WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000)`,
+			before.UnixMicro())
+		if err != nil {
+			return total, fault.Wrap(err, "purge outbox")
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if n < 1000 {
+			return total, nil
+		}
+	}
+}
