@@ -66,6 +66,20 @@ func TestOrderEmailsOverSMTP(t *testing.T) {
 		v, ok := metricValue(t, srv, `million_events_consumer_lag{consumer="notify"}`)
 		return ok && v == 0
 	})
+	for sample, want := range map[string]func(float64) bool{
+		"million_events_published_total":        func(v float64) bool { return v >= 3 }, // placed, paid, cancelled
+		"million_events_handled_total":          func(v float64) bool { return v == 2 }, // notify: placed, cancelled
+		"million_events_handler_failures_total": func(v float64) bool { return v >= 2 },
+		"million_events_redeliveries_total":     func(v float64) bool { return v >= 2 },
+		"million_events_dlq_messages":           func(v float64) bool { return v == 0 },
+		"million_events_dead_lettered_total":    func(v float64) bool { return v == 0 },
+		"million_outbox_pending":                func(v float64) bool { return v == 0 },
+		"million_outbox_oldest_pending_seconds": func(v float64) bool { return v == 0 },
+	} {
+		if v, ok := metricValue(t, srv, sample); !ok || !want(v) {
+			t.Errorf("metric %s = %v (present: %v)", sample, v, ok)
+		}
+	}
 	if n := len(sink.Mail()); n != 2 {
 		t.Fatalf("%d mails sent, want the confirmation and the cancellation", n)
 	}
