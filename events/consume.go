@@ -200,6 +200,10 @@ func (b *Broker) call(ctx context.Context, m jetstream.Msg, h Handler, ev outbox
 			select {
 			case <-done:
 				return
+			case <-hctx.Done():
+				// Past its timeout a handler that still runs is stuck:
+				// let the server redeliver the message.
+				return
 			case <-t.C:
 				_ = m.InProgress()
 			}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/millionshop/million/events"
 	"github.com/millionshop/million/events/natstest"
 	"github.com/millionshop/million/outbox"
@@ -267,4 +270,45 @@ func TestEmbeddedStoreLockedAndDurable(t *testing.T) {
 	})
 	run(t, second)
 	eventually(t, 30*time.Second, "the stored event reaches a consumer after reopening", func() bool { return got.get("kept") == 1 })
+}
+
+// TestUndecodableMessageIsDeadLettered: a message on an event subject that
+// is not an event (published by something other than the outbox) goes to
+// the dead-letter stream at once, with the decoding error, and does not
+// hold up the events behind it.
+func TestUndecodableMessageIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	b, ext := open(t, true, events.Options{})
+	var got counter
+	b.Subscribe("test.item", "c", func(_ context.Context, e outbox.Event) error {
+		got.add(e.ID)
+		return nil
+	})
+	run(t, b)
+	nc, err := nats.Connect(ext.URL(), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, events.EventSubject("test.item"), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, event("after", "test.item")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the event after the bad message is handled", func() bool { return got.get("after") == 1 })
+	var dl []events.DeadLetter
+	eventually(t, 30*time.Second, "the bad message is dead-lettered", func() bool {
+		dl, err = b.DeadLetters(ctx, 0)
+		return err == nil && len(dl) == 1
+	})
+	if d := dl[0]; d.Consumer != "c" || d.Attempts != 1 || !strings.Contains(d.Error, "undecodable") {
+		t.Fatalf("dead letter = %+v", d)
+	}
 }

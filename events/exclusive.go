@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // leaseBucket is the key-value bucket whose keys are the leases of
@@ -29,7 +29,7 @@ func (b *Broker) Exclusive(ctx context.Context, name string, interval time.Durat
 		rev     uint64
 		renewed time.Time // last successful create or update; zero when not holding
 		lastRun time.Time
-		me      = []byte(nuid.Next())
+		me      = []byte(uuid.NewString())
 	)
 	tick := time.NewTicker(min(interval, ttl/3))
 	defer tick.Stop()
