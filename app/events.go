@@ -147,7 +147,7 @@ func (e *eventBackbone) scrape(q func(context.Context, *events.Broker) (uint64, 
 // newEvents returns the backbone of cfg and registers its metrics.
 func (a *App) newEvents(cfg Config) *eventBackbone {
 	opts := EventsOptions(cfg)
-	opts.Logger = a.logger
+	opts.Logger, opts.Background = a.logger, true
 	e := &eventBackbone{opts: opts}
 	// Published events are kept a week for inspection, then deleted.
 	e.jobs = append(e.jobs, periodicJob{name: "outbox-cleanup", interval: time.Hour, run: func(ctx context.Context) error {

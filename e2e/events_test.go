@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/millionshop/million/app"
+	"github.com/millionshop/million/events/natstest"
 	"github.com/millionshop/million/notify/smtptest"
 )
 
@@ -133,5 +134,42 @@ func TestOutboxCleanupJob(t *testing.T) {
 	var pending int
 	if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE id = 'cleanup-2'`).Scan(&pending); err != nil || pending != 1 {
 		t.Fatalf("the pending event was deleted (%v)", err)
+	}
+}
+
+// TestServeStartsWhileNATSIsDown: with --nats-url pointing at a server that
+// is down, million still starts and takes orders; their events wait in the
+// outbox and are handled once the server comes up.
+func TestServeStartsWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	nats := natstest.Start(t)
+	nats.Stop()
+	srv := Start(t, func(c *app.Config) { c.NATSURL = nats.URL() })
+	tg := targetFor(t, srv)
+	admin := tg.Admin(t)
+	p := admin.NewProduct(t, admin.NewCategory(t), "Kettle", 2500, 10)
+	customer := tg.Register(t)
+	checkoutPut(t, customer, p.ID, 1)
+	o := checkoutPaid(t, customer, "nats-down-1")
+	if v, ok := metricValue(t, srv, "million_outbox_pending"); !ok || v < 1 {
+		t.Fatalf("outbox pending = %v (%v) while NATS is down, want the order's events", v, ok)
+	}
+	if err := nats.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		msgs, err := srv.App.Notifier.Messages(ctx, customer.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 && strings.Contains(msgs[0].Body, o.ID) {
+			break
+		}
+		if len(msgs) > 1 || time.Now().After(deadline) {
+			t.Fatalf("messages after NATS came up: %+v", msgs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -87,6 +87,12 @@ type Options struct {
 	// LeaseTTL is how long a periodic job's lease outlives its holder's
 	// last renewal: how long a job pauses when its instance dies (30 s).
 	LeaseTTL time.Duration
+	// Background makes Open succeed while the external server is
+	// unreachable: connecting and creating the streams continue in the
+	// background, and publishes fail (the outbox keeps the events) until
+	// they are done. Serve uses it, so the shop takes orders while NATS is
+	// down; the operator commands fail fast instead.
+	Background bool
 	// Name identifies the client connection to the server.
 	Name   string
 	Logger *slog.Logger
@@ -148,6 +154,10 @@ type Broker struct {
 	mu   sync.Mutex
 	subs map[string]*subscription
 
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	setup     sync.WaitGroup // background stream setup
+
 	published, publishFailures, handled, handlerFailures, redeliveries, deadLettered atomic.Uint64
 }
 
@@ -163,7 +173,7 @@ var ErrStoreBusy = errors.New("the embedded NATS store is in use by another proc
 // or updates the streams.
 func Open(ctx context.Context, opts Options) (*Broker, error) {
 	opts.defaults()
-	b := &Broker{opts: opts, subs: map[string]*subscription{}}
+	b := &Broker{opts: opts, subs: map[string]*subscription{}, closed: make(chan struct{})}
 	conn := []nats.Option{
 		nats.Name(opts.Name),
 		nats.Timeout(opts.Timeout),
@@ -188,6 +198,8 @@ func Open(ctx context.Context, opts Options) (*Broker, error) {
 		}
 		url = b.srv.ClientURL()
 		conn = append(conn, nats.InProcessServer(b.srv))
+	} else if opts.Background {
+		conn = append(conn, nats.RetryOnFailedConnect(true))
 	}
 	nc, err := nats.Connect(url, conn...)
 	if err != nil {
@@ -200,10 +212,41 @@ func Open(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := b.ensureStreams(ctx); err != nil {
-		b.Close()
-		return nil, err
+		if opts.URL == "" || !opts.Background {
+			b.Close()
+			return nil, err
+		}
+		opts.Logger.Warn("nats unavailable; events wait in the outbox until it is", "error", err.Error())
+		b.setup.Go(b.ensureStreamsLater)
 	}
 	return b, nil
+}
+
+// ensureStreamsLater retries creating the streams until it succeeds or
+// the broker closes.
+func (b *Broker) ensureStreamsLater() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-b.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err := b.ensureStreams(ctx); err == nil {
+			b.opts.Logger.Info("nats streams ready")
+			return
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 func (b *Broker) startEmbedded() error {
@@ -340,6 +383,8 @@ func (b *Broker) Stats() Stats {
 // Close closes the connection and stops the embedded server. Run must have
 // returned.
 func (b *Broker) Close() {
+	b.closeOnce.Do(func() { close(b.closed) })
+	b.setup.Wait()
 	if b.nc != nil {
 		b.nc.Close()
 	}
