@@ -90,6 +90,11 @@ func (b *Broker) ensureConsumer(ctx context.Context, s *subscription) (jetstream
 		if err == nil {
 			return c, nil
 		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			sctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+			_ = b.ensureStreams(sctx)
+			cancel()
+		}
 		b.opts.Logger.WarnContext(ctx, "create consumer failed; will retry", "consumer", s.name, "error", err.Error())
 		select {
 		case <-ctx.Done():
@@ -125,8 +130,10 @@ func (b *Broker) consume(ctx context.Context, s *subscription) {
 		case err == nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 			wait = 100 * time.Millisecond
 			continue
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			// The consumer was deleted (or its server lost it): recreate it.
+		case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+			errors.Is(err, nats.ErrNoResponders):
+			// The consumer (or its stream) was deleted, or its server lost
+			// it: recreate it.
 			if c, err = b.ensureConsumer(ctx, s); err != nil {
 				return
 			}

@@ -340,6 +340,13 @@ func (b *Broker) Publish(ctx context.Context, e outbox.Event) error {
 	m.Header.Set(headerEventID, e.ID)
 	if _, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(EventsStream)); err != nil {
 		b.publishFailures.Add(1)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			// No stream takes the subject: a server that lost its store, or
+			// an operator who deleted it. Recreate it for the retry.
+			if serr := b.ensureStreams(ctx); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
 		return fmt.Errorf("publish event %s: %w", e.ID, err)
 	}
 	b.published.Add(1)

@@ -312,3 +312,54 @@ func TestUndecodableMessageIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letter = %+v", d)
 	}
 }
+
+// TestStreamsRecreated: when the events stream disappears (an external
+// server that lost its store, an operator's mistake), a publish fails and
+// recreates it, so that the retry goes through; a consumer whose stream
+// vanished under it recreates both, and handles what comes next.
+func TestStreamsRecreated(t *testing.T) {
+	t.Parallel()
+	b, ext := open(t, true, events.Options{})
+	var got counter
+	b.Subscribe("test.item", "c", func(_ context.Context, e outbox.Event) error {
+		got.add(e.ID)
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(ext.URL(), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The publisher alone (no consumer running yet).
+	if err := js.DeleteStream(ctx, events.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, event("first", "test.item")); err == nil {
+		t.Fatal("publish without a stream succeeded")
+	}
+	if err := b.Publish(ctx, event("first", "test.item")); err != nil {
+		t.Fatalf("retry after the stream was recreated: %v", err)
+	}
+	run(t, b)
+	eventually(t, 30*time.Second, "the retried event is handled", func() bool { return got.get("first") == 1 })
+
+	// A running consumer.
+	if err := js.DeleteStream(ctx, events.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the consumer recreates the stream and itself", func() bool {
+		_, err := js.Consumer(ctx, events.EventsStream, "c")
+		return err == nil
+	})
+	if err := b.Publish(ctx, event("second", "test.item")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the event after the loss is handled", func() bool { return got.get("second") == 1 })
+}
