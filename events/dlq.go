@@ -72,6 +72,7 @@ func (b *Broker) Lag(ctx context.Context, consumer string) (uint64, error) {
 
 // DeadLetters lists up to limit dead letters, oldest first (limit <= 0: all).
 func (b *Broker) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	parent := ctx
 	s, ctx, cancel, err := b.dlq(ctx)
 	if err != nil {
 		return nil, err
@@ -89,7 +90,10 @@ func (b *Broker) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, erro
 		if limit > 0 && len(out) >= limit {
 			break
 		}
-		m, err := s.GetMsg(ctx, seq)
+		// Each read has its own timeout, so a long list is not cut short.
+		gctx, gcancel := context.WithTimeout(parent, b.opts.Timeout)
+		m, err := s.GetMsg(gctx, seq)
+		gcancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // retried and deleted
 		}
