@@ -24,7 +24,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/millionshop/million/api"
-	"github.com/millionshop/million/bus"
 	"github.com/millionshop/million/cache"
 	"github.com/millionshop/million/cart"
 	carthttp "github.com/millionshop/million/cart/httpapi"
@@ -93,6 +92,13 @@ type Config struct {
 	RateLimitIP, RateLimitUser string
 	// Cache tunes the read cache (app/cache.go); on by default.
 	Cache CacheConfig
+	// NATSURL (nats://host:4222) connects the event backbone to an external
+	// NATS cluster; empty runs a NATS server inside the process, its
+	// JetStream store in DataDir/nats.
+	NATSURL string
+	// SMTPURL (smtp://user:pass@host:587, smtps://…) mails notifications;
+	// empty logs them instead. MailFrom is their sender address.
+	SMTPURL, MailFrom string
 }
 
 func (c *Config) defaults() {
@@ -154,6 +160,7 @@ type App struct {
 	Redis rueidis.Client
 	// Cache is the read cache, nil when Config.Cache.Disabled.
 	Cache    *cache.Cache
+	events   *eventBackbone
 	router   *web.Router
 	shedder  *shed.Shedder // nil when shedding is off
 	limits   func(http.Handler) http.Handler
@@ -249,7 +256,8 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	a.Search.SetProducts(a.Catalog)
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
-	events := bus.New()
+	events := a.newEvents(cfg)
+	a.events = events
 	a.Outbox = outbox.New(db, events, logger, now)
 	a.Metrics.RegisterGauge("million_outbox_pending", "Events recorded but not yet published (queue depth).", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -268,7 +276,11 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		// The key lease outlasts a whole payment (authorize, capture, void).
 		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
-	a.Notifier = notify.NewNotifier(notifystore.New(db), notify.LogSender{Logger: logger}, now)
+	sender, err := a.newSender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.Notifier = notify.NewNotifier(notifystore.New(db), sender, now)
 	for _, topic := range []string{order.TopicPlaced, order.TopicCancelled} {
 		events.Subscribe(topic, "notify", func(ctx context.Context, e outbox.Event) error {
 			return a.Notifier.HandleOrderEvent(ctx, e.ID, e.Topic, e.Payload)
@@ -374,12 +386,23 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	if err := a.events.start(ctx, a.Metrics); err != nil {
+		public.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { a.Outbox.Run(workers, 250*time.Millisecond) })
 	if a.shedder != nil {
 		wg.Go(func() { a.shedder.Run(workers.Done()) })
 	}
+	wg.Go(func() { a.events.run(workers) })
 
 	errs := make(chan error, 2)
 	go func() { errs <- srv.Serve(public) }()
@@ -419,12 +442,13 @@ func (a *App) Serve(ctx context.Context, public, admin net.Listener) error {
 func (a *App) adminHealth(w http.ResponseWriter, r *http.Request) { _ = a.healthz(w, r) }
 func (a *App) adminReady(w http.ResponseWriter, r *http.Request)  { _ = a.readyz(w, r) }
 
-// Close releases the database and the Redis client.
+// Close releases the event broker, the database and the Redis client.
 func (a *App) Close() error {
 	a.state.close()
 	if a.Cache != nil {
 		a.Cache.Close()
 	}
+	a.events.close()
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

@@ -1,6 +1,8 @@
-// Package bus is the in-process event bus of the embedded mode: the outbox
-// relay publishes to it and modules subscribe by topic. Stage 7 replaces it
-// with NATS JetStream behind the same outbox.Publisher interface.
+// Package bus is a synchronous in-process event bus: the outbox relay
+// publishes to it and subscribers run before the publish returns. million
+// serve uses NATS JetStream (package events) behind the same
+// outbox.Publisher interface; this bus remains for tests and tools that
+// want events handled inline, without a broker.
 package bus
 
 import (

@@ -6,6 +6,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -41,6 +42,11 @@ type Store interface {
 	MarkHandled(ctx context.Context, consumer, eventID string, now time.Time) (bool, error)
 	// InsertMessage stores a message.
 	InsertMessage(ctx context.Context, m Message) error
+	// Unmark forgets that consumer handled eventID, so that a redelivery
+	// handles it again.
+	Unmark(ctx context.Context, consumer, eventID string) error
+	// DeleteMessage removes a message that could not be sent.
+	DeleteMessage(ctx context.Context, id string) error
 	// Messages lists a user's messages, oldest first.
 	Messages(ctx context.Context, userID string) ([]Message, error)
 }
@@ -56,7 +62,7 @@ type LogSender struct{ Logger *slog.Logger }
 
 // Send implements Sender.
 func (s LogSender) Send(ctx context.Context, m Message) error {
-	s.Logger.InfoContext(ctx, "notification", "user_id", m.UserID, "kind", m.Kind, "subject", m.Subject)
+	s.Logger.InfoContext(ctx, "notification", "message_id", m.ID, "user_id", m.UserID, "kind", m.Kind, "subject", m.Subject)
 	return nil
 }
 
@@ -102,7 +108,21 @@ func (n *Notifier) HandleOrderEvent(ctx context.Context, eventID, topic string, 
 	if err != nil || !sent {
 		return err
 	}
-	return n.sender.Send(ctx, m)
+	if err := n.sender.Send(ctx, m); err != nil {
+		// Undo the record, so that the redelivery the error causes sends
+		// the message instead of finding the event handled. Sending stays
+		// at most once only across a crash between record and send.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		undo := n.store.InTx(uctx, func(ctx context.Context) error {
+			if err := n.store.Unmark(ctx, consumer, eventID); err != nil {
+				return err
+			}
+			return n.store.DeleteMessage(ctx, m.ID)
+		})
+		return errors.Join(fmt.Errorf("send message: %w", err), undo)
+	}
+	return nil
 }
 
 // Messages lists a user's messages.

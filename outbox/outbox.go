@@ -6,6 +6,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -205,4 +206,39 @@ func (o *Outbox) Pending(ctx context.Context) (int, error) {
 	var n int
 	err := o.db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE published_at IS NULL`).Scan(&n)
 	return n, fault.Wrap(err, "count outbox")
+}
+
+// OldestPending returns when the oldest event still waiting to be published
+// was recorded; ok is false when none waits. Its age is the relay's delay.
+func (o *Outbox) OldestPending(ctx context.Context) (at time.Time, ok bool, err error) {
+	var created sql.NullInt64
+	err = o.db.Reader(ctx).QueryRowContext(ctx, `SELECT min(created_at) FROM outbox_events WHERE published_at IS NULL`).Scan(&created)
+	if err != nil {
+		return time.Time{}, false, fault.Wrap(err, "read oldest pending event")
+	}
+	if !created.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMicro(created.Int64).UTC(), true, nil
+}
+
+// Purge deletes events published before before, a thousand per statement
+// so that a large backlog never holds the write lock for long, and reports
+// how many it deleted. Published events are kept a while for inspection;
+// nothing reads them.
+func (o *Outbox) Purge(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		res, err := o.db.Writer(ctx).ExecContext(ctx, `DELETE FROM outbox_events WHERE seq IN
+			(SELECT seq FROM outbox_events WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000)`,
+			before.UnixMicro())
+		if err != nil {
+			return total, fault.Wrap(err, "purge outbox")
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if n < 1000 {
+			return total, nil
+		}
+	}
 }

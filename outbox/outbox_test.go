@@ -430,3 +430,52 @@ func TestConcurrentRelaysPublishEachEventOnce(t *testing.T) {
 		t.Fatalf("pending = %d, want 0", p)
 	}
 }
+
+// TestPurgeDeletesOnlyOldPublishedEvents: Purge removes events published
+// before the cutoff, in batches, and never a pending event or a recent one;
+// OldestPending follows the oldest event still waiting.
+func TestPurgeDeletesOnlyOldPublishedEvents(t *testing.T) {
+	setup(t, func(t *testing.T, _ *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		ctx := context.Background()
+		var clock atomic.Int64
+		clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro())
+		now := func() time.Time { return time.UnixMicro(clock.Load()) }
+		o := outbox.New(db, pub, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+		add := func(n int) {
+			for i := range n {
+				if err := db.InTx(ctx, func(ctx context.Context) error { return o.Add(ctx, "t", fmt.Sprint(i), i) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, ok, err := o.OldestPending(ctx); err != nil || ok {
+			t.Fatalf("OldestPending of an empty outbox = %v, %v", ok, err)
+		}
+		add(1205) // old, published: more than one purge batch
+		for pending(t, o) > 0 {
+			relay(t, o)
+		}
+		clock.Add(time.Hour.Microseconds())
+		cutoff := now()
+		add(3) // recent, published
+		for pending(t, o) > 0 {
+			relay(t, o)
+		}
+		clock.Add(time.Hour.Microseconds())
+		add(2) // pending
+		if at, ok, err := o.OldestPending(ctx); err != nil || !ok || !at.Equal(now()) {
+			t.Fatalf("OldestPending = %v, %v, %v; want %v", at, ok, err, now())
+		}
+		n, err := o.Purge(ctx, cutoff)
+		if err != nil || n != 1205 {
+			t.Fatalf("Purge = %d, %v; want the 1205 old published events", n, err)
+		}
+		var left int
+		if err := db.Reader(ctx).QueryRowContext(ctx, `SELECT count(*) FROM outbox_events`).Scan(&left); err != nil || left != 5 {
+			t.Fatalf("%d events left (%v), want 3 recent and 2 pending", left, err)
+		}
+		if n, err := o.Purge(ctx, now().Add(time.Hour)); err != nil || n != 3 || pending(t, o) != 2 {
+			t.Fatalf("Purge of everything published = %d, %v; pending %d", n, err, pending(t, o))
+		}
+	})
+}

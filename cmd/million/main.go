@@ -26,6 +26,7 @@ type CLI struct {
 	Bench          BenchCmd          `cmd:"" help:"Run the benchmark protocol: million and a baseline pinned to one CPU, the generator to another, alternating rounds, ratios with min-max."`
 	Gateway        GatewayCmd        `cmd:"" help:"Run the reverse proxy in front of several million serve instances (balancing, health checks, safe retries)."`
 	RollingRestart RollingRestartCmd `cmd:"" name:"rolling-restart" help:"Restart instances one at a time, each after the previous is ready again."`
+	Jobs           JobsCmd           `cmd:"" help:"Inspect and replay background jobs (the event dead-letter stream)."`
 	Version        kong.VersionFlag  `help:"Print the version and exit."`
 }
 

@@ -45,6 +45,9 @@ type ServeCmd struct {
 	ShedCPUThreshold     float64       `default:"0.9" help:"CPU share (of GOMAXPROCS) above which load shedding may start."`
 	RateLimitIP          string        `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP, as N/s, N/m or N/h with an optional :burst (200/s:400); 0 disables; default 500/s. Shared by every instance with --redis."`
 	RateLimitUser        string        `name:"rate-limit-user" default:"100/s" placeholder:"RATE" help:"Requests allowed per authenticated user (verified access token), same syntax; 0 disables; default 100/s."`
+	NATSURL              string        `name:"nats-url" env:"MILLION_NATS_URL" placeholder:"URL" help:"External NATS server with JetStream (nats://host:4222, comma-separated for a cluster) for events and jobs. Without it a NATS server runs inside the process, its store in the data directory."`
+	SMTPURL              string        `name:"smtp-url" env:"MILLION_SMTP_URL" placeholder:"URL" help:"SMTP server for order emails (smtp://user:pass@host:587 with STARTTLS, smtps://… for TLS from the start). Without it emails are written to the log."`
+	MailFrom             string        `default:"million <no-reply@localhost>" help:"Sender address of emails."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -64,6 +67,8 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.NoShedding, cfg.ShedCPUThreshold = !c.Shed, c.ShedCPUThreshold
 	cfg.RateLimitIP, cfg.RateLimitUser = c.RateLimitIP, c.RateLimitUser
 	cfg.Cache = c.cacheConfig()
+	cfg.NATSURL = c.NATSURL
+	cfg.SMTPURL, cfg.MailFrom = c.SMTPURL, c.MailFrom
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -61,6 +61,24 @@ func (s *Store) InsertMessage(ctx context.Context, m notify.Message) error {
 	return fault.Wrap(err, "insert message")
 }
 
+// Unmark implements notify.Store.
+func (s *Store) Unmark(ctx context.Context, consumer, eventID string) error {
+	if !sqldb.Storable(consumer, eventID) {
+		return nil // never marked
+	}
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM notify_handled_events WHERE consumer = ? AND event_id = ?`, consumer, eventID)
+	return fault.Wrap(err, "unmark event")
+}
+
+// DeleteMessage implements notify.Store.
+func (s *Store) DeleteMessage(ctx context.Context, id string) error {
+	if !sqldb.Storable(id) {
+		return nil // never stored
+	}
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM notify_messages WHERE id = ?`, id)
+	return fault.Wrap(err, "delete message")
+}
+
 // Messages implements notify.Store.
 func (s *Store) Messages(ctx context.Context, userID string) ([]notify.Message, error) {
 	if !sqldb.Storable(userID) {

@@ -219,6 +219,40 @@ func Run(t *testing.T, newStore func(t *testing.T) notify.Store) {
 		// The mark was rolled back with the message, so a redelivery handles it.
 		wantMark(t, s, "notify", "e1", true)
 	})
+
+	// A message that could not be sent is forgotten with its mark, so the
+	// redelivery records and sends it again; other consumers, events and
+	// messages keep theirs.
+	t.Run("UnmarkAndDeleteMessage", func(t *testing.T) {
+		s, ctx := setup(t)
+		wantMark(t, s, "notify", "e1", true)
+		wantMark(t, s, "ledger", "e1", true)
+		wantMark(t, s, "notify", "e2", true)
+		for _, m := range []notify.Message{message("m1", "u1", t0), message("m2", "u1", t0.Add(time.Second))} {
+			if err := s.InsertMessage(ctx, m); err != nil {
+				t.Fatalf("InsertMessage: %v", err)
+			}
+		}
+		if err := s.Unmark(ctx, "notify", "e1"); err != nil {
+			t.Fatalf("Unmark: %v", err)
+		}
+		if err := s.DeleteMessage(ctx, "m1"); err != nil {
+			t.Fatalf("DeleteMessage: %v", err)
+		}
+		wantIDs(t, s, "u1", "m2")
+		wantMark(t, s, "ledger", "e1", false)
+		wantMark(t, s, "notify", "e2", false)
+		wantMark(t, s, "notify", "e1", true)
+		// Forgetting what is not there, or cannot be stored, is no error.
+		for _, id := range append([]string{"absent"}, unstorable...) {
+			if err := s.Unmark(ctx, "notify", id); err != nil {
+				t.Errorf("Unmark(%q): %v", id, err)
+			}
+			if err := s.DeleteMessage(ctx, id); err != nil {
+				t.Errorf("DeleteMessage(%q): %v", id, err)
+			}
+		}
+	})
 }
 
 func message(id, userID string, at time.Time) notify.Message {
