@@ -88,7 +88,7 @@ func statementNotes(res *ScenarioResult) []string {
 	}
 	for _, sd := range sides {
 		total := map[string]float64{}
-		var requests, hits float64
+		var requests float64
 		var hitRounds []float64
 		for _, rd := range res.Rounds {
 			m := sd.get(rd)
@@ -100,7 +100,6 @@ func statementNotes(res *ScenarioResult) []string {
 				total[st] += n
 			}
 			if m.CacheHitRatio != nil {
-				hits++
 				hitRounds = append(hitRounds, *m.CacheHitRatio)
 			}
 		}
@@ -109,7 +108,7 @@ func statementNotes(res *ScenarioResult) []string {
 		}
 		notes = append(notes, fmt.Sprintf("statements per request %s (all rounds, %s requests): %s",
 			sd.what, thousands(int64(requests)), perRequest(total, requests, 12)))
-		if hits > 0 {
+		if len(hitRounds) > 0 {
 			notes = append(notes, fmt.Sprintf("L1 cache hit ratio %s: %s", sd.what, Summarize(hitRounds).Format(fmtHit)))
 		}
 	}

@@ -78,9 +78,12 @@ func (s *journeySide) describe() string {
 
 // journeyLoad is the load of a journey scenario at rate.
 func (r *runner) journeyLoad(rate float64) string {
-	return fmt.Sprintf("open model at %s req/s for %s per round (loadgen, up to %d in flight, %s timeout, %d s of arrivals may wait); warm-up at %s req/s for %s, which logs virtual users in",
-		fmtRate(rate), r.cfg.Duration, loadgen.DefaultConcurrency, peakTimeout, peakBacklog,
-		fmtRate(min(rate, peakWarmRate)), max(r.cfg.Warmup, peakWarmup))
+	warm := fmt.Sprintf("warm-up at %s req/s for %s, which logs virtual users in", fmtRate(min(rate, peakWarmRate)), max(r.cfg.Warmup, peakWarmup))
+	if r.cfg.Warmup <= 0 {
+		warm = "no warm-up, so virtual users log in during the first round"
+	}
+	return fmt.Sprintf("open model at %s req/s for %s per round (loadgen, up to %d in flight, %s timeout, %d s of arrivals may wait); %s",
+		fmtRate(rate), r.cfg.Duration, loadgen.DefaultConcurrency, peakTimeout, peakBacklog, warm)
 }
 
 func (s *journeySide) pause()  { s.srv.pause() }

@@ -121,7 +121,8 @@ type httpSide struct {
 	next  nextFunc
 	step  string
 	// metrics is million's admin /metrics URL, when its L1 cache hit ratio
-	// is to be measured over the capacity run.
+	// and database queries per request are to be measured over the
+	// capacity run.
 	metrics string
 }
 
@@ -164,7 +165,15 @@ func (s *httpSide) capacity(ctx context.Context, d time.Duration) (*Side, error)
 		if err != nil {
 			return m, err
 		}
-		m.CacheHitRatio = after.since(before).hitRatio()
+		d := after.since(before)
+		m.CacheHitRatio = d.hitRatio()
+		if d.requests > 0 {
+			var q float64
+			for _, n := range d.queries {
+				q += n
+			}
+			m.ServerRequests, m.DBQueriesPerRequest = d.requests, q/d.requests
+		}
 	}
 	if p.OK == 0 {
 		return m, fmt.Errorf("no successful answer: %s", p.Sample)
@@ -354,13 +363,21 @@ func (r *runner) httpVsBare(ctx context.Context, res *ScenarioResult, srv *serve
 		next: pick(paths), step: step}
 	defer target.t.close()
 	defer baseline.t.close()
-	if !cached {
-		return r.compare(ctx, res, baseline, target)
-	}
 	if srv.adminAddr == "" {
-		return errors.New("million serve logged no admin listener, so no cache metrics")
+		return errors.New("million serve logged no admin listener, so no metrics")
 	}
 	target.metrics = "http://" + srv.adminAddr + "/metrics"
+	if !cached {
+		err := r.compare(ctx, res, baseline, target)
+		lookups := false
+		for _, rd := range res.Rounds {
+			lookups = lookups || rd.Target != nil && rd.Target.CacheHitRatio != nil
+		}
+		if !lookups && len(res.Rounds) > 0 {
+			res.Notes = append(res.Notes, "million made no cache lookup during its capacity runs: the read cache was off")
+		}
+		return err
+	}
 	bare.pause() // priming is not measured; the idle baseline keeps out of its way
 	start := time.Now()
 	p := target.t.saturate(ctx, primeTimeout, inOrder(paths))
