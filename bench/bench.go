@@ -97,7 +97,7 @@ const (
 	DefaultCartUsers      = 1_000
 	DefaultPeakUsers      = 1_000_000
 	DefaultPeakRate       = 10_000
-	DefaultCacheRate      = 1_000
+	DefaultCacheRate      = 500
 )
 
 func (c *Config) defaults() error {

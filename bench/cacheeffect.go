@@ -112,8 +112,18 @@ func statementNotes(res *ScenarioResult) []string {
 			notes = append(notes, fmt.Sprintf("L1 cache hit ratio %s: %s", sd.what, Summarize(hitRounds).Format(fmtHit)))
 		}
 	}
-	if res.BaselineErrors > 0 {
-		notes = append(notes, fmt.Sprintf("the cache-off server had %d errors at this rate, so it did not quite sustain it: run again with a lower --cache-rate", res.BaselineErrors))
+	// Run fills the scenario's error counts only after this, from the
+	// same rounds.
+	var offErrors, offScheduled int64
+	for _, rd := range res.Rounds {
+		if m := rd.Baseline; m != nil && m.Latency != nil {
+			offErrors += m.Latency.Errors
+			offScheduled += m.Latency.Scheduled
+		}
+	}
+	if offErrors > 0 {
+		notes = append(notes, fmt.Sprintf("the cache-off server failed %s of %s arrivals at this rate (timeouts, dropped arrivals, error answers): it did not sustain the rate, so the two sides did not serve the same load; run again with a lower --cache-rate",
+			thousands(offErrors), thousands(offScheduled)))
 	}
 	return notes
 }

@@ -77,6 +77,7 @@ func TestCacheEffectRatioIsQueriesPerRequest(t *testing.T) {
 		r.roundRatio(&sr, &rd)
 		sr.Rounds = append(sr.Rounds, rd)
 	}
+	sr.Rounds[1].Baseline.Latency.Errors, sr.Rounds[1].Baseline.Latency.Scheduled = 7, 10000
 	sr.summarize()
 	if want := (Stat{Median: 0.1, Min: 0, Max: 0.15, N: 3}); sr.Ratio != want {
 		t.Errorf("ratio = %+v, want %+v", sr.Ratio, want)
@@ -89,6 +90,7 @@ func TestCacheEffectRatioIsQueriesPerRequest(t *testing.T) {
 		"statements per request with the cache on (all rounds, 30,000 requests): INSERT orders 0.167",
 		"L1 cache hit ratio with the cache on: 0.9800",
 		"statements per request with the cache off (all rounds, 30,000 requests): SELECT products 1.500, INSERT orders 0.500",
+		"the cache-off server failed 7 of 10,000 arrivals at this rate",
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
