@@ -31,7 +31,7 @@ var Scenarios = []Scenario{
 	{
 		Name:     "product-get",
 		What:     "GET /v1/products/{id}, a product drawn at random from all seeded ones",
-		Stage:    "stage 3: embedded SQLite, read cache on (the default: in-process L1, no Redis), primed with every product before the warm-up; load shedding off (--no-shed)",
+		Stage:    "stage 1: embedded SQLite, read cache on (the default: in-process L1; no Redis, so no L2), primed with every product before the warm-up; load shedding off (--no-shed)",
 		Baseline: "bare net/http serving the same bytes",
 		Target:   "≥ 0.70 of bare, p99 ≤ 2 ms at 50 % of max rate (the L1 cache hit)",
 		run:      runProductGet,
@@ -47,7 +47,7 @@ var Scenarios = []Scenario{
 	{
 		Name:     "product-list",
 		What:     "GET /v1/products?category=… (first page, 20 products), a category drawn at random",
-		Stage:    "stage 3: embedded SQLite, read cache on (the default: in-process L1, no Redis), primed with every category's first page before the warm-up; load shedding off (--no-shed)",
+		Stage:    "stage 1: embedded SQLite, read cache on (the default: in-process L1; no Redis, so no L2), primed with every category's first page before the warm-up; load shedding off (--no-shed)",
 		Baseline: "bare net/http serving the same bytes",
 		Target:   "≥ 0.50 of bare (the cache hit)",
 		run:      runProductList,
@@ -71,7 +71,7 @@ var Scenarios = []Scenario{
 	{
 		Name:     "cache-effect",
 		What:     "the default journey mix (95 % reads) at a fixed, moderate arrival rate: database queries per request",
-		Stage:    "stage 3: embedded SQLite, read cache on (the default: in-process L1, no Redis); load shedding off (--no-shed) on both sides",
+		Stage:    "stage 1: embedded SQLite, read cache on (the default: in-process L1; no Redis, so no L2); load shedding off (--no-shed) on both sides",
 		Baseline: "the same server with its read cache off (--no-cache), same rate, same journeys",
 		Target:   "database queries per request ≤ 0.10 of the cache-off server's (≥ 90 % fewer)",
 		run:      runCacheEffect,
@@ -79,7 +79,7 @@ var Scenarios = []Scenario{
 	{
 		Name:     "gateway",
 		What:     "GET /v1/products/{id} through a reverse proxy, round robin over two bare net/http backends",
-		Stage:    "million gateway (GOMAXPROCS=1), rate limits off (--rate-limit-ip 0 --rate-limit-user 0), its two backends on the same CPU",
+		Stage:    "stage 3: million gateway (GOMAXPROCS=1), rate limits off (--rate-limit-ip 0 --rate-limit-user 0), its two backends on the same CPU",
 		Baseline: "HAProxy 2.6 (nbthread 1), round robin over the same two backends",
 		Target:   "≥ 1.0 of HAProxy's throughput, p99 no worse at the same rate",
 		run:      runGateway,
