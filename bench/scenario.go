@@ -396,7 +396,7 @@ func (r *runner) httpVsBare(ctx context.Context, res *ScenarioResult, srv *serve
 	if st := Summarize(hits); st.N > 0 {
 		note := "million's L1 cache hit ratio over its capacity runs: " + st.Format(fmtHit)
 		if st.Min < wantHitRatio {
-			note += fmt.Sprintf(" — below %s, so part of what was measured is misses read from the database, not the L1 hit path alone (the L1 bound, --cache-size, may be smaller than the working set)", fmtHit(wantHitRatio))
+			note += fmt.Sprintf(" — below %s, so part of what was measured is misses read from the database, not the L1 hit path alone (the L1 bound, --cache-size, may be smaller than the working set, or a long run outlived the entries' lifetime, --cache-ttl-product or --cache-ttl-list, 5 min)", fmtHit(wantHitRatio))
 		}
 		res.Notes = append(res.Notes, note)
 	}
