@@ -71,6 +71,10 @@ type Config struct {
 	CartUsers      int // checkout scenario: users logged in, each with a cart
 	PeakUsers      int // peak scenario: seeded users
 	PeakRate       float64
+	// CacheRate is the arrival rate of the cache-effect scenario: a
+	// moderate one, which million with its cache off sustains without
+	// errors, so both sides answer the same requests.
+	CacheRate float64
 	// WorkDir keeps the seeded databases between runs when set; otherwise
 	// a temporary directory is used and removed.
 	WorkDir string
@@ -93,6 +97,7 @@ const (
 	DefaultCartUsers      = 1_000
 	DefaultPeakUsers      = 1_000_000
 	DefaultPeakRate       = 10_000
+	DefaultCacheRate      = 500
 )
 
 func (c *Config) defaults() error {
@@ -116,6 +121,9 @@ func (c *Config) defaults() error {
 	}
 	if c.PeakRate <= 0 {
 		c.PeakRate = DefaultPeakRate
+	}
+	if c.CacheRate <= 0 {
+		c.CacheRate = DefaultCacheRate
 	}
 	if c.CartUsers > c.Users {
 		c.CartUsers = c.Users
@@ -192,11 +200,18 @@ type ScenarioResult struct {
 	Baseline string `json:"baseline"` // what it is compared with; "" when nothing
 	Target   string `json:"target"`   // what bench.md asks of it
 	// Load is the concurrency or rate of each side.
-	Load   string   `json:"load"`
-	Notes  []string `json:"notes,omitempty"`
-	Rounds []Round  `json:"rounds"`
-	// Ratio is million's throughput over the baseline's, per round.
-	Ratio Stat `json:"ratio"`
+	Load  string   `json:"load"`
+	Notes []string `json:"notes,omitempty"`
+	// NotesInDocs puts the notes in the scenario's row of the benchmarks
+	// document too: what each side had on (gateway), which statements the
+	// cache leaves (cache-effect).
+	NotesInDocs bool    `json:"notes_in_docs,omitempty"`
+	Rounds      []Round `json:"rounds"`
+	// Ratio is million's throughput over the baseline's, per round, unless
+	// RatioOf names another figure (cache-effect: database queries per
+	// request, cache on over cache off).
+	Ratio   Stat   `json:"ratio"`
+	RatioOf string `json:"ratio_of,omitempty"`
 	// CPURatio is the same for answers per second of the server's own CPU
 	// time (OKPerServerCPUSecond): on a shared machine, where neighbours
 	// take a varying part of the server CPU, it is the steadier figure.
@@ -214,6 +229,10 @@ type ScenarioResult struct {
 	BaselineSendLagP99 Stat  `json:"baseline_send_lag_p99_ms"`
 	Errors             int64 `json:"errors"`          // million's, over every measured run
 	BaselineErrors     int64 `json:"baseline_errors"` // the baseline's
+	// DBQueriesPerRequest and BaselineDBQueriesPerRequest sum up the
+	// sides' Side.DBQueriesPerRequest, where measured (fixed-rate runs).
+	DBQueriesPerRequest         Stat `json:"db_queries_per_request"`
+	BaselineDBQueriesPerRequest Stat `json:"baseline_db_queries_per_request"`
 	// Limits qualify a side's figures, each starting with the side's name:
 	// its server CPU was not saturated during a probe, and what was the
 	// limit instead (the generator, making the throughput a lower bound,
@@ -222,6 +241,10 @@ type ScenarioResult struct {
 	// out during its latency run, so the latencies include its delay.
 	Limits []string `json:"limits,omitempty"`
 	Err    string   `json:"error,omitempty"` // why the scenario did not finish
+
+	// ratio is a round's Ratio when it is not the throughputs': set by the
+	// scenario before compare, with RatioOf.
+	ratio func(target, baseline *Side) (float64, bool)
 }
 
 // Round is one baseline run and one target run, measured back to back.
@@ -261,9 +284,17 @@ type Side struct {
 	OKPerServerCPUSecond float64  `json:"ok_per_server_cpu_second,omitempty"`
 	Latency              *Latency `json:"latency,omitempty"`
 	// RSSPeakBytes and DBQueriesPerRequest come from million's own metrics
-	// over a fixed-rate run.
+	// over a fixed-rate run, ServerRequests being the requests it counted
+	// (0: not measured, so a DBQueriesPerRequest of 0 means no query).
 	RSSPeakBytes        float64 `json:"rss_peak_bytes,omitempty"`
+	ServerRequests      float64 `json:"server_requests,omitempty"`
 	DBQueriesPerRequest float64 `json:"db_queries_per_request,omitempty"`
+	// DBQueriesByStatement is the database statements run over that run,
+	// by statement ("select products"), when the scenario looks at them.
+	DBQueriesByStatement map[string]float64 `json:"db_queries_by_statement,omitempty"`
+	// CacheHitRatio is the share of million's L1 cache lookups that hit
+	// during the capacity run, when its cache was on.
+	CacheHitRatio *float64 `json:"l1_cache_hit_ratio,omitempty"`
 	// FixedRate marks a side run at a fixed arrival rate rather than
 	// saturated: its server CPU need not be busy.
 	FixedRate bool `json:"fixed_rate,omitempty"`
@@ -515,14 +546,33 @@ func (r *runner) compare(ctx context.Context, res *ScenarioResult, baseline, tar
 				return err
 			}
 		}
-		if round.Baseline != nil && round.Baseline.ThroughputRPS > 0 {
-			x := round.Target.ThroughputRPS / round.Baseline.ThroughputRPS
-			round.Ratio = &x
-			r.logf("  round %d  ratio %.2f", i, x)
-		}
+		r.roundRatio(res, &round)
 		res.Rounds = append(res.Rounds, round)
 	}
 	return nil
+}
+
+// roundRatio sets the round's ratio: target over baseline throughput, or
+// the scenario's own figure.
+func (r *runner) roundRatio(res *ScenarioResult, round *Round) {
+	if round.Baseline == nil || round.Target == nil {
+		return
+	}
+	ratio := res.ratio
+	if ratio == nil {
+		ratio = throughputRatio
+	}
+	if x, ok := ratio(round.Target, round.Baseline); ok {
+		round.Ratio = &x
+		r.logf("  round %d  ratio %.2f", round.N, x)
+	}
+}
+
+func throughputRatio(target, baseline *Side) (float64, bool) {
+	if baseline.ThroughputRPS <= 0 {
+		return 0, false
+	}
+	return target.ThroughputRPS / baseline.ThroughputRPS, true
 }
 
 func sideName(m *Side) string {
@@ -571,7 +621,7 @@ const sharedCPU = 0.80
 
 // summarize fills the stats from the rounds.
 func (sr *ScenarioResult) summarize() {
-	var tt, bt, tp, bp, tl, bl, ratios, cpuRatios []float64
+	var tt, bt, tp, bp, tl, bl, tq, bq, ratios, cpuRatios []float64
 	limits := map[string]string{} // side name (+ " latency") → what qualified its figures first
 	limit := func(m *Side, round int) {
 		if _, seen := limits[m.Name]; seen || m.ServerCPU == nil {
@@ -629,6 +679,7 @@ func (sr *ScenarioResult) summarize() {
 			tp = append(tp, p99(m))
 			tl = append(tl, sendLag(m))
 			sr.Errors += m.Errors + latencyErrors(m)
+			tq = append(tq, queries(m))
 			limit(m, rd.N)
 		}
 		if m := rd.Baseline; m != nil {
@@ -636,6 +687,7 @@ func (sr *ScenarioResult) summarize() {
 			bp = append(bp, p99(m))
 			bl = append(bl, sendLag(m))
 			sr.BaselineErrors += m.Errors + latencyErrors(m)
+			bq = append(bq, queries(m))
 			limit(m, rd.N)
 		}
 		if rd.Ratio != nil {
@@ -649,6 +701,7 @@ func (sr *ScenarioResult) summarize() {
 	sr.P99, sr.BaselineP99 = Summarize(tp), Summarize(bp)
 	sr.SendLagP99, sr.BaselineSendLagP99 = Summarize(tl), Summarize(bl)
 	sr.Ratio, sr.CPURatio = Summarize(ratios), Summarize(cpuRatios)
+	sr.DBQueriesPerRequest, sr.BaselineDBQueriesPerRequest = Summarize(tq), Summarize(bq)
 	sr.Limits = nil
 	for _, l := range limits {
 		sr.Limits = append(sr.Limits, l)
@@ -661,6 +714,15 @@ func p99(m *Side) float64 {
 		return math.NaN()
 	}
 	return m.Latency.P99
+}
+
+// queries is a side's database queries per request, NaN when not
+// measured (a closed-loop side, or a server without metrics).
+func queries(m *Side) float64 {
+	if m.ServerRequests <= 0 {
+		return math.NaN()
+	}
+	return m.DBQueriesPerRequest
 }
 
 func sendLag(m *Side) float64 {

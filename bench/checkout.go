@@ -58,7 +58,7 @@ func runPgCheckout(ctx context.Context, r *runner, res *ScenarioResult) error {
 	}
 	r.describePg(res, pg)
 	// Tokens must outlive the run: logging in again would cost the hash.
-	srv, err := r.startMillion(ctx, res.Name, "--database", pg.millionURL, "--access-token-ttl", "6h")
+	srv, err := r.startMillion(ctx, res.Name, "--database", pg.millionURL, "--access-token-ttl", "6h", noShed)
 	if err != nil {
 		return err
 	}

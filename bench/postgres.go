@@ -358,7 +358,7 @@ func runPgProductGet(ctx context.Context, r *runner, res *ScenarioResult) error 
 		return err
 	}
 	r.describePg(res, pg)
-	srv, err := r.startMillion(ctx, res.Name, "--database", pg.millionURL)
+	srv, err := r.startMillion(ctx, res.Name, "--database", pg.millionURL, noCache, noShed)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,11 @@ const startTimeout = 60 * time.Second
 // "addr":…}, which the bare baseline writes too) and answers readyPath.
 // Servers listen on port 0, so two benches never fight over a port.
 func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath, readyPath string) (*server, error) {
+	return startServerWith(ctx, name, cmd, logPath, "", readyPath)
+}
+
+// startServerWith is startServer, or startServerAt when addr is set.
+func startServerWith(ctx context.Context, name string, cmd *exec.Cmd, logPath, addr, readyPath string) (*server, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -44,7 +49,7 @@ func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath, ready
 	cmd.Env = childEnv()
 	// A server outlives a bench that is killed unless the kernel kills it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	s := &server{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	s := &server{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{}), addr: addr}
 	started := make(chan error, 1)
 	go func() {
 		// The parent-death signal fires when the thread that started the
@@ -64,9 +69,11 @@ func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath, ready
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	if err := s.waitListening(ctx); err != nil {
-		_ = s.stop()
-		return nil, err
+	if addr == "" {
+		if err := s.waitListening(ctx); err != nil {
+			_ = s.stop()
+			return nil, err
+		}
 	}
 	if err := s.waitReady(ctx, readyPath); err != nil {
 		_ = s.stop()
@@ -94,7 +101,7 @@ func (s *server) waitListening(ctx context.Context) error {
 				switch l.Msg {
 				case "admin listener":
 					s.adminAddr = l.Addr
-				case "serving":
+				case "serving", "gateway serving":
 					s.addr = l.Addr
 				}
 			}
@@ -132,6 +139,9 @@ func (s *server) waitReady(ctx context.Context, path string) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if !s.alive() {
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", s.name, s.err, s.logTail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready at %s within %s:\n%s", s.name, path, startTimeout, s.logTail())

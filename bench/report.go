@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -79,6 +80,12 @@ func (res *Result) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  baseline: %s\n", s.Baseline)
 		}
 		fmt.Fprintf(&b, "  target: %s\n", s.Target)
+		if s.RatioOf != "" {
+			fmt.Fprintf(&b, "  ratio: %s = %s\n", s.RatioOf, s.Ratio.Format(fmtRatio))
+		}
+		if q := s.queriesSummary(); q != "" {
+			fmt.Fprintf(&b, "  database queries per request: %s\n", q)
+		}
 		for _, n := range s.Notes {
 			fmt.Fprintf(&b, "  note: %s\n", n)
 		}
@@ -95,6 +102,21 @@ func (res *Result) WriteText(w io.Writer) error {
 	_, err := w.Write(b.Bytes())
 	return err
 }
+
+// queriesSummary is both sides' database queries per request, where
+// measured, or "".
+func (s *ScenarioResult) queriesSummary() string {
+	if s.DBQueriesPerRequest.N == 0 && s.BaselineDBQueriesPerRequest.N == 0 {
+		return ""
+	}
+	q := "million " + s.DBQueriesPerRequest.Format(fmtQueries)
+	if s.BaselineDBQueriesPerRequest.N > 0 {
+		q += ", baseline " + s.BaselineDBQueriesPerRequest.Format(fmtQueries)
+	}
+	return q
+}
+
+func fmtQueries(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
 
 // peakSummary is the fixed-rate scenario's figures against its targets.
 func (s *ScenarioResult) peakSummary() string {
@@ -161,6 +183,15 @@ func (res *Result) DocRows() []DocRow {
 		if s.Baseline != "" {
 			baseline = s.Baseline + ": " + s.BaselineThroughput.Format(fmtRate) + "/s"
 			ratio = "**" + s.Ratio.Format(fmtRatio) + "**; per server CPU-second: " + s.CPURatio.Format(fmtRatio)
+			if s.RatioOf != "" {
+				ratio = "**" + s.Ratio.Format(fmtRatio) + "** (" + s.RatioOf + "); answers per server CPU-second: " + s.CPURatio.Format(fmtRatio)
+			}
+		}
+		if s.DBQueriesPerRequest.N > 0 && s.Name != "peak" {
+			million += "; " + s.DBQueriesPerRequest.Format(fmtQueries) + " database queries per request"
+		}
+		if s.BaselineDBQueriesPerRequest.N > 0 {
+			baseline += "; " + s.BaselineDBQueriesPerRequest.Format(fmtQueries) + " database queries per request"
 		}
 		if s.Name == "peak" {
 			million = s.peakSummary() // errors included
@@ -180,6 +211,11 @@ func (res *Result) DocRows() []DocRow {
 			}
 		}
 		run := fmt.Sprintf("%s; %d rounds", s.Load, res.Rounds)
+		if s.NotesInDocs {
+			for _, n := range s.Notes {
+				run += "; " + n
+			}
+		}
 		rows = append(rows, DocRow{Scenario: s.Name, Cells: []string{
 			"`" + s.Name + "`: " + s.What, s.Stage + "; " + pinsCell(res.Pins), s.Data, run, million, baseline, ratio, lat,
 			s.Target, "`" + res.Command + "`",

@@ -18,7 +18,7 @@ import (
 // baseline on one CPU, the generator on another, alternating rounds, ratios
 // with their range.
 type BenchCmd struct {
-	Scenario       []string      `default:"product-get,product-list" placeholder:"NAME,..." help:"Scenarios to run, in order: product-get, product-list, pg-product-get, pg-checkout, peak, or all. The default ones need neither PostgreSQL nor a million seeded users."`
+	Scenario       []string      `default:"product-get,product-list" placeholder:"NAME,..." help:"Scenarios to run, in order: product-get, product-get-uncached, product-list, pg-product-get, pg-checkout, cache-effect, gateway (needs haproxy), peak, or all. The default ones need neither PostgreSQL nor a million seeded users."`
 	Rounds         int           `default:"3" help:"Rounds; each measures the baseline, then million."`
 	Duration       time.Duration `default:"10s" help:"Length of each measured run: the saturation probe, then the open-model run at half the rate it found."`
 	Warmup         time.Duration `default:"3s" help:"Warm-up of each side before the first round."`
@@ -29,6 +29,7 @@ type BenchCmd struct {
 	CartUsers      int           `default:"1000" help:"pg-checkout: users logged in, each with a cart (a login costs an argon2id hash on the server core)."`
 	PeakUsers      int           `default:"1000000" help:"peak: seeded users."`
 	PeakRate       float64       `default:"10000" help:"peak: arrival rate (requests per second)."`
+	CacheRate      float64       `default:"500" help:"cache-effect: arrival rate (requests per second), one that million with --no-cache sustains without errors (the report says when it did not)."`
 	ServerCPU      int           `name:"server-cpu" default:"0" help:"CPU of the servers and PostgreSQL (taskset -c)."`
 	GeneratorCPU   int           `name:"generator-cpu" default:"1" help:"CPU of the load generator and pgbench."`
 	WorkDir        string        `placeholder:"DIR" help:"Keep the seeded databases here and reuse them next time (default: a temporary directory, removed)."`
@@ -69,7 +70,7 @@ func (c *BenchCmd) Run(ctx context.Context) error {
 	res, err := bench.Run(ctx, bench.Config{
 		Binary: exe, Scenarios: c.Scenario, Rounds: c.Rounds, Duration: c.Duration, Warmup: c.Warmup,
 		Connections: c.Connections, PgbenchClients: c.PgbenchClients, Products: c.Products, Users: c.Users,
-		CartUsers: c.CartUsers, PeakUsers: c.PeakUsers, PeakRate: c.PeakRate, WorkDir: c.WorkDir, Pins: pins,
+		CartUsers: c.CartUsers, PeakUsers: c.PeakUsers, PeakRate: c.PeakRate, CacheRate: c.CacheRate, WorkDir: c.WorkDir, Pins: pins,
 		Command: commandLine(os.Args), Log: os.Stderr,
 	})
 	if res == nil {
