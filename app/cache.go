@@ -62,6 +62,12 @@ func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store
 	}
 	s.cache = c
 	s.users = userstore.NewCached(s.users, c, cfg.Cache.ProfileTTL)
+	if redis == nil && db.Dialect == sqldb.SQLite {
+		// One process owns the embedded database, so a revocation drops
+		// the only cached copy before it returns. With Redis the sessions
+		// live there (RedisSessions) and are not copied into memory.
+		s.users = userstore.NewCachedSessions(s.users, c, 0)
+	}
 	s.catalog = catalogstore.NewCached(s.catalog, c, catalogstore.CacheTTLs{
 		Product: cfg.Cache.ProductTTL, List: cfg.Cache.ListTTL, Category: cfg.Cache.CategoryTTL,
 	})

@@ -46,4 +46,11 @@ func TestCachedStore(t *testing.T) {
 			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), 0)
 		})
 	})
+	t.Run("sqlite/l1 sessions", func(t *testing.T) {
+		t.Parallel()
+		storetest.Run(t, func(t *testing.T) user.Store {
+			c := cachetest.New(t, nil)
+			return store.NewCachedSessions(store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), c, 0), c, 0)
+		})
+	})
 }
