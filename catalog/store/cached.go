@@ -37,6 +37,7 @@ type CacheTTLs struct {
 //     read-modify-write (checkout, UpdateProduct) and must see the truth.
 type Cached struct {
 	inner      catalog.Store
+	cache      *cache.Cache
 	products   *cache.Entity[catalog.Product]
 	lists      *cache.Entity[[]string]
 	categories *cache.Entity[[]catalog.Category]
@@ -65,6 +66,7 @@ func NewCached(inner catalog.Store, c *cache.Cache, ttl CacheTTLs) *Cached {
 	}
 	return &Cached{
 		inner:      inner,
+		cache:      c,
 		products:   cache.Register[catalog.Product](c, cache.Spec{Name: "product", Version: productVersion, TTL: ttl.Product}),
 		lists:      cache.Register[[]string](c, cache.Spec{Name: "product_list", Version: listVersion, TTL: ttl.List, Generational: true}),
 		categories: cache.Register[[]catalog.Category](c, cache.Spec{Name: "categories", Version: categoryVersion, TTL: ttl.Category}),
@@ -72,15 +74,19 @@ func NewCached(inner catalog.Store, c *cache.Cache, ttl CacheTTLs) *Cached {
 	}
 }
 
-// afterCommit runs the invalidation once ctx's transaction commits (at
-// once outside one). The write's caller returns only after it, so its
-// response never precedes the invalidation.
-func afterCommit(ctx context.Context, f func(ctx context.Context)) {
-	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		f(ictx)
-	})
+// invalidate runs the invalidation of targets once ctx's transaction
+// commits (at once outside one). The write's caller returns only after it,
+// so its response never precedes the invalidation. An invalidation Redis
+// never took is logged at error level and counted by the cache, which
+// replays it; the write itself is committed and stays a success.
+func (s *Cached) invalidate(ctx context.Context, targets ...cache.Target) {
+	sqldb.AfterCommit(ctx, func() { s.invalidateNow(ctx, targets...) })
+}
+
+func (s *Cached) invalidateNow(ctx context.Context, targets ...cache.Target) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.InvalidateTimeout)
+	defer cancel()
+	_ = s.cache.Invalidate(ictx, targets...)
 }
 
 // InTx implements catalog.Store.
@@ -130,10 +136,8 @@ func (s *Cached) CreateCategory(ctx context.Context, c catalog.Category) error {
 	if err := s.inner.CreateCategory(ctx, c); err != nil {
 		return err
 	}
-	afterCommit(ctx, func(ctx context.Context) {
-		s.categories.Invalidate(ctx, allCategories)
-		s.bySlug.Invalidate(ctx, c.Slug) // it may be cached as not found
-	})
+	// The slug may be cached as not found.
+	s.invalidate(ctx, s.categories.Keys(allCategories), s.bySlug.Keys(c.Slug))
 	return nil
 }
 
@@ -229,15 +233,42 @@ func (s *Cached) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 	return out, nil
 }
 
+// changes are the products one transaction changed, invalidated in one
+// message once it commits: a checkout of ten lines waits for one round of
+// acknowledgements, not ten.
+type changes struct {
+	ids   []string
+	seen  map[string]bool
+	lists bool
+}
+
 // changed invalidates a product and, when its list position may have
-// moved, every product list.
+// moved, every product list, after the transaction of ctx commits,
+// together with the transaction's other changes.
 func (s *Cached) changed(ctx context.Context, id string, lists bool) {
-	afterCommit(ctx, func(ctx context.Context) {
-		s.products.Invalidate(ctx, id)
-		if lists {
-			s.lists.InvalidateAll(ctx)
-		}
+	v, ok := sqldb.TxValue(ctx, s, func() any {
+		ch := &changes{seen: map[string]bool{}}
+		sqldb.AfterCommit(ctx, func() { s.invalidateNow(ctx, ch.targets(s)...) })
+		return ch
 	})
+	if !ok {
+		s.invalidateNow(ctx, (&changes{ids: []string{id}, lists: lists}).targets(s)...)
+		return
+	}
+	ch := v.(*changes)
+	if !ch.seen[id] {
+		ch.seen[id] = true
+		ch.ids = append(ch.ids, id)
+	}
+	ch.lists = ch.lists || lists
+}
+
+func (ch *changes) targets(s *Cached) []cache.Target {
+	targets := []cache.Target{s.products.Keys(ch.ids...)}
+	if ch.lists {
+		targets = append(targets, s.lists.All())
+	}
+	return targets
 }
 
 // InsertProduct implements catalog.Store.

@@ -35,11 +35,15 @@ func NewCached(inner search.Store, c *cache.Cache, ttl time.Duration) *Cached {
 	})}
 }
 
+// changed moves the results to a new generation once ctx's transaction
+// commits. An invalidation Redis never took is logged at error level and
+// counted by the cache, which replays it; the write itself is committed
+// and stays a success.
 func (s *Cached) changed(ctx context.Context) {
 	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.InvalidateTimeout)
 		defer cancel()
-		s.results.InvalidateAll(ictx)
+		_ = s.results.InvalidateAll(ictx)
 	})
 }
 

@@ -70,10 +70,14 @@ func (s *Cached) UpdateName(ctx context.Context, id, name string, now time.Time)
 	return nil
 }
 
+// changed invalidates the profile once ctx's transaction commits. An
+// invalidation Redis never took is logged at error level and counted by
+// the cache, which replays it; the write itself is committed and stays a
+// success.
 func (s *Cached) changed(ctx context.Context, id string) {
 	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.InvalidateTimeout)
 		defer cancel()
-		s.profiles.Invalidate(ictx, id)
+		_ = s.profiles.Invalidate(ictx, id)
 	})
 }
