@@ -152,7 +152,8 @@ type App struct {
 	Outbox   *outbox.Outbox
 	// Redis is the shared-state client, nil without Config.RedisURL.
 	Redis rueidis.Client
-	// Cache is the read cache, nil when Config.Cache.Disabled.
+	// Cache is the read cache, nil when off: Config.Cache.Disabled, or
+	// PostgreSQL without Redis unless Config.Cache.Local.
 	Cache    *cache.Cache
 	router   *web.Router
 	shedder  *shed.Shedder // nil when shedding is off
