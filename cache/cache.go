@@ -22,14 +22,19 @@
 //     after it either, and has stopped serving L1 by then. No two clocks
 //     are ever compared.
 //     Hence: once a write returns, no instance serves the old value from L1.
+//     When Redis does not take the message, Invalidate retries until its
+//     context ends, then returns ErrNotInvalidated and keeps the message for
+//     replay; this instance serves no cached value until it is replayed.
 //   - Losing the subscription (Redis down, connection broken) bumps the L1
 //     era, which voids every L1 entry; it is bumped again on resubscribe.
 //   - A load that raced with an invalidation never fills: L1 fills check a
 //     per-key epoch under a shard lock, L2 fills check a per-key stamp that
 //     invalidation increments (compare-and-set script).
-//   - One load per key cluster-wide: local loads are coalesced, and across
-//     instances a Redis lock (SET NX PX) elects one loader; the others poll
-//     L2 for up to Options.LockWait, then load themselves.
+//   - One load per key cluster-wide: local loads are coalesced (a miss only
+//     joins a load that began after the key's latest invalidation here, and
+//     none while L1 is unusable), and across instances a Redis lock (SET NX
+//     PX) elects one loader; the others poll L2 for up to Options.LockWait,
+//     then load themselves.
 //   - Redis errors and timeouts (Options.L2Timeout) count towards a circuit
 //     breaker; while it is open, L2 is skipped and reads go to the database.
 package cache
