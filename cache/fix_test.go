@@ -375,3 +375,36 @@ func TestAcknowledgementsAreNeverDropped(t *testing.T) {
 		t.Fatalf("counted %d acknowledgements of %d", got, receivers)
 	}
 }
+
+// While an invalidation of its own waits for replay, an instance that still
+// hears the channel serves neither its L1 nor the L2 (which may still hold
+// the old value); the replay on a heartbeat tick brings both back.
+func TestPendingInvalidationStopsCachingUntilReplayed(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newCache(t, Options{Redis: openRedis(t, srv.URL())})
+	waitReady(t, c)
+	e := Register[string](c, Spec{Name: "p", Version: 1, TTL: time.Hour})
+	src := newSource()
+	src.set("k", "old")
+	get(t, e, src, "k") // in L1 and L2
+	src.set("k", "new")
+	// As a write whose invalidation Redis did not take: its own L1 entry is
+	// dropped, the message kept.
+	c.dropL1(e.Key("k"))
+	c.keep(message{Node: c.node, Keys: []string{e.Key("k")}})
+	if c.Connected() {
+		t.Fatal("the instance serves its L1 with an invalidation pending")
+	}
+	if v, _ := get(t, e, src, "k"); v != "new" {
+		t.Fatalf("served %q with an invalidation pending: the old L2 entry", v)
+	}
+	waitReady(t, c) // the beat loop replayed it
+	before := src.reads.Load()
+	if v, _ := get(t, e, src, "k"); v != "new" {
+		t.Fatalf("served %q after the replay", v)
+	}
+	if v, _ := get(t, e, src, "k"); v != "new" || src.reads.Load() != before+1 {
+		t.Fatalf("after the replay: %q, %d loads for two reads; want the cache back (one load)", v, src.reads.Load()-before)
+	}
+}
