@@ -424,7 +424,9 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 	var zero V
 	gen := e.gen.Load()
 	key := e.keyAt(id, gen)
-	at := c.snapshot(key)
+	// The era is read before the epoch (in fillPoint), and the epoch only
+	// on a miss: a hit takes no lock.
+	at := fillPoint{useL1: c.l1Usable(), era: c.era.Load()}
 	if at.useL1 {
 		if en, ok := c.l1.GetIfPresent(key); ok && en.era == at.era && en.gen == gen && time.Now().Before(en.expires) {
 			e.m.hitL1()
@@ -433,7 +435,9 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 			return v, en.found, nil
 		}
 		e.m.missL1()
-	} else {
+	}
+	at.epoch = c.epochOf(key)
+	if !at.useL1 {
 		en, err := e.fetch(ctx, key, gen, at, load, nil)
 		if err != nil {
 			return zero, false, err
@@ -480,8 +484,10 @@ func (c *Cache) snapshot(key string) fillPoint {
 
 // maybeRefresh refreshes a hot entry in the last tenth of its lifetime,
 // with a probability that grows as expiry nears and with the load time
-// (XFetch), so one request reloads it while the others keep hitting and a
-// hot key never expires under load.
+// (XFetch), and at the latest when four load times remain, so one request
+// reloads it while the others keep hitting and a hot key never expires
+// under load (XFetch alone leaves it about one chance in five to start too
+// late to finish in time).
 func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 	remaining := time.Until(en.expires)
 	if remaining > e.spec.TTL/10 {
@@ -490,7 +496,7 @@ func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 		return
 	}
 	delta := max(en.delta, time.Millisecond)
-	if float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
+	if remaining > 4*delta && float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
 		return
 	}
 	gen := en.gen
