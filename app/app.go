@@ -131,7 +131,7 @@ func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{
 		userstore.Migrations(), catalogstore.Migrations(), searchstore.Migrations(),
 		cartstore.Migrations(), orderstore.Migrations(), paymentstore.Migrations(),
-		notifystore.Migrations(), outbox.Migrations(),
+		notifystore.Migrations(), outbox.Migrations(), cache.Migrations(),
 	}
 }
 

@@ -66,7 +66,7 @@ func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store
 		logger.Warn("read cache in process only (--cache-local): correct only while one instance uses this PostgreSQL database; another instance's writes would not reach this one's copies until they expire")
 	}
 	c, err := cache.New(cache.Options{
-		Redis: redis, MaxBytes: cfg.Cache.MaxBytes, Bound: cfg.Cache.Bound,
+		Redis: redis, DB: db, MaxBytes: cfg.Cache.MaxBytes, Bound: cfg.Cache.Bound,
 		L2Timeout: cfg.Cache.RedisTimeout, LockWait: cfg.Cache.LockWait,
 		Registerer: metrics.Registry, Logger: logger,
 	})

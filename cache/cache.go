@@ -57,6 +57,8 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/millionshop/million/sqldb"
 )
 
 // Options configures a Cache. Zero values mean the defaults.
@@ -77,6 +79,17 @@ type Options struct {
 	// LockWait bounds how long an instance waits for another one's load
 	// before loading itself; default 1 s.
 	LockWait time.Duration
+	// DB holds the invalidation journal (Migrations); nil means none. With
+	// it and Redis, Defer records invalidations in the write's transaction
+	// and any instance delivers those their writer did not.
+	DB *sqldb.DB
+	// InvalidateWait bounds how long a write keeps trying to reach Redis
+	// after its commit (Defer, and Invalidate with no deadline of its own);
+	// the journal replay leaves a row alone for that long. Default
+	// InvalidateTimeout.
+	InvalidateWait time.Duration
+	// ReplayEvery is how often the journal is replayed; default 1 s.
+	ReplayEvery time.Duration
 	// Registerer receives the cache metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger reports Redis trouble; nil discards.
@@ -161,6 +174,12 @@ func New(opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.InvalidateWait <= 0 {
+		opts.InvalidateWait = InvalidateTimeout
+	}
+	if opts.ReplayEvery <= 0 {
+		opts.ReplayEvery = time.Second
+	}
 	l1, err := otter.New(&otter.Options[string, *entry]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher:       func(k string, e *entry) uint32 { return uint32(len(k)) + e.weight + 64 },
@@ -190,6 +209,10 @@ func New(opts Options) (*Cache, error) {
 		c.done.Add(2)
 		go c.subscribeLoop()
 		go c.beatLoop()
+	}
+	if c.journaled() {
+		c.done.Add(1)
+		go c.replayLoop()
 	}
 	return c, nil
 }
@@ -918,15 +941,26 @@ func (e *Entity[V]) InvalidateAll(ctx context.Context) error {
 // error level and counted in million_cache_invalidation_failures_total.
 func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 	var m message
+	seen := map[string]bool{}
 	for _, t := range targets {
+		n := 0
 		for _, k := range t.keys {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
 			c.dropL1(k)
+			m.Keys = append(m.Keys, k)
+			n++
 		}
-		m.Keys = append(m.Keys, t.keys...)
-		if len(t.keys) > 0 {
-			c.metrics.invalidations.WithLabelValues(t.name, "key").Add(float64(len(t.keys)))
+		if n > 0 {
+			c.metrics.invalidations.WithLabelValues(t.name, "key").Add(float64(n))
 		}
 		if t.all != nil {
+			if seen["\x00all:"+t.name] {
+				continue
+			}
+			seen["\x00all:"+t.name] = true
 			c.metrics.invalidations.WithLabelValues(t.name, "all").Inc()
 			if c.redis == nil {
 				t.all.bump()

@@ -90,7 +90,7 @@ func (c *Cache) broadcast(ctx context.Context, m message) error {
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, InvalidateTimeout)
+		ctx, cancel = context.WithTimeout(ctx, c.opts.InvalidateWait)
 		defer cancel()
 	}
 	m.Node = c.node

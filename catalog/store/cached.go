@@ -74,19 +74,14 @@ func NewCached(inner catalog.Store, c *cache.Cache, ttl CacheTTLs) *Cached {
 	}
 }
 
-// invalidate runs the invalidation of targets once ctx's transaction
-// commits (at once outside one). The write's caller returns only after it,
-// so its response never precedes the invalidation. An invalidation Redis
-// never took is logged at error level and counted by the cache, which
-// replays it; the write itself is committed and stays a success.
-func (s *Cached) invalidate(ctx context.Context, targets ...cache.Target) {
-	sqldb.AfterCommit(ctx, func() { s.invalidateNow(ctx, targets...) })
-}
-
-func (s *Cached) invalidateNow(ctx context.Context, targets ...cache.Target) {
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.InvalidateTimeout)
-	defer cancel()
-	_ = s.cache.Invalidate(ictx, targets...)
+// invalidate invalidates targets once ctx's transaction commits (at once
+// outside one), in one message with the transaction's other changes (a
+// checkout of ten lines sends one), recorded in the cache's journal within
+// the transaction. The write's caller returns only after it, so its
+// response never precedes the invalidation. An error means the record
+// failed: returned, it rolls the write back.
+func (s *Cached) invalidate(ctx context.Context, targets ...cache.Target) error {
+	return s.cache.Defer(ctx, targets...)
 }
 
 // InTx implements catalog.Store.
@@ -137,8 +132,7 @@ func (s *Cached) CreateCategory(ctx context.Context, c catalog.Category) error {
 		return err
 	}
 	// The slug may be cached as not found.
-	s.invalidate(ctx, s.categories.Keys(allCategories), s.bySlug.Keys(c.Slug))
-	return nil
+	return s.invalidate(ctx, s.categories.Keys(allCategories), s.bySlug.Keys(c.Slug))
 }
 
 // ListProducts implements catalog.Store.
@@ -233,42 +227,13 @@ func (s *Cached) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 	return out, nil
 }
 
-// changes are the products one transaction changed, invalidated in one
-// message once it commits: a checkout of ten lines waits for one round of
-// acknowledgements, not ten.
-type changes struct {
-	ids   []string
-	seen  map[string]bool
-	lists bool
-}
-
 // changed invalidates a product and, when its list position may have
-// moved, every product list, after the transaction of ctx commits,
-// together with the transaction's other changes.
-func (s *Cached) changed(ctx context.Context, id string, lists bool) {
-	v, ok := sqldb.TxValue(ctx, s, func() any {
-		ch := &changes{seen: map[string]bool{}}
-		sqldb.AfterCommit(ctx, func() { s.invalidateNow(ctx, ch.targets(s)...) })
-		return ch
-	})
-	if !ok {
-		s.invalidateNow(ctx, (&changes{ids: []string{id}, lists: lists}).targets(s)...)
-		return
+// moved, every product list.
+func (s *Cached) changed(ctx context.Context, id string, lists bool) error {
+	if lists {
+		return s.invalidate(ctx, s.products.Keys(id), s.lists.All())
 	}
-	ch := v.(*changes)
-	if !ch.seen[id] {
-		ch.seen[id] = true
-		ch.ids = append(ch.ids, id)
-	}
-	ch.lists = ch.lists || lists
-}
-
-func (ch *changes) targets(s *Cached) []cache.Target {
-	targets := []cache.Target{s.products.Keys(ch.ids...)}
-	if ch.lists {
-		targets = append(targets, s.lists.All())
-	}
-	return targets
+	return s.invalidate(ctx, s.products.Keys(id))
 }
 
 // InsertProduct implements catalog.Store.
@@ -276,8 +241,7 @@ func (s *Cached) InsertProduct(ctx context.Context, p catalog.ProductRow) error 
 	if err := s.inner.InsertProduct(ctx, p); err != nil {
 		return err
 	}
-	s.changed(ctx, p.ID, true) // it may be cached as not found
-	return nil
+	return s.changed(ctx, p.ID, true) // it may be cached as not found
 }
 
 // UpdateProduct implements catalog.Store.
@@ -285,8 +249,7 @@ func (s *Cached) UpdateProduct(ctx context.Context, p catalog.ProductRow) error 
 	if err := s.inner.UpdateProduct(ctx, p); err != nil {
 		return err
 	}
-	s.changed(ctx, p.ID, true)
-	return nil
+	return s.changed(ctx, p.ID, true)
 }
 
 // DeleteProduct implements catalog.Store.
@@ -294,8 +257,7 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) error {
 	if err := s.inner.DeleteProduct(ctx, id); err != nil {
 		return err
 	}
-	s.changed(ctx, id, true)
-	return nil
+	return s.changed(ctx, id, true)
 }
 
 // TakeStock implements catalog.Store. Stock is part of the cached product,
@@ -304,7 +266,7 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) error {
 func (s *Cached) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
 	took, err := s.inner.TakeStock(ctx, id, qty, now)
 	if err == nil && took {
-		s.changed(ctx, id, false)
+		err = s.changed(ctx, id, false)
 	}
 	return took, err
 }
@@ -314,6 +276,5 @@ func (s *Cached) PutStock(ctx context.Context, id string, qty int64, now time.Ti
 	if err := s.inner.PutStock(ctx, id, qty, now); err != nil {
 		return err
 	}
-	s.changed(ctx, id, false)
-	return nil
+	return s.changed(ctx, id, false)
 }
