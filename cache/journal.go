@@ -137,6 +137,13 @@ func (c *Cache) forget(ids []string) {
 // replayLoop delivers journal rows their writer did not, every second.
 func (c *Cache) replayLoop() {
 	defer c.done.Done()
+	// Close must not wait for a whole batch of deliveries.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
 	t := time.NewTicker(c.opts.ReplayEvery)
 	defer t.Stop()
 	for {
@@ -145,7 +152,7 @@ func (c *Cache) replayLoop() {
 			return
 		case <-t.C:
 		}
-		if n, err := c.replayOnce(context.Background()); err != nil {
+		if n, err := c.replayOnce(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("cache journal replay failed; will retry", "err", err, "delivered", n)
 		} else if n > 0 {
 			c.log.Info("cache journal replayed invalidations other writers did not deliver", "count", n)
@@ -169,6 +176,9 @@ func (c *Cache) replayOnce(ctx context.Context) (int, error) {
 	const query = `SELECT id, message FROM cache_invalidations WHERE created_at < ? ORDER BY created_at, id LIMIT 100`
 	deliver := func(ctx context.Context, q sqldb.Querier, rows []journalRow) (int, error) {
 		for i, r := range rows {
+			if err := ctx.Err(); err != nil {
+				return i, err
+			}
 			r.m.Node = c.node
 			if len(r.m.Keys) > 0 || len(r.m.Entities) > 0 {
 				if err := c.send(ctx, r.m); err != nil {
