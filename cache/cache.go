@@ -25,6 +25,9 @@
 //     When Redis does not take the message, Invalidate retries until its
 //     context ends, then returns ErrNotInvalidated and keeps the message for
 //     replay; this instance serves no cached value until it is replayed.
+//     With a journal (Options.DB), Defer also records the invalidation in
+//     the write's transaction, and any instance delivers what its writer
+//     did not (journal.go).
 //   - Losing the subscription (Redis down, connection broken) bumps the L1
 //     era, which voids every L1 entry; it is bumped again on resubscribe.
 //   - A load that raced with an invalidation never fills: L1 fills check a
