@@ -137,7 +137,7 @@ func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{
 		userstore.Migrations(), catalogstore.Migrations(), searchstore.Migrations(),
 		cartstore.Migrations(), orderstore.Migrations(), paymentstore.Migrations(),
-		notifystore.Migrations(), outbox.Migrations(),
+		notifystore.Migrations(), outbox.Migrations(), cache.Migrations(),
 	}
 }
 
@@ -158,7 +158,8 @@ type App struct {
 	Outbox   *outbox.Outbox
 	// Redis is the shared-state client, nil without Config.RedisURL.
 	Redis rueidis.Client
-	// Cache is the read cache, nil when Config.Cache.Disabled.
+	// Cache is the read cache, nil when off: Config.Cache.Disabled, or
+	// PostgreSQL without Redis unless Config.Cache.Local.
 	Cache    *cache.Cache
 	events   *eventBackbone
 	router   *web.Router

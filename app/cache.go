@@ -18,9 +18,15 @@ import (
 )
 
 // CacheConfig tunes the read cache (package cache). The zero value is the
-// default: on, L1 in-process, L2 in Redis when Config.RedisURL is set.
+// default: on with embedded SQLite (one process owns the data) and with
+// Redis (Config.RedisURL: L2 and the invalidation channel); off on
+// PostgreSQL without Redis, where instances sharing the database would not
+// hear each other's writes and would serve old prices for a whole TTL.
 type CacheConfig struct {
-	Disabled    bool          // serve every read from the database
+	Disabled bool // serve every read from the database
+	// Local forces the in-process cache on PostgreSQL without Redis: only
+	// correct when a single instance uses the database.
+	Local       bool
 	MaxBytes    int64         // L1 bound; 0 means 64 MiB
 	ProductTTL  time.Duration // product by ID; 0 means 5 min
 	ListTTL     time.Duration // product list pages; 0 means 5 min
@@ -52,8 +58,15 @@ func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store
 	if cfg.Cache.Disabled {
 		return s, nil
 	}
+	if redis == nil && db.Dialect == sqldb.Postgres {
+		if !cfg.Cache.Local {
+			logger.Info("read cache off: instances sharing a PostgreSQL database without Redis cannot invalidate each other's copies; --redis turns it on (or --cache-local for a single instance)")
+			return s, nil
+		}
+		logger.Warn("read cache in process only (--cache-local): correct only while one instance uses this PostgreSQL database; another instance's writes would not reach this one's copies until they expire")
+	}
 	c, err := cache.New(cache.Options{
-		Redis: redis, MaxBytes: cfg.Cache.MaxBytes, Bound: cfg.Cache.Bound,
+		Redis: redis, DB: db, MaxBytes: cfg.Cache.MaxBytes, Bound: cfg.Cache.Bound,
 		L2Timeout: cfg.Cache.RedisTimeout, LockWait: cfg.Cache.LockWait,
 		Registerer: metrics.Registry, Logger: logger,
 	})

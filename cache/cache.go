@@ -22,14 +22,22 @@
 //     after it either, and has stopped serving L1 by then. No two clocks
 //     are ever compared.
 //     Hence: once a write returns, no instance serves the old value from L1.
+//     When Redis does not take the message, Invalidate retries until its
+//     context ends, then returns ErrNotInvalidated and keeps the message for
+//     replay; this instance serves no cached value until it is replayed.
+//     With a journal (Options.DB), Defer also records the invalidation in
+//     the write's transaction, and any instance delivers what its writer
+//     did not (journal.go).
 //   - Losing the subscription (Redis down, connection broken) bumps the L1
 //     era, which voids every L1 entry; it is bumped again on resubscribe.
 //   - A load that raced with an invalidation never fills: L1 fills check a
 //     per-key epoch under a shard lock, L2 fills check a per-key stamp that
 //     invalidation increments (compare-and-set script).
-//   - One load per key cluster-wide: local loads are coalesced, and across
-//     instances a Redis lock (SET NX PX) elects one loader; the others poll
-//     L2 for up to Options.LockWait, then load themselves.
+//   - One load per key cluster-wide: local loads are coalesced (a miss only
+//     joins a load that began after the key's latest invalidation here, and
+//     none while L1 is unusable), and across instances a Redis lock (SET NX
+//     PX) elects one loader; the others poll L2 for up to Options.LockWait,
+//     then load themselves.
 //   - Redis errors and timeouts (Options.L2Timeout) count towards a circuit
 //     breaker; while it is open, L2 is skipped and reads go to the database.
 package cache
@@ -52,6 +60,8 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/millionshop/million/sqldb"
 )
 
 // Options configures a Cache. Zero values mean the defaults.
@@ -72,6 +82,17 @@ type Options struct {
 	// LockWait bounds how long an instance waits for another one's load
 	// before loading itself; default 1 s.
 	LockWait time.Duration
+	// DB holds the invalidation journal (Migrations); nil means none. With
+	// it and Redis, Defer records invalidations in the write's transaction
+	// and any instance delivers those their writer did not.
+	DB *sqldb.DB
+	// InvalidateWait bounds how long a write keeps trying to reach Redis
+	// after its commit (Defer, and Invalidate with no deadline of its own);
+	// the journal replay leaves a row alone for that long. Default
+	// InvalidateTimeout.
+	InvalidateWait time.Duration
+	// ReplayEvery is how often the journal is replayed; default 1 s.
+	ReplayEvery time.Duration
 	// Registerer receives the cache metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger reports Redis trouble; nil discards.
@@ -104,8 +125,10 @@ type Cache struct {
 
 	mu       sync.Mutex
 	entities map[string]generational
-	waiters  map[string]chan struct{}
+	waiters  map[string]*ackWaiter
 	pending  []message // invalidations Redis did not take; retried
+	// pendingN is len(pending), read without the lock on every request.
+	pendingN atomic.Int64
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -119,6 +142,8 @@ type shard struct {
 // generational is what the Cache needs from a generational entity.
 type generational interface {
 	setGeneration(g uint64)
+	resetGeneration(g uint64)
+	bump()
 	genKey() string
 }
 
@@ -152,6 +177,12 @@ func New(opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.InvalidateWait <= 0 {
+		opts.InvalidateWait = InvalidateTimeout
+	}
+	if opts.ReplayEvery <= 0 {
+		opts.ReplayEvery = time.Second
+	}
 	l1, err := otter.New(&otter.Options[string, *entry]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher:       func(k string, e *entry) uint32 { return uint32(len(k)) + e.weight + 64 },
@@ -165,7 +196,7 @@ func New(opts Options) (*Cache, error) {
 	c := &Cache{
 		opts: opts, redis: opts.Redis, node: uuid.NewString(), l1: l1, log: opts.Logger, born: time.Now(),
 		metrics: newMetrics(opts.Registerer), seed: maphash.MakeSeed(),
-		entities: map[string]generational{}, waiters: map[string]chan struct{}{}, stop: make(chan struct{}),
+		entities: map[string]generational{}, waiters: map[string]*ackWaiter{}, stop: make(chan struct{}),
 	}
 	c.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "redis-cache",
@@ -181,6 +212,10 @@ func New(opts Options) (*Cache, error) {
 		c.done.Add(2)
 		go c.subscribeLoop()
 		go c.beatLoop()
+	}
+	if c.journaled() {
+		c.done.Add(1)
+		go c.replayLoop()
 	}
 	return c, nil
 }
@@ -207,7 +242,11 @@ func (c *Cache) l1Usable() bool {
 	if c.redis == nil {
 		return true
 	}
-	if !c.subscribed.Load() {
+	if !c.subscribed.Load() || c.pendingN.Load() > 0 {
+		// While an invalidation of this instance's own waits for replay,
+		// the L2 may still hold what it invalidated: this instance uses
+		// neither level until the replay, so it cannot serve or refill
+		// that old copy.
 		return false
 	}
 	return time.Since(c.born)-time.Duration(c.lastBeat.Load()) < c.opts.Bound
@@ -317,7 +356,25 @@ func Register[V any](c *Cache, spec Spec) *Entity[V] {
 	return e
 }
 
-func (e *Entity[V]) setGeneration(g uint64) { e.gen.Store(g) }
+// setGeneration raises the generation to g, never lowers it: the writer's
+// reply and the channel's messages of concurrent writes arrive in any
+// order, and reading an older generation again would serve entries the
+// newer one invalidated.
+func (e *Entity[V]) setGeneration(g uint64) {
+	for {
+		old := e.gen.Load()
+		if g <= old || e.gen.CompareAndSwap(old, g) {
+			return
+		}
+	}
+}
+
+// resetGeneration sets the generation from Redis when the instance
+// subscribes again: Redis may have restarted and counted from zero again,
+// and the entries of this instance's own L1 are voided by the era then.
+func (e *Entity[V]) resetGeneration(g uint64) { e.gen.Store(g) }
+
+func (e *Entity[V]) bump() { e.gen.Add(1) }
 
 func (e *Entity[V]) genKey() string {
 	return e.c.opts.Prefix + "gen:v" + strconv.Itoa(e.spec.Version) + ":" + e.spec.Name
@@ -367,7 +424,7 @@ func (e *Entity[V]) ttlFor(found bool) time.Duration {
 // learns only through the subscription.
 func (e *Entity[V]) l2Usable() bool {
 	c := e.c
-	if c.redis == nil || c.breaker.State() == gobreaker.StateOpen {
+	if c.redis == nil || c.breaker.State() == gobreaker.StateOpen || c.pendingN.Load() > 0 {
 		return false
 	}
 	// A generational entity must know the current generation, which it
@@ -380,12 +437,24 @@ func (e *Entity[V]) l2Usable() bool {
 type Loader[V any] func(ctx context.Context) (v V, found bool, err error)
 
 // Get returns the value of id from L1, L2 or load, in that order.
+//
+// Concurrent misses of one key share one load, but only loads that began
+// after the latest invalidation of the key this instance applied: the
+// flight is named after the key's shard epoch and the L1 era, so a read
+// that starts after a write returned never gets the result of a load that
+// read the row before the write committed. While L1 is unusable this
+// instance may not have heard another instance's write, so nothing is
+// shared then.
 func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool, error) {
 	c := e.c
+	var zero V
 	gen := e.gen.Load()
 	key := e.keyAt(id, gen)
-	if c.l1Usable() {
-		if en, ok := c.l1.GetIfPresent(key); ok && en.era == c.era.Load() && en.gen == gen && time.Now().Before(en.expires) {
+	// The era is read before the epoch (in fillPoint), and the epoch only
+	// on a miss: a hit takes no lock.
+	at := fillPoint{useL1: c.l1Usable(), era: c.era.Load()}
+	if at.useL1 {
+		if en, ok := c.l1.GetIfPresent(key); ok && en.era == at.era && en.gen == gen && time.Now().Before(en.expires) {
 			e.m.hitL1()
 			e.maybeRefresh(key, en, load)
 			v, _ := en.val.(V)
@@ -393,26 +462,58 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 		}
 		e.m.missL1()
 	}
-	res, err, _ := c.flights.Do(key, func() (any, error) {
+	at.epoch = c.epochOf(key)
+	if !at.useL1 {
+		en, err := e.fetch(ctx, key, gen, at, load, nil)
+		if err != nil {
+			return zero, false, err
+		}
+		v, _ := en.val.(V)
+		return v, en.found, nil
+	}
+	flight := key + "\x00" + strconv.FormatUint(at.era, 36) + ":" + strconv.FormatUint(at.epoch, 36)
+	ch := c.flights.DoChan(flight, func() (any, error) {
 		// The load is shared by every caller waiting on it: one caller
 		// giving up must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		return e.fetch(ctx, key, gen, load, nil)
+		return e.fetch(ctx, key, gen, at, load, nil)
 	})
-	if err != nil {
-		var zero V
-		return zero, false, err
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return zero, false, ctx.Err()
 	}
-	en := res.(*entry)
+	if res.Err != nil {
+		return zero, false, res.Err
+	}
+	en := res.Val.(*entry)
 	v, _ := en.val.(V)
 	return v, en.found, nil
 }
 
+// fillPoint is what a fill of L1 is checked against: whether L1 was usable
+// when the read began, the era, and the key's shard epoch then.
+type fillPoint struct {
+	useL1      bool
+	era, epoch uint64
+}
+
+// snapshot reads the fill point of key. The era is read before the epoch:
+// both only grow, and a fill is refused when either moved.
+func (c *Cache) snapshot(key string) fillPoint {
+	useL1 := c.l1Usable()
+	era := c.era.Load()
+	return fillPoint{useL1: useL1, era: era, epoch: c.epochOf(key)}
+}
+
 // maybeRefresh refreshes a hot entry in the last tenth of its lifetime,
 // with a probability that grows as expiry nears and with the load time
-// (XFetch), so one request reloads it while the others keep hitting and a
-// hot key never expires under load.
+// (XFetch), and at the latest when four load times remain, so one request
+// reloads it while the others keep hitting and a hot key never expires
+// under load (XFetch alone leaves it about one chance in five to start too
+// late to finish in time).
 func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 	remaining := time.Until(en.expires)
 	if remaining > e.spec.TTL/10 {
@@ -421,7 +522,7 @@ func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 		return
 	}
 	delta := max(en.delta, time.Millisecond)
-	if float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
+	if remaining > 4*delta && float64(delta)*-math.Log(1-rand.Float64()) < float64(remaining) {
 		return
 	}
 	gen := en.gen
@@ -429,7 +530,7 @@ func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 		_, _, _ = e.c.flights.Do("refresh:"+key, func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return e.fetch(ctx, key, gen, load, en)
+			return e.fetch(ctx, key, gen, e.c.snapshot(key), load, en)
 		})
 	}()
 }
@@ -437,15 +538,12 @@ func (e *Entity[V]) maybeRefresh(key string, en *entry, load Loader[V]) {
 // fetch is the miss path of one key, run once per instance at a time.
 // With refresh (the entry being refreshed early) it skips the L2 copy of
 // that same entry and gives up when another instance holds the lock.
-func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, load Loader[V], refresh *entry) (*entry, error) {
+func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, at fillPoint, load Loader[V], refresh *entry) (*entry, error) {
 	c := e.c
-	useL1 := c.l1Usable()
-	era := c.era.Load()
-	epoch := c.epochOf(key)
 	fill := func(en *entry) *entry {
-		en.era, en.gen = era, gen
-		if useL1 {
-			c.fillL1(key, epoch, en)
+		en.era, en.gen = at.era, gen
+		if at.useL1 {
+			c.fillL1(key, at.epoch, en)
 		}
 		return en
 	}
@@ -796,35 +894,89 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 	return out, nil
 }
 
-// Invalidate drops ids everywhere: L2 and every instance's L1. Call it after
-// the write commits (sqldb.AfterCommit); it returns once every instance
-// acknowledged or Options.Bound passed, after which no instance serves the
-// old values.
-func (e *Entity[V]) Invalidate(ctx context.Context, ids ...string) {
-	if len(ids) == 0 {
-		return
-	}
+// Target is one part of an invalidation: some keys of an entity, or every
+// entry of a generational entity. A write that changes several things sends
+// them as one message (Cache.Invalidate), so it waits for one round of
+// acknowledgements, not one per thing.
+type Target struct {
+	name string
+	keys []string
+	all  generational // set when the whole entity moves generation
+}
+
+// Keys is the target of ids' entries.
+func (e *Entity[V]) Keys(ids ...string) Target {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = e.Key(id)
 	}
-	for _, k := range keys {
-		e.c.dropL1(k)
+	return Target{name: e.spec.Name, keys: keys}
+}
+
+// All is the target of every entry of a generational entity: it moves to a
+// new generation, so every entry of the old one is unreachable.
+func (e *Entity[V]) All() Target { return Target{name: e.spec.Name, all: e} }
+
+// Invalidate drops ids everywhere: L2 and every instance's L1. See
+// Cache.Invalidate.
+func (e *Entity[V]) Invalidate(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	e.c.metrics.invalidations.WithLabelValues(e.spec.Name, "key").Add(float64(len(ids)))
-	e.c.broadcast(ctx, message{Keys: keys})
+	return e.c.Invalidate(ctx, e.Keys(ids...))
 }
 
 // InvalidateAll moves a generational entity to a new generation: every
-// entry of the old one is unreachable on every instance.
-func (e *Entity[V]) InvalidateAll(ctx context.Context) {
-	e.c.metrics.invalidations.WithLabelValues(e.spec.Name, "all").Inc()
-	if e.c.redis == nil {
-		e.gen.Add(1)
-		return
+// entry of the old one is unreachable on every instance. See
+// Cache.Invalidate.
+func (e *Entity[V]) InvalidateAll(ctx context.Context) error {
+	return e.c.Invalidate(ctx, e.All())
+}
+
+// Invalidate drops targets everywhere, in one message. Call it after the
+// write commits (sqldb.AfterCommit). It returns nil once every instance
+// acknowledged or Options.Bound passed, after which no instance serves the
+// old values. When Redis does not take the message it keeps trying until
+// ctx ends (InvalidateTimeout when ctx has no deadline), then returns an
+// error: the write is committed, but other instances may serve the old
+// values until the message is replayed (it is kept, and this instance
+// serves no cached value meanwhile) or their TTL ends. It is logged at
+// error level and counted in million_cache_invalidation_failures_total.
+func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
+	var m message
+	seen := map[string]bool{}
+	for _, t := range targets {
+		n := 0
+		for _, k := range t.keys {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			c.dropL1(k)
+			m.Keys = append(m.Keys, k)
+			n++
+		}
+		if n > 0 {
+			c.metrics.invalidations.WithLabelValues(t.name, "key").Add(float64(n))
+		}
+		if t.all != nil {
+			if seen["\x00all:"+t.name] {
+				continue
+			}
+			seen["\x00all:"+t.name] = true
+			c.metrics.invalidations.WithLabelValues(t.name, "all").Inc()
+			if c.redis == nil {
+				t.all.bump()
+				continue
+			}
+			// The generation is Redis' counter; the broadcast script
+			// increments it and every instance, this one included, learns
+			// the new number from the message before acknowledging.
+			m.Entities = append(m.Entities, t.name)
+		}
 	}
-	// The generation is Redis' counter; the broadcast script increments it
-	// and every instance, this one included, learns the new number from
-	// the message before acknowledging.
-	e.c.broadcast(ctx, message{Entities: []string{e.spec.Name}})
+	if len(m.Keys) == 0 && len(m.Entities) == 0 {
+		return nil
+	}
+	return c.broadcast(ctx, m)
 }

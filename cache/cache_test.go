@@ -133,7 +133,9 @@ func TestL1OnlyHitMissNegativeAndInvalidate(t *testing.T) {
 	}
 	// A write drops the entry synchronously.
 	src.set("a", "two")
-	e.Invalidate(context.Background(), "a")
+	if err := e.Invalidate(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
 	if v, _ := get(t, e, src, "a"); v != "two" {
 		t.Fatalf("after invalidate got %q, want two", v)
 	}
@@ -231,7 +233,9 @@ func TestInvalidationReachesEveryL1WithinBound(t *testing.T) {
 		src.set("hot", want)
 		w := ents[i%3]
 		start := time.Now()
-		w.Invalidate(ctx, "hot")
+		if err := w.Invalidate(ctx, "hot"); err != nil {
+			t.Fatal(err)
+		}
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("invalidate took %v", took)
 		}
@@ -264,7 +268,9 @@ func TestGenerationalInvalidateAll(t *testing.T) {
 	get(t, ea, src, "page1")
 	get(t, eb, src, "page1")
 	src.set("page1", "new")
-	ea.InvalidateAll(context.Background())
+	if err := ea.InvalidateAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for i, e := range []*Entity[string]{ea, eb} {
 		if v, _ := get(t, e, src, "page1"); v != "new" {
 			t.Fatalf("instance %d served %q after InvalidateAll", i, v)
@@ -327,7 +333,9 @@ func TestLoadRacingInvalidationDoesNotFill(t *testing.T) {
 			})
 		}()
 		<-started
-		e.Invalidate(context.Background(), "k") // the write commits and invalidates
+		if err := e.Invalidate(context.Background(), "k"); err != nil { // the write commits and invalidates
+			t.Fatal(err)
+		}
 		close(release)
 		<-done
 		src := newSource()
@@ -402,7 +410,9 @@ func TestMetricsRegistered(t *testing.T) {
 	src := newSource()
 	get(t, e, src, "a")
 	get(t, e, src, "a")
-	e.Invalidate(context.Background(), "a")
+	if err := e.Invalidate(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +459,9 @@ func TestSilentReceiverCostsTheBound(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	start := time.Now()
-	e.Invalidate(context.Background(), "k")
+	if err := e.Invalidate(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
 	took := time.Since(start)
 	if took < bound {
 		t.Fatalf("write returned after %v with a receiver silent: it did not wait for the bound %v", took, bound)

@@ -3,8 +3,11 @@ package cache
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,20 +47,23 @@ func (c *Cache) channel() string               { return c.opts.Prefix + "inv" }
 func (c *Cache) ackChannel(node string) string { return c.opts.Prefix + "ack:" + node }
 
 // broadcastScript deletes the L2 entries, bumps their stamps (so fills
-// racing with this write are refused) and the generations, then publishes
-// the message, all in one atomic step: a receiver that drops its L1 entry
-// and reloads can only find the new value in L2.
-// KEYS: data keys, stamp keys, generation keys. ARGV: number of data keys,
-// channel, message prefix (JSON up to "g":).
+// racing with this write are refused), frees their load locks (a loader
+// that began before the write cannot fill, and the instances waiting for it
+// must load the new value now rather than after the lock wait) and bumps
+// the generations, then publishes the message, all in one atomic step: a
+// receiver that drops its L1 entry and reloads can only find the new value
+// in L2.
+// KEYS: data keys, stamp keys, lock keys, generation keys. ARGV: number of
+// data keys, channel, message prefix (JSON up to "g":).
 var broadcastScript = rueidis.NewLuaScript(`
 local n = tonumber(ARGV[1])
 for i = 1, n do
-  redis.call('DEL', KEYS[i])
+  redis.call('DEL', KEYS[i], KEYS[2 * n + i])
   redis.call('INCR', KEYS[n + i])
   redis.call('PEXPIRE', KEYS[n + i], 3600000)
 end
 local gens = {}
-for i = 2 * n + 1, #KEYS do
+for i = 3 * n + 1, #KEYS do
   gens[#gens + 1] = redis.call('INCR', KEYS[i])
 end
 local msg = ARGV[3] .. '[' .. table.concat(gens, ',') .. ']}'
@@ -66,36 +72,108 @@ local out = {receivers}
 for i = 1, #gens do out[#out + 1] = gens[i] end
 return out`)
 
+// InvalidateTimeout bounds how long an invalidation keeps trying to reach
+// Redis when its context has no deadline of its own.
+const InvalidateTimeout = 5 * time.Second
+
+// ErrNotInvalidated wraps the error of an invalidation Redis never took.
+var ErrNotInvalidated = errors.New("cache: invalidation not delivered")
+
 // broadcast runs the invalidation on Redis and waits for acknowledgements.
 // Without Redis the caller has already dropped its own L1, which is all
-// there is. When Redis cannot take it, the message is kept and retried
-// before this instance serves from the cache again.
-func (c *Cache) broadcast(ctx context.Context, m message) {
+// there is. When Redis does not take it, it is retried until ctx ends (and
+// at least twice); then it is kept for replay, this instance stops serving
+// cached values until the replay succeeds, and the caller gets an error.
+func (c *Cache) broadcast(ctx context.Context, m message) error {
 	if c.redis == nil {
-		return
+		return nil
 	}
-	m.Node, m.ID = c.node, uuid.NewString()
-	if err := c.send(ctx, m); err != nil {
-		c.log.Warn("cache invalidation not delivered; will retry", "err", err, "keys", len(m.Keys))
-		c.metrics.invalidationFailures.Inc()
-		c.mu.Lock()
-		if len(c.pending) >= maxPending {
-			// Keep the newest: an L2 entry outlives its TTL by nothing, so
-			// the oldest lost invalidations are the first to stop mattering.
-			c.pending = c.pending[1:]
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.InvalidateWait)
+		defer cancel()
+	}
+	m.Node = c.node
+	wait := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := c.send(ctx, m)
+		if err == nil {
+			return nil
 		}
-		c.pending = append(c.pending, m)
-		c.mu.Unlock()
+		if attempt >= 2 && ctx.Err() != nil {
+			c.keep(m)
+			c.metrics.invalidationFailures.Inc()
+			c.log.Error("cache invalidation not delivered: other instances may serve the old values until it is replayed or their TTL ends",
+				"err", err, "keys", m.Keys, "entities", m.Entities, "attempts", attempt)
+			return fmt.Errorf("%w after %d attempts: %w", ErrNotInvalidated, attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
 	}
 }
 
+// keep queues m for replay; this instance serves no cached value while any
+// is queued (see l1Usable).
+func (c *Cache) keep(m message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) >= maxPending {
+		// Keep the newest: an L2 entry outlives its TTL by nothing, so
+		// the oldest lost invalidations are the first to stop mattering.
+		c.pending = c.pending[1:]
+	}
+	c.pending = append(c.pending, m)
+	c.pendingN.Store(int64(len(c.pending)))
+}
+
+// ackWaiter counts the acknowledgements of one message. It never drops
+// one, however many instances there are: a count plus a wake-up channel of
+// one slot, rather than a slot per acknowledgement.
+type ackWaiter struct {
+	n    atomic.Int64
+	wake chan struct{}
+}
+
+func (w *ackWaiter) ack() {
+	w.n.Add(1)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns the number of acknowledgements once there are want of
+// them, or when the timer fires.
+func (w *ackWaiter) wait(want int, deadline <-chan time.Time) int {
+	for {
+		if got := int(w.n.Load()); got >= want {
+			return got
+		}
+		select {
+		case <-w.wake:
+		case <-deadline:
+			return int(w.n.Load())
+		}
+	}
+}
+
+// send makes one attempt of one Bound at running m on Redis, then waits for
+// the acknowledgements. Each attempt has its own message ID, so the
+// acknowledgements of an attempt whose reply was lost are not counted.
 func (c *Cache) send(ctx context.Context, m message) error {
-	keys := make([]string, 0, 2*len(m.Keys)+len(m.Entities))
+	m.ID = uuid.NewString()
+	keys := make([]string, 0, 3*len(m.Keys)+len(m.Entities))
 	for _, k := range m.Keys {
 		keys = append(keys, c.opts.Prefix+k)
 	}
 	for _, k := range m.Keys {
 		keys = append(keys, c.stampKey(c.opts.Prefix+k))
+	}
+	for _, k := range m.Keys {
+		keys = append(keys, c.lockKey(c.opts.Prefix+k))
 	}
 	c.mu.Lock()
 	for _, name := range m.Entities {
@@ -112,9 +190,9 @@ func (c *Cache) send(ctx context.Context, m message) error {
 	}{m.Node, m.ID, nonNil(m.Keys), nonNil(m.Entities)})
 	prefix := string(head[:len(head)-1]) + `,"g":`
 
-	acks := make(chan struct{}, 64)
+	w := &ackWaiter{wake: make(chan struct{}, 1)}
 	c.mu.Lock()
-	c.waiters[m.ID] = acks
+	c.waiters[m.ID] = w
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -124,19 +202,12 @@ func (c *Cache) send(ctx context.Context, m message) error {
 
 	// Not through the breaker: the breaker sheds reads, but an invalidation
 	// skipped while other instances still serve their L1 would leave them
-	// stale. One retry covers a connection being replaced.
+	// stale.
 	start := time.Now()
-	var res []int64
-	var err error
-	for range 2 {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Bound)
-		res, err = broadcastScript.Exec(sctx, c.redis, keys,
-			[]string{strconv.Itoa(len(m.Keys)), c.channel(), prefix}).AsIntSlice()
-		cancel()
-		if err == nil {
-			break
-		}
-	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Bound)
+	res, err := broadcastScript.Exec(sctx, c.redis, keys,
+		[]string{strconv.Itoa(len(m.Keys)), c.channel(), prefix}).AsIntSlice()
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -158,16 +229,8 @@ func (c *Cache) send(ctx context.Context, m message) error {
 	receivers := int(res[0])
 	deadline := time.NewTimer(c.opts.Bound)
 	defer deadline.Stop()
-	got := 0
-	for got < receivers {
-		select {
-		case <-acks:
-			got++
-		case <-deadline.C:
-			c.metrics.missingAcks.Add(float64(receivers - got))
-			c.metrics.ackWait.Observe(time.Since(start).Seconds())
-			return nil
-		}
+	if got := w.wait(receivers, deadline.C); got < receivers {
+		c.metrics.missingAcks.Add(float64(receivers - got))
 	}
 	c.metrics.ackWait.Observe(time.Since(start).Seconds())
 	return nil
@@ -189,13 +252,10 @@ func (c *Cache) onMessage(pm rueidis.PubSubMessage) {
 			return
 		}
 		c.mu.Lock()
-		ch := c.waiters[pm.Message]
+		w := c.waiters[pm.Message]
 		c.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+		if w != nil {
+			w.ack()
 		}
 		return
 	}
@@ -291,7 +351,7 @@ func (c *Cache) subscribeOnce() bool {
 		if err != nil {
 			return false
 		}
-		e.setGeneration(g)
+		e.resetGeneration(g)
 	}
 	c.era.Add(1)
 	c.subscribed.Store(true)
@@ -314,9 +374,16 @@ func (c *Cache) flushPending() bool {
 		if err := c.send(context.Background(), m); err != nil {
 			c.mu.Lock()
 			c.pending = append(pending[i:], c.pending...)
+			c.pendingN.Store(int64(len(c.pending)))
 			c.mu.Unlock()
 			return false
 		}
+	}
+	c.mu.Lock()
+	c.pendingN.Store(int64(len(c.pending)))
+	c.mu.Unlock()
+	if len(pending) > 0 {
+		c.log.Info("cache invalidations replayed", "count", len(pending))
 	}
 	return true
 }

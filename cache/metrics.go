@@ -10,6 +10,7 @@ type metrics struct {
 	invalidations        *prometheus.CounterVec
 	received             prometheus.Counter
 	invalidationFailures prometheus.Counter
+	replayed             prometheus.Counter
 	missingAcks          prometheus.Counter
 	ackWait              prometheus.Histogram
 	lockTimeouts         *prometheus.CounterVec
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "million_cache_invalidation_failures_total",
 			Help: "Invalidations Redis did not take at write time (kept and retried).",
 		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "million_cache_invalidations_replayed_total",
+			Help: "Journaled invalidations their writer did not deliver, delivered by this instance's replay.",
+		}),
 		missingAcks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "million_cache_invalidation_missing_acks_total",
 			Help: "Receivers that did not acknowledge an invalidation within the bound.",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.avoided, m.loads, m.loadDur, m.invalidations, m.received,
-			m.invalidationFailures, m.missingAcks, m.ackWait, m.lockTimeouts, m.l2Errors, m.breaker)
+			m.invalidationFailures, m.replayed, m.missingAcks, m.ackWait, m.lockTimeouts, m.l2Errors, m.breaker)
 	}
 	return m
 }

@@ -168,6 +168,7 @@ type txKey struct{}
 type txState struct {
 	tx          *sql.Tx
 	afterCommit []func()
+	values      map[any]any
 }
 
 func stateOf(ctx context.Context) *txState {
@@ -217,6 +218,28 @@ func AfterCommit(ctx context.Context, f func()) {
 		return
 	}
 	f()
+}
+
+// TxValue returns the value kept under key for the transaction of ctx,
+// made by init the first time, so that several writes of one transaction
+// share one after-commit action: init registers it with AfterCommit, and
+// each write adds to the value it returns. Without a transaction it
+// returns ok false. Like the transaction, the value belongs to one
+// goroutine.
+func TxValue(ctx context.Context, key any, init func() any) (v any, ok bool) {
+	st := stateOf(ctx)
+	if st == nil {
+		return nil, false
+	}
+	if v, ok := st.values[key]; ok {
+		return v, true
+	}
+	if st.values == nil {
+		st.values = map[any]any{}
+	}
+	v = init()
+	st.values[key] = v
+	return v, true
 }
 
 // Writer returns the transaction of ctx, or the write pool. Statements use

@@ -167,3 +167,45 @@ func TestInTxRollsBackOnPanic(t *testing.T) {
 		t.Fatalf("rows of the panicking transaction = %d (%v), want 0", n, err)
 	}
 }
+
+// TestTxValueSharedByOneTransaction: the writes of one transaction share
+// one value, and one after-commit action sees all of them.
+func TestTxValueSharedByOneTransaction(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	if _, ok := sqldb.TxValue(ctx, "k", func() any { return new([]int) }); ok {
+		t.Fatal("TxValue outside a transaction reported ok")
+	}
+	var seen []int
+	runs := 0
+	add := func(ctx context.Context, n int) {
+		v, _ := sqldb.TxValue(ctx, "k", func() any {
+			p := new([]int)
+			sqldb.AfterCommit(ctx, func() { runs++; seen = append(seen, *p...) })
+			return p
+		})
+		p := v.(*[]int)
+		*p = append(*p, n)
+	}
+	if err := db.InTx(ctx, func(ctx context.Context) error {
+		add(ctx, 1)
+		add(ctx, 2)
+		add(ctx, 3)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 1 || len(seen) != 3 {
+		t.Fatalf("after commit: %d runs saw %v, want 1 run seeing [1 2 3]", runs, seen)
+	}
+	if err := db.InTx(ctx, func(ctx context.Context) error {
+		add(ctx, 4)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 || len(seen) != 4 || seen[3] != 4 {
+		t.Fatalf("a second transaction got %v over %d runs: values must not outlive their transaction", seen, runs)
+	}
+}

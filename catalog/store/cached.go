@@ -37,6 +37,7 @@ type CacheTTLs struct {
 //     read-modify-write (checkout, UpdateProduct) and must see the truth.
 type Cached struct {
 	inner      catalog.Store
+	cache      *cache.Cache
 	products   *cache.Entity[catalog.Product]
 	lists      *cache.Entity[[]string]
 	categories *cache.Entity[[]catalog.Category]
@@ -65,6 +66,7 @@ func NewCached(inner catalog.Store, c *cache.Cache, ttl CacheTTLs) *Cached {
 	}
 	return &Cached{
 		inner:      inner,
+		cache:      c,
 		products:   cache.Register[catalog.Product](c, cache.Spec{Name: "product", Version: productVersion, TTL: ttl.Product}),
 		lists:      cache.Register[[]string](c, cache.Spec{Name: "product_list", Version: listVersion, TTL: ttl.List, Generational: true}),
 		categories: cache.Register[[]catalog.Category](c, cache.Spec{Name: "categories", Version: categoryVersion, TTL: ttl.Category}),
@@ -72,15 +74,14 @@ func NewCached(inner catalog.Store, c *cache.Cache, ttl CacheTTLs) *Cached {
 	}
 }
 
-// afterCommit runs the invalidation once ctx's transaction commits (at
-// once outside one). The write's caller returns only after it, so its
-// response never precedes the invalidation.
-func afterCommit(ctx context.Context, f func(ctx context.Context)) {
-	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		f(ictx)
-	})
+// invalidate invalidates targets once ctx's transaction commits (at once
+// outside one), in one message with the transaction's other changes (a
+// checkout of ten lines sends one), recorded in the cache's journal within
+// the transaction. The write's caller returns only after it, so its
+// response never precedes the invalidation. An error means the record
+// failed: returned, it rolls the write back.
+func (s *Cached) invalidate(ctx context.Context, targets ...cache.Target) error {
+	return s.cache.Defer(ctx, targets...)
 }
 
 // InTx implements catalog.Store.
@@ -130,11 +131,8 @@ func (s *Cached) CreateCategory(ctx context.Context, c catalog.Category) error {
 	if err := s.inner.CreateCategory(ctx, c); err != nil {
 		return err
 	}
-	afterCommit(ctx, func(ctx context.Context) {
-		s.categories.Invalidate(ctx, allCategories)
-		s.bySlug.Invalidate(ctx, c.Slug) // it may be cached as not found
-	})
-	return nil
+	// The slug may be cached as not found.
+	return s.invalidate(ctx, s.categories.Keys(allCategories), s.bySlug.Keys(c.Slug))
 }
 
 // ListProducts implements catalog.Store.
@@ -231,13 +229,11 @@ func (s *Cached) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 
 // changed invalidates a product and, when its list position may have
 // moved, every product list.
-func (s *Cached) changed(ctx context.Context, id string, lists bool) {
-	afterCommit(ctx, func(ctx context.Context) {
-		s.products.Invalidate(ctx, id)
-		if lists {
-			s.lists.InvalidateAll(ctx)
-		}
-	})
+func (s *Cached) changed(ctx context.Context, id string, lists bool) error {
+	if lists {
+		return s.invalidate(ctx, s.products.Keys(id), s.lists.All())
+	}
+	return s.invalidate(ctx, s.products.Keys(id))
 }
 
 // InsertProduct implements catalog.Store.
@@ -245,8 +241,7 @@ func (s *Cached) InsertProduct(ctx context.Context, p catalog.ProductRow) error 
 	if err := s.inner.InsertProduct(ctx, p); err != nil {
 		return err
 	}
-	s.changed(ctx, p.ID, true) // it may be cached as not found
-	return nil
+	return s.changed(ctx, p.ID, true) // it may be cached as not found
 }
 
 // UpdateProduct implements catalog.Store.
@@ -254,8 +249,7 @@ func (s *Cached) UpdateProduct(ctx context.Context, p catalog.ProductRow) error 
 	if err := s.inner.UpdateProduct(ctx, p); err != nil {
 		return err
 	}
-	s.changed(ctx, p.ID, true)
-	return nil
+	return s.changed(ctx, p.ID, true)
 }
 
 // DeleteProduct implements catalog.Store.
@@ -263,8 +257,7 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) error {
 	if err := s.inner.DeleteProduct(ctx, id); err != nil {
 		return err
 	}
-	s.changed(ctx, id, true)
-	return nil
+	return s.changed(ctx, id, true)
 }
 
 // TakeStock implements catalog.Store. Stock is part of the cached product,
@@ -273,7 +266,7 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) error {
 func (s *Cached) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
 	took, err := s.inner.TakeStock(ctx, id, qty, now)
 	if err == nil && took {
-		s.changed(ctx, id, false)
+		err = s.changed(ctx, id, false)
 	}
 	return took, err
 }
@@ -283,6 +276,5 @@ func (s *Cached) PutStock(ctx context.Context, id string, qty int64, now time.Ti
 	if err := s.inner.PutStock(ctx, id, qty, now); err != nil {
 		return err
 	}
-	s.changed(ctx, id, false)
-	return nil
+	return s.changed(ctx, id, false)
 }

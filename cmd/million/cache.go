@@ -9,6 +9,7 @@ import (
 // CacheFlags tune the read cache of serve.
 type CacheFlags struct {
 	Cache             bool          `default:"true" negatable:"" help:"Cache reads (in-process L1, plus Redis L2 with --redis); --no-cache serves every read from the database."`
+	CacheLocal        bool          `help:"Cache in process on PostgreSQL without --redis. Only for a single instance: instances sharing the database without Redis cannot invalidate each other's copies, which is why the cache is off there by default."`
 	CacheSize         int64         `default:"64" help:"Bound on the in-process cache, in MiB."`
 	CacheTTLProduct   time.Duration `default:"5m" help:"Lifetime of a cached product."`
 	CacheTTLList      time.Duration `default:"5m" help:"Lifetime of a cached product list page."`
@@ -23,7 +24,7 @@ type CacheFlags struct {
 // cacheConfig returns the cache part of the app configuration.
 func (f CacheFlags) cacheConfig() app.CacheConfig {
 	return app.CacheConfig{
-		Disabled: !f.Cache, MaxBytes: f.CacheSize << 20,
+		Disabled: !f.Cache, Local: f.CacheLocal, MaxBytes: f.CacheSize << 20,
 		ProductTTL: f.CacheTTLProduct, ListTTL: f.CacheTTLList, CategoryTTL: f.CacheTTLCategory,
 		SearchTTL: f.CacheTTLSearch, ProfileTTL: f.CacheTTLProfile, Bound: f.CacheBound,
 		RedisTimeout: f.CacheRedisTimeout, LockWait: f.CacheLockWait,

@@ -17,6 +17,7 @@ import (
 // after its transaction commits, so a search after a write sees it.
 type Cached struct {
 	inner   search.Store
+	cache   *cache.Cache
 	results *cache.Entity[[]string]
 }
 
@@ -30,17 +31,16 @@ func NewCached(inner search.Store, c *cache.Cache, ttl time.Duration) *Cached {
 	if ttl <= 0 {
 		ttl = time.Minute
 	}
-	return &Cached{inner: inner, results: cache.Register[[]string](c, cache.Spec{
+	return &Cached{inner: inner, cache: c, results: cache.Register[[]string](c, cache.Spec{
 		Name: "search", Version: resultsVersion, TTL: ttl, Generational: true,
 	})}
 }
 
-func (s *Cached) changed(ctx context.Context) {
-	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		s.results.InvalidateAll(ictx)
-	})
+// changed moves the results to a new generation once ctx's transaction
+// commits (at once outside one), recorded in the cache's journal within the
+// transaction; an error means the record failed.
+func (s *Cached) changed(ctx context.Context) error {
+	return s.cache.Defer(ctx, s.results.All())
 }
 
 // Upsert implements search.Store.
@@ -48,8 +48,7 @@ func (s *Cached) Upsert(ctx context.Context, productID, name, description string
 	if err := s.inner.Upsert(ctx, productID, name, description); err != nil {
 		return err
 	}
-	s.changed(ctx)
-	return nil
+	return s.changed(ctx)
 }
 
 // Delete implements search.Store.
@@ -57,8 +56,7 @@ func (s *Cached) Delete(ctx context.Context, productID string) error {
 	if err := s.inner.Delete(ctx, productID); err != nil {
 		return err
 	}
-	s.changed(ctx)
-	return nil
+	return s.changed(ctx)
 }
 
 // Match implements search.Store.

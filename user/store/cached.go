@@ -16,6 +16,7 @@ import (
 // are security decisions that must see the database.
 type Cached struct {
 	user.Store
+	cache    *cache.Cache
 	profiles *cache.Entity[user.User]
 }
 
@@ -29,7 +30,7 @@ func NewCached(inner user.Store, c *cache.Cache, ttl time.Duration) *Cached {
 	if ttl <= 0 {
 		ttl = time.Hour
 	}
-	return &Cached{Store: inner, profiles: cache.Register[user.User](c, cache.Spec{
+	return &Cached{Store: inner, cache: c, profiles: cache.Register[user.User](c, cache.Spec{
 		Name: "user", Version: profileVersion, TTL: ttl,
 	})}
 }
@@ -57,8 +58,7 @@ func (s *Cached) CreateUser(ctx context.Context, u user.User, passwordHash strin
 	if err := s.Store.CreateUser(ctx, u, passwordHash, now); err != nil {
 		return err
 	}
-	s.changed(ctx, u.ID)
-	return nil
+	return s.changed(ctx, u.ID)
 }
 
 // UpdateName implements user.Store.
@@ -66,14 +66,12 @@ func (s *Cached) UpdateName(ctx context.Context, id, name string, now time.Time)
 	if err := s.Store.UpdateName(ctx, id, name, now); err != nil {
 		return err
 	}
-	s.changed(ctx, id)
-	return nil
+	return s.changed(ctx, id)
 }
 
-func (s *Cached) changed(ctx context.Context, id string) {
-	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		s.profiles.Invalidate(ictx, id)
-	})
+// changed invalidates the profile once ctx's transaction commits (at once
+// outside one), recorded in the cache's journal within the transaction; an
+// error means the record failed.
+func (s *Cached) changed(ctx context.Context, id string) error {
+	return s.cache.Defer(ctx, s.profiles.Keys(id))
 }
