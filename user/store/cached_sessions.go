@@ -19,6 +19,7 @@ import (
 // in which a revoked token could still pass.
 type CachedSessions struct {
 	user.Store
+	cache    *cache.Cache
 	sessions *cache.Entity[user.Session]
 }
 
@@ -34,7 +35,7 @@ func NewCachedSessions(inner user.Store, c *cache.Cache, ttl time.Duration) *Cac
 	if ttl <= 0 {
 		ttl = 5 * time.Minute
 	}
-	return &CachedSessions{Store: inner, sessions: cache.Register[user.Session](c, cache.Spec{
+	return &CachedSessions{Store: inner, cache: c, sessions: cache.Register[user.Session](c, cache.Spec{
 		Name: "session", Version: sessionVersion, TTL: ttl,
 	})}
 }
@@ -64,8 +65,7 @@ func (s *CachedSessions) CreateSession(ctx context.Context, sess user.Session, r
 	if err := s.Store.CreateSession(ctx, sess, refresh); err != nil {
 		return err
 	}
-	s.changed(ctx, sess.ID)
-	return nil
+	return s.cache.Defer(ctx, s.sessions.Keys(sess.ID))
 }
 
 // RevokeSession implements user.Store: once it returns (after commit, when
@@ -74,14 +74,5 @@ func (s *CachedSessions) RevokeSession(ctx context.Context, id string, now time.
 	if err := s.Store.RevokeSession(ctx, id, now); err != nil {
 		return err
 	}
-	s.changed(ctx, id)
-	return nil
-}
-
-func (s *CachedSessions) changed(ctx context.Context, id string) {
-	sqldb.AfterCommit(ctx, func() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		s.sessions.Invalidate(ictx, id)
-	})
+	return s.cache.Defer(ctx, s.sessions.Keys(id))
 }
