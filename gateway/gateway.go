@@ -148,6 +148,7 @@ type Gateway struct {
 	metrics   *metrics
 	budget    *retryBudget
 	rr        atomic.Uint64
+	ids       *requestIDs
 
 	mu       sync.RWMutex
 	backends []*backend
@@ -187,6 +188,7 @@ func New(opts Options) (*Gateway, error) {
 		metrics: newMetrics(opts.Registry),
 		budget:  &retryBudget{ratio: opts.RetryRatio, minimum: opts.RetryMin, now: opts.Now},
 		kick:    make(chan struct{}, 1),
+		ids:     newRequestIDs(),
 	}
 	g.probe = &http.Client{
 		Timeout: opts.HealthTimeout,
@@ -252,7 +254,7 @@ func (g *Gateway) setBackends(raw []string) error {
 		seen[key] = true
 		b, ok := current[key]
 		if !ok {
-			b = newBackend(u)
+			b = newBackend(u, g.metrics)
 			added = append(added, key)
 			g.metrics.healthy.WithLabelValues(key).Set(1)
 			g.metrics.ejected.WithLabelValues(key).Set(0)
