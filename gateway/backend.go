@@ -20,6 +20,7 @@ type backend struct {
 	inFlight atomic.Int64
 	requests atomic.Int64
 	metrics  *backendMetrics
+	h1       *h1pool // body-less requests to an http backend; nil for https
 
 	mu           sync.Mutex
 	healthy      bool // active health state; optimistic until the first check

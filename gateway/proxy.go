@@ -300,8 +300,15 @@ func (a *attempt) wroteHeaders() { a.sent.Store(true) }
 // backend's in-flight count, released by writeResponse.
 func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
 	at := &attempt{}
-	at.trace.WroteHeaders = at.wroteHeaders
-	out := r.Clone(httptrace.WithClientTrace(ctx, &at.trace))
+	// Body-less requests to http backends go through the gateway's own
+	// client, which reports sending itself; the rest through http.Transport,
+	// traced for the same.
+	direct := be.h1 != nil && b.replay && len(b.buf) == 0
+	if !direct {
+		at.trace.WroteHeaders = at.wroteHeaders
+		ctx = httptrace.WithClientTrace(ctx, &at.trace)
+	}
+	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = be.url.Scheme, be.url.Host
 	if be.url.Path != "" {
@@ -330,7 +337,13 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b
 	bm := be.metrics
 	bm.addInFlight(1)
 	start := time.Now()
-	resp, err := g.transport.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	if direct {
+		resp, err = be.h1.roundTrip(out, &at.sent)
+	} else {
+		resp, err = g.transport.RoundTrip(out)
+	}
 	bm.observeDuration(time.Since(start).Seconds())
 	if err != nil {
 		be.inFlight.Add(-1)
