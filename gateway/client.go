@@ -125,6 +125,14 @@ func (p *h1pool) roundTrip(req *http.Request, sent *atomic.Bool) (*http.Response
 			return nil, err
 		}
 		c := p.get(time.Now())
+		// A request that may not be sent twice must not find out on its own
+		// that the backend closed the connection while idle (a restart
+		// closes them all): check first. A replayable one just tries, and
+		// on a closed one is sent again on a new connection, which is cheaper.
+		for c != nil && !replayable(req) && !alive(c.nc) {
+			c.nc.Close()
+			c = p.get(time.Now())
+		}
 		reused := c != nil
 		if c == nil {
 			nc, err := p.dial(ctx, "tcp", p.addr)
@@ -234,7 +242,7 @@ func (b *h1body) Close() error {
 	// stop reports false when the context ended and the deadline was set:
 	// the connection is unusable then, whatever was read.
 	live := b.stop()
-	if b.eof && b.reuse && live && b.rc.Close() == nil {
+	if b.eof && b.reuse && live && b.rc.Close() == nil && b.c.br.Buffered() == 0 {
 		b.p.put(b.c)
 		return nil
 	}
