@@ -9,7 +9,9 @@ import (
 
 // alive reports whether an idle keep-alive connection is still usable: the
 // backend has neither closed it nor sent anything unasked. One non-blocking
-// peek, no deadline juggling.
+// peek, no deadline juggling. A connection whose last header deadline has
+// passed reads as not alive (the peek is refused) and is replaced: only
+// after a long idle, and only for requests that may not run twice.
 func alive(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {

@@ -194,7 +194,10 @@ func (p *h1pool) exchange(ctx context.Context, c *h1conn, req *http.Request, sen
 		}
 		break
 	}
-	if p.headerTimeout > 0 {
+	// The body has no deadline but the context's. A small body already in
+	// the buffer will not read the connection again, so its deadline may
+	// stay (the next exchange sets its own): one timer change less.
+	if p.headerTimeout > 0 && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
 		_ = nc.SetReadDeadline(time.Time{})
 	}
 	b := &h1body{rc: resp.Body, c: c, p: p, stop: stop, reuse: !resp.Close}
