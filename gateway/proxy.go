@@ -179,9 +179,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (c *countingReader) Close() error { return nil }
 
+// emptyBody is every body-less request's body: nothing in it changes, so
+// one serves them all.
+var emptyBody = &body{replay: true}
+
 func (g *Gateway) readBody(r *http.Request) (*body, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return &body{replay: true}, nil
+		return emptyBody, nil
 	}
 	if r.ContentLength > g.opts.MaxReplayBody {
 		return &body{stream: r.Body, length: r.ContentLength, hasStream: true}, nil
