@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -117,12 +118,16 @@ var errNothingReceived = errors.New("backend closed the connection before answer
 
 // roundTrip sends req, whose body is empty, and returns the response head;
 // the body returns the connection to the pool once read to its end and
-// closed. sent is set once the request is being written.
-func (p *h1pool) roundTrip(req *http.Request, sent *atomic.Bool) (*http.Response, error) {
+// closed. sent is set once the request is being written. Nothing is read
+// after the deadline; the context's end (the client leaving) aborts too.
+func (p *h1pool) roundTrip(req *http.Request, sent *atomic.Bool, deadline time.Time) (*http.Response, error) {
 	ctx := req.Context()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, os.ErrDeadlineExceeded
 		}
 		c := p.get(time.Now())
 		// A request that may not be sent twice must not find out on its own
@@ -135,18 +140,20 @@ func (p *h1pool) roundTrip(req *http.Request, sent *atomic.Bool) (*http.Response
 		}
 		reused := c != nil
 		if c == nil {
-			nc, err := p.dial(ctx, "tcp", p.addr)
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			nc, err := p.dial(dctx, "tcp", p.addr)
+			cancel()
 			if err != nil {
 				return nil, err
 			}
 			c = &h1conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
 		}
-		resp, err := p.exchange(ctx, c, req, sent)
+		resp, err := p.exchange(ctx, c, req, sent, deadline)
 		if err == nil {
 			return resp, nil
 		}
 		c.nc.Close()
-		if reused && errors.Is(err, errNothingReceived) && replayable(req) && ctx.Err() == nil {
+		if reused && errors.Is(err, errNothingReceived) && replayable(req) && ctx.Err() == nil && time.Now().Before(deadline) {
 			continue // the backend closed it while idle: try a fresh connection
 		}
 		if ctx.Err() != nil {
@@ -156,7 +163,7 @@ func (p *h1pool) roundTrip(req *http.Request, sent *atomic.Bool) (*http.Response
 	}
 }
 
-func (p *h1pool) exchange(ctx context.Context, c *h1conn, req *http.Request, sent *atomic.Bool) (*http.Response, error) {
+func (p *h1pool) exchange(ctx context.Context, c *h1conn, req *http.Request, sent *atomic.Bool, deadline time.Time) (*http.Response, error) {
 	nc := c.nc
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
@@ -170,9 +177,15 @@ func (p *h1pool) exchange(ctx context.Context, c *h1conn, req *http.Request, sen
 	if err := c.bw.Flush(); err != nil {
 		return fail(errors.Join(errNothingReceived, err))
 	}
+	// No write deadline: a body-less request fits in the socket buffer, and
+	// the context's end aborts a write anyway.
+	headerBy, capped := deadline, false
 	if p.headerTimeout > 0 {
-		_ = nc.SetReadDeadline(time.Now().Add(p.headerTimeout))
+		if t := time.Now().Add(p.headerTimeout); t.Before(headerBy) {
+			headerBy, capped = t, true
+		}
 	}
+	_ = nc.SetReadDeadline(headerBy)
 	if _, err := c.br.Peek(1); err != nil {
 		if err == io.EOF || errors.Is(err, net.ErrClosed) || isConnReset(err) {
 			err = errors.Join(errNothingReceived, err)
@@ -194,11 +207,12 @@ func (p *h1pool) exchange(ctx context.Context, c *h1conn, req *http.Request, sen
 		}
 		break
 	}
-	// The body has no deadline but the context's. A small body already in
-	// the buffer will not read the connection again, so its deadline may
-	// stay (the next exchange sets its own): one timer change less.
-	if p.headerTimeout > 0 && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
-		_ = nc.SetReadDeadline(time.Time{})
+	// The body is read until the request's deadline. A small body already
+	// in the buffer will not read the connection again, so the header
+	// deadline may stay (the next exchange sets its own): one timer change
+	// less.
+	if capped && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
+		_ = nc.SetReadDeadline(deadline)
 	}
 	b := &h1body{rc: resp.Body, c: c, p: p, stop: stop, reuse: !resp.Close}
 	if resp.Body == http.NoBody {

@@ -103,3 +103,59 @@ func TestClientLeavingAnEndlessStream(t *testing.T) {
 		t.Fatal("the backend's stream went on 30 s after the client left")
 	}
 }
+
+// TestRequestTimeoutBoundsTheWholeRequest: Options.RequestTimeout ends a
+// request whose backend is too slow, both before its headers (504, even
+// with a longer ResponseHeaderTimeout) and while it trickles its body (the
+// response is cut, not ended cleanly).
+func TestRequestTimeoutBoundsTheWholeRequest(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/silent":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Minute):
+			}
+		case "/trickle":
+			rc := http.NewResponseController(w)
+			for {
+				if _, err := io.WriteString(w, "x"); err != nil {
+					return
+				}
+				if rc.Flush() != nil {
+					return
+				}
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+	}))
+	t.Cleanup(slow.Close)
+	f := setup(t, gateway.Options{RequestTimeout: 300 * time.Millisecond, ResponseHeaderTimeout: time.Minute}, slow.URL)
+	start := time.Now()
+	r := f.do(t, "GET", "/silent", nil)
+	if r.status != http.StatusGatewayTimeout {
+		t.Fatalf("silent backend: %d, want 504", r.status)
+	}
+	checkProblem(t, r, "gateway_timeout")
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("silent backend: answered after %v, the request timeout is 300ms", d)
+	}
+	start = time.Now()
+	resp, err := http.Get(f.srv.URL + "/trickle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("trickling backend: %d bytes and a clean end; the request timeout should cut the response", len(b))
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("trickling backend: cut after %v, the request timeout is 300ms", d)
+	}
+}

@@ -207,14 +207,40 @@ type attemptErr struct {
 	timeout bool
 }
 
+// deadline bounds a whole request, its retries included
+// (Options.RequestTimeout). The gateway's own client enforces it with
+// connection deadlines; only attempts through http.Transport need a
+// context with a timer, made on first need.
+type deadline struct {
+	at     time.Time
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadline) expired() bool { return d.parent.Err() != nil || !time.Now().Before(d.at) }
+
+func (d *deadline) context() context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithDeadline(d.parent, d.at)
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 	info, _ := r.Context().Value(stateKey).(*reqState)
 	if info == nil {
 		info = &reqState{}
 	}
 	g.budget.request()
-	ctx, cancel := context.WithTimeout(r.Context(), g.opts.RequestTimeout)
-	defer cancel()
+	dl := deadline{at: time.Now().Add(g.opts.RequestTimeout), parent: r.Context()}
+	defer dl.stop()
 	b, err := g.readBody(r)
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -235,7 +261,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 	for {
 		tried = append(tried, be)
 		info.backend, info.attempts = be.key, len(tried)
-		resp, aerr := g.roundTrip(ctx, r, be, b)
+		resp, aerr := g.roundTrip(&dl, r, be, b)
 		if aerr != nil {
 			if r.Context().Err() != nil {
 				return // the client left; nobody reads an answer
@@ -243,7 +269,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 			safe := (!aerr.sent && b.untouched()) || (idem && b.replay)
 			// A timeout after sending is not retried: the backend may still
 			// be working on it, and the client has waited long enough.
-			if safe && !(aerr.timeout && aerr.sent) && ctx.Err() == nil && len(tried) < g.opts.MaxAttempts {
+			if safe && !(aerr.timeout && aerr.sent) && !dl.expired() && len(tried) < g.opts.MaxAttempts {
 				next := g.pick(ip, tried)
 				if next != nil {
 					if g.budget.tryRetry() {
@@ -259,7 +285,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			switch {
-			case (aerr.timeout && aerr.sent) || ctx.Err() != nil:
+			case (aerr.timeout && aerr.sent) || dl.expired():
 				g.problem(w, r, http.StatusGatewayTimeout, "gateway_timeout", "the backend did not answer in time")
 			case !aerr.sent:
 				w.Header().Set("Retry-After", "1")
@@ -270,7 +296,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if idem && b.replay && slices.Contains(g.opts.RetryOnStatuses, resp.StatusCode) &&
-			len(tried) < g.opts.MaxAttempts && ctx.Err() == nil {
+			len(tried) < g.opts.MaxAttempts && !dl.expired() {
 			// Decide before discarding this answer: without another backend
 			// or budget, it is the best answer there is.
 			if next := g.pick(ip, tried); next != nil {
@@ -302,15 +328,16 @@ func (a *attempt) wroteHeaders() { a.sent.Store(true) }
 
 // roundTrip sends one attempt. On success the caller owns resp and the
 // backend's in-flight count, released by writeResponse.
-func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
+func (g *Gateway) roundTrip(dl *deadline, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
 	at := &attempt{}
 	// Body-less requests to http backends go through the gateway's own
-	// client, which reports sending itself; the rest through http.Transport,
-	// traced for the same.
+	// client, which reports sending itself and keeps the deadline; the rest
+	// through http.Transport, with the deadline in the context and traced.
 	direct := be.h1 != nil && b.replay && len(b.buf) == 0
+	ctx := r.Context()
 	if !direct {
 		at.trace.WroteHeaders = at.wroteHeaders
-		ctx = httptrace.WithClientTrace(ctx, &at.trace)
+		ctx = httptrace.WithClientTrace(dl.context(), &at.trace)
 	}
 	out := r.Clone(ctx)
 	out.RequestURI = ""
@@ -344,7 +371,7 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b
 	var resp *http.Response
 	var err error
 	if direct {
-		resp, err = be.h1.roundTrip(out, &at.sent)
+		resp, err = be.h1.roundTrip(out, &at.sent, dl.at)
 	} else {
 		resp, err = g.transport.RoundTrip(out)
 	}
