@@ -73,16 +73,34 @@ func (p *h1pool) get(now time.Time) *h1conn {
 	return nil
 }
 
+// put returns c to the pool. The least recently used connections, at the
+// bottom, are closed once idle too long, so a burst's surplus does not
+// linger until the backend closes it.
 func (p *h1pool) put(c *h1conn) {
 	c.idleAt = time.Now()
+	var stale []*h1conn
 	p.mu.Lock()
-	if !p.closed && len(p.idle) < p.maxIdle {
+	n := 0
+	for n < len(p.idle) && c.idleAt.Sub(p.idle[n].idleAt) >= p.idleTimeout {
+		n++
+	}
+	if n > 0 {
+		stale = append(stale, p.idle[:n]...)
+		m := copy(p.idle, p.idle[n:])
+		clear(p.idle[m:])
+		p.idle = p.idle[:m]
+	}
+	keep := !p.closed && len(p.idle) < p.maxIdle
+	if keep {
 		p.idle = append(p.idle, c)
-		p.mu.Unlock()
-		return
 	}
 	p.mu.Unlock()
-	c.nc.Close()
+	if !keep {
+		c.nc.Close()
+	}
+	for _, s := range stale {
+		s.nc.Close()
+	}
 }
 
 // close closes the idle connections; with forever, also those that come
