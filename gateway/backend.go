@@ -19,6 +19,8 @@ type backend struct {
 	key      string // the normalized URL, the identity across reloads
 	inFlight atomic.Int64
 	requests atomic.Int64
+	metrics  *backendMetrics
+	h1       *h1pool // body-less requests to an http backend; nil for https
 
 	mu           sync.Mutex
 	healthy      bool // active health state; optimistic until the first check
@@ -30,8 +32,9 @@ type backend struct {
 	ejectedUntil time.Time
 }
 
-func newBackend(u *url.URL) *backend {
-	return &backend{url: u, key: u.String(), healthy: true}
+func newBackend(u *url.URL, m *metrics) *backend {
+	key := u.String()
+	return &backend{url: u, key: key, healthy: true, metrics: &backendMetrics{m: m, key: key}}
 }
 
 // available reports whether new requests may go to b: healthy by the

@@ -34,7 +34,8 @@ func ParseStrategy(s string) (Strategy, error) {
 func (g *Gateway) pick(clientIP string, tried []*backend) *backend {
 	bs := g.snapshot()
 	now := g.now()
-	cands := make([]*backend, 0, len(bs))
+	var candBuf [8]*backend // on the stack for the usual few backends
+	cands := candBuf[:0]
 	for _, b := range bs {
 		if !contains(tried, b) && b.available(now) {
 			cands = append(cands, b)

@@ -137,6 +137,10 @@ func (o *Options) defaults() {
 	}
 }
 
+// idleConnTimeout is how long a keep-alive connection to a backend may stay
+// idle: below serve's 120 s, so the gateway closes first.
+const idleConnTimeout = 90 * time.Second
+
 // Gateway is the reverse proxy. Create it with New, start its health
 // checks and file watch with Run, and serve Handler.
 type Gateway struct {
@@ -144,10 +148,12 @@ type Gateway struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	transport *http.Transport
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	probe     *http.Client
 	metrics   *metrics
 	budget    *retryBudget
 	rr        atomic.Uint64
+	ids       *requestIDs
 
 	mu       sync.RWMutex
 	backends []*backend
@@ -178,7 +184,7 @@ func New(opts Options) (*Gateway, error) {
 		transport: &http.Transport{
 			DialContext:           dialer.DialContext,
 			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-			IdleConnTimeout:       90 * time.Second, // below serve's 120 s, so the gateway closes first
+			IdleConnTimeout:       idleConnTimeout,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 			ExpectContinueTimeout: time.Second,
@@ -187,6 +193,8 @@ func New(opts Options) (*Gateway, error) {
 		metrics: newMetrics(opts.Registry),
 		budget:  &retryBudget{ratio: opts.RetryRatio, minimum: opts.RetryMin, now: opts.Now},
 		kick:    make(chan struct{}, 1),
+		ids:     newRequestIDs(),
+		dial:    dialer.DialContext,
 	}
 	g.probe = &http.Client{
 		Timeout: opts.HealthTimeout,
@@ -252,7 +260,10 @@ func (g *Gateway) setBackends(raw []string) error {
 		seen[key] = true
 		b, ok := current[key]
 		if !ok {
-			b = newBackend(u)
+			b = newBackend(u, g.metrics)
+			if u.Scheme == "http" {
+				b.h1 = newH1Pool(u, g.dial, g.opts.MaxIdleConnsPerHost, idleConnTimeout, g.opts.ResponseHeaderTimeout)
+			}
 			added = append(added, key)
 			g.metrics.healthy.WithLabelValues(key).Set(1)
 			g.metrics.ejected.WithLabelValues(key).Set(0)
@@ -263,10 +274,13 @@ func (g *Gateway) setBackends(raw []string) error {
 		return errors.New("no backends: give --backend or a backends file with at least one URL")
 	}
 	var removed []string
-	for key := range current {
+	for key, b := range current {
 		if !seen[key] {
 			removed = append(removed, key)
 			g.metrics.forget(key)
+			if b.h1 != nil {
+				b.h1.close(true)
+			}
 		}
 	}
 	g.mu.Lock()
@@ -313,6 +327,11 @@ func (g *Gateway) Run(ctx context.Context) {
 		case <-ctx.Done():
 			wg.Wait()
 			g.transport.CloseIdleConnections()
+			for _, b := range g.snapshot() {
+				if b.h1 != nil {
+					b.h1.close(false)
+				}
+			}
 			return
 		case <-t.C:
 		case <-g.kick:

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -73,16 +75,72 @@ func (m *metrics) forget(key string) {
 	m.inFlight.DeletePartialMatch(l)
 }
 
-func statusClass(code int) string {
+// Status classes indexing backendMetrics.requests.
+const (
+	class1xx = iota
+	class2xx
+	class3xx
+	class4xx
+	class5xx
+	classError
+	numClasses
+)
+
+var classNames = [numClasses]string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
+
+// backendMetrics holds one backend's series, so that a request updates them
+// without a label lookup (hashing the label values and taking the vector's
+// lock). The series are made on first use, as WithLabelValues would, so
+// the exposition is the same as without the cache.
+type backendMetrics struct {
+	m        *metrics
+	key      string
+	requests [numClasses]atomic.Pointer[prometheus.Counter]
+	duration atomic.Pointer[prometheus.Observer]
+	retries  atomic.Pointer[prometheus.Counter]
+	inFlight atomic.Pointer[prometheus.Gauge]
+}
+
+// cached returns *p, making it with mk on first use. Two requests racing
+// to make it get the same series, since WithLabelValues returns the
+// existing child.
+func cached[T any](p *atomic.Pointer[T], mk func() T) T {
+	if v := p.Load(); v != nil {
+		return *v
+	}
+	v := mk()
+	p.Store(&v)
+	return v
+}
+
+func (bm *backendMetrics) request(class int) prometheus.Counter {
+	return cached(&bm.requests[class], func() prometheus.Counter {
+		return bm.m.requests.WithLabelValues(bm.key, classNames[class])
+	})
+}
+
+func (bm *backendMetrics) observeDuration(seconds float64) {
+	cached(&bm.duration, func() prometheus.Observer { return bm.m.duration.WithLabelValues(bm.key) }).Observe(seconds)
+}
+
+func (bm *backendMetrics) retry() {
+	cached(&bm.retries, func() prometheus.Counter { return bm.m.retries.WithLabelValues(bm.key) }).Inc()
+}
+
+func (bm *backendMetrics) addInFlight(d float64) {
+	cached(&bm.inFlight, func() prometheus.Gauge { return bm.m.inFlight.WithLabelValues(bm.key) }).Add(d)
+}
+
+func statusClassIndex(code int) int {
 	switch {
 	case code >= 500:
-		return "5xx"
+		return class5xx
 	case code >= 400:
-		return "4xx"
+		return class4xx
 	case code >= 300:
-		return "3xx"
+		return class3xx
 	case code >= 200:
-		return "2xx"
+		return class2xx
 	}
-	return "1xx"
+	return class1xx
 }

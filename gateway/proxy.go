@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,22 +22,64 @@ import (
 
 type ctxKey int
 
-const (
-	clientIPKey ctxKey = iota
-	infoKey
-)
+const stateKey ctxKey = 0
 
 // ClientIPFrom returns the client IP the gateway resolved for the request
 // (for a rate limiter installed with Options.Wrap).
 func ClientIPFrom(ctx context.Context) string {
-	ip, _ := ctx.Value(clientIPKey).(string)
-	return ip
+	if st, _ := ctx.Value(stateKey).(*reqState); st != nil {
+		return st.ip
+	}
+	return ""
 }
 
-// reqInfo carries what the proxy learned back to the access log.
-type reqInfo struct {
+// reqState is what the gateway knows of a request: the client IP, and
+// what the proxy learned for the access log. One context value for both.
+type reqState struct {
+	ip       string
 	backend  string
 	attempts int
+}
+
+// Canonical header keys, so the hot path indexes the header maps directly
+// instead of canonicalizing (which allocates for "X-Request-ID").
+const (
+	hdrRequestID      = "X-Request-Id"
+	hdrForwardedFor   = "X-Forwarded-For"
+	hdrForwardedProto = "X-Forwarded-Proto"
+	hdrForwardedHost  = "X-Forwarded-Host"
+	hdrUserAgent      = "User-Agent"
+	hdrConnection     = "Connection"
+)
+
+// requestIDs makes request IDs unique within a gateway process and, by a
+// random prefix, across processes: 32 hex digits like web.NewRequestID, at
+// the cost of an atomic add instead of a read of the system's random
+// source for each request. The IDs trace requests; they are not secrets.
+type requestIDs struct {
+	prefix [16]byte // hex of 8 random bytes
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var ids requestIDs
+	copy(ids.prefix[:], web.NewRequestID())
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	ids.n.Store(binary.LittleEndian.Uint64(seed[:]) >> 1) // any start; one process never wraps it
+	return &ids
+}
+
+func (ids *requestIDs) next() string {
+	const hexDigits = "0123456789abcdef"
+	var b [32]byte
+	copy(b[:16], ids.prefix[:])
+	n := ids.n.Add(1)
+	for i := 31; i >= 16; i-- {
+		b[i] = hexDigits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
 }
 
 // Handler returns the public handler: request IDs, client IP, access log,
@@ -45,31 +90,37 @@ func (g *Gateway) Handler() http.Handler {
 		inner = g.opts.Wrap(inner)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := r.Header.Get("X-Request-ID")
-		if !web.ValidRequestID(id) {
-			id = web.NewRequestID()
-			r.Header.Set("X-Request-ID", id)
-		}
-		w.Header().Set("X-Request-ID", id)
-		info := &reqInfo{}
-		ip := web.ClientIP(r, g.opts.TrustForwardedFor)
-		ctx := web.WithRequestID(r.Context(), id)
-		ctx = context.WithValue(ctx, clientIPKey, ip)
-		ctx = context.WithValue(ctx, infoKey, info)
-		r = r.WithContext(ctx)
-		sw := &statusWriter{ResponseWriter: w}
+		var start time.Time
 		if g.opts.AccessLog {
-			defer func() {
-				status := sw.status
-				if status == 0 {
-					status = 499 // the client went away before an answer
-				}
-				g.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
-					"duration_ms", float64(time.Since(start).Microseconds())/1000, "backend", info.backend,
-					"attempts", info.attempts, "client_ip", ip, "request_id", id)
-			}()
+			start = time.Now()
 		}
+		var id string
+		if v := r.Header[hdrRequestID]; len(v) > 0 && web.ValidRequestID(v[0]) {
+			id = v[0]
+		} else {
+			id = g.ids.next()
+			r.Header[hdrRequestID] = []string{id}
+		}
+		w.Header()[hdrRequestID] = []string{id}
+		ip := web.ClientIP(r, g.opts.TrustForwardedFor)
+		st := &reqState{ip: ip}
+		ctx := web.WithRequestID(r.Context(), id)
+		ctx = context.WithValue(ctx, stateKey, st)
+		r = r.WithContext(ctx)
+		if !g.opts.AccessLog {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			status := sw.status
+			if status == 0 {
+				status = 499 // the client went away before an answer
+			}
+			g.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "backend", st.backend,
+				"attempts", st.attempts, "client_ip", ip, "request_id", id)
+		}()
 		inner.ServeHTTP(sw, r)
 	})
 }
@@ -128,9 +179,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (c *countingReader) Close() error { return nil }
 
+// emptyBody is every body-less request's body: nothing in it changes, so
+// one serves them all.
+var emptyBody = &body{replay: true}
+
 func (g *Gateway) readBody(r *http.Request) (*body, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return &body{replay: true}, nil
+		return emptyBody, nil
 	}
 	if r.ContentLength > g.opts.MaxReplayBody {
 		return &body{stream: r.Body, length: r.ContentLength, hasStream: true}, nil
@@ -152,14 +207,40 @@ type attemptErr struct {
 	timeout bool
 }
 
+// deadline bounds a whole request, its retries included
+// (Options.RequestTimeout). The gateway's own client enforces it with
+// connection deadlines; only attempts through http.Transport need a
+// context with a timer, made on first need.
+type deadline struct {
+	at     time.Time
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadline) expired() bool { return d.parent.Err() != nil || !time.Now().Before(d.at) }
+
+func (d *deadline) context() context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithDeadline(d.parent, d.at)
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
-	info, _ := r.Context().Value(infoKey).(*reqInfo)
+	info, _ := r.Context().Value(stateKey).(*reqState)
 	if info == nil {
-		info = &reqInfo{}
+		info = &reqState{}
 	}
 	g.budget.request()
-	ctx, cancel := context.WithTimeout(r.Context(), g.opts.RequestTimeout)
-	defer cancel()
+	dl := deadline{at: time.Now().Add(g.opts.RequestTimeout), parent: r.Context()}
+	defer dl.stop()
 	b, err := g.readBody(r)
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -168,8 +249,9 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idem := g.idempotent(r)
-	ip := ClientIPFrom(r.Context())
-	var tried []*backend
+	ip := info.ip
+	var triedBuf [4]*backend
+	tried := triedBuf[:0]
 	be := g.pick(ip, nil)
 	if be == nil {
 		w.Header().Set("Retry-After", "1")
@@ -179,7 +261,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 	for {
 		tried = append(tried, be)
 		info.backend, info.attempts = be.key, len(tried)
-		resp, aerr := g.roundTrip(ctx, r, be, b)
+		resp, aerr := g.roundTrip(&dl, r, be, b)
 		if aerr != nil {
 			if r.Context().Err() != nil {
 				return // the client left; nobody reads an answer
@@ -187,11 +269,11 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 			safe := (!aerr.sent && b.untouched()) || (idem && b.replay)
 			// A timeout after sending is not retried: the backend may still
 			// be working on it, and the client has waited long enough.
-			if safe && !(aerr.timeout && aerr.sent) && ctx.Err() == nil && len(tried) < g.opts.MaxAttempts {
+			if safe && !(aerr.timeout && aerr.sent) && !dl.expired() && len(tried) < g.opts.MaxAttempts {
 				next := g.pick(ip, tried)
 				if next != nil {
 					if g.budget.tryRetry() {
-						g.metrics.retries.WithLabelValues(be.key).Inc()
+						be.metrics.retry()
 						be = next
 						continue
 					}
@@ -203,7 +285,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			switch {
-			case (aerr.timeout && aerr.sent) || ctx.Err() != nil:
+			case (aerr.timeout && aerr.sent) || dl.expired():
 				g.problem(w, r, http.StatusGatewayTimeout, "gateway_timeout", "the backend did not answer in time")
 			case !aerr.sent:
 				w.Header().Set("Retry-After", "1")
@@ -214,16 +296,16 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if idem && b.replay && slices.Contains(g.opts.RetryOnStatuses, resp.StatusCode) &&
-			len(tried) < g.opts.MaxAttempts && ctx.Err() == nil {
+			len(tried) < g.opts.MaxAttempts && !dl.expired() {
 			// Decide before discarding this answer: without another backend
 			// or budget, it is the best answer there is.
 			if next := g.pick(ip, tried); next != nil {
 				if g.budget.tryRetry() {
-					g.metrics.retries.WithLabelValues(be.key).Inc()
+					be.metrics.retry()
 					_, _ = copyDiscard(resp.Body, 64<<10)
 					resp.Body.Close()
 					be.inFlight.Add(-1)
-					g.metrics.inFlight.WithLabelValues(be.key).Dec()
+					be.metrics.addInFlight(-1)
 					be = next
 					continue
 				}
@@ -235,15 +317,36 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// attempt is one attempt's trace: whether the request reached the backend.
+// One allocation for the trace hooks and the flag.
+type attempt struct {
+	sent  atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (a *attempt) wroteHeaders() { a.sent.Store(true) }
+
 // roundTrip sends one attempt. On success the caller owns resp and the
 // backend's in-flight count, released by writeResponse.
-func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
+func (g *Gateway) roundTrip(dl *deadline, r *http.Request, be *backend, b *body) (*http.Response, *attemptErr) {
+	at := &attempt{}
+	// Body-less requests to http backends go through the gateway's own
+	// client, which reports sending itself and keeps the deadline; the rest
+	// through http.Transport, with the deadline in the context and traced.
+	direct := be.h1 != nil && b.replay && len(b.buf) == 0
+	ctx := r.Context()
+	if !direct {
+		at.trace.WroteHeaders = at.wroteHeaders
+		ctx = httptrace.WithClientTrace(dl.context(), &at.trace)
+	}
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = be.url.Scheme, be.url.Host
-	out.URL.Path = be.url.Path + r.URL.Path
-	if r.URL.RawPath != "" {
-		out.URL.RawPath = be.url.Path + r.URL.RawPath
+	if be.url.Path != "" {
+		out.URL.Path = be.url.Path + r.URL.Path
+		if r.URL.RawPath != "" {
+			out.URL.RawPath = be.url.Path + r.URL.RawPath
+		}
 	}
 	out.Host = be.url.Host
 	out.Close = false
@@ -251,40 +354,42 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, be *backend, b
 	out.ContentLength = b.length
 	if b.replay {
 		out.ContentLength = int64(len(b.buf))
-		buf := b.buf
-		out.GetBody = func() (io.ReadCloser, error) {
-			if len(buf) == 0 {
-				return http.NoBody, nil
+		if len(b.buf) > 0 {
+			buf := b.buf
+			out.GetBody = func() (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(buf)), nil
 			}
-			return io.NopCloser(bytes.NewReader(buf)), nil
 		}
 	}
 	g.forwardHeaders(out, r)
 
-	var sent atomic.Bool
-	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
-	out = out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
-
 	be.inFlight.Add(1)
 	be.requests.Add(1)
-	g.metrics.inFlight.WithLabelValues(be.key).Inc()
+	bm := be.metrics
+	bm.addInFlight(1)
 	start := time.Now()
-	resp, err := g.transport.RoundTrip(out)
-	g.metrics.duration.WithLabelValues(be.key).Observe(time.Since(start).Seconds())
+	var resp *http.Response
+	var err error
+	if direct {
+		resp, err = be.h1.roundTrip(out, &at.sent, dl.at)
+	} else {
+		resp, err = g.transport.RoundTrip(out)
+	}
+	bm.observeDuration(time.Since(start).Seconds())
 	if err != nil {
 		be.inFlight.Add(-1)
-		g.metrics.inFlight.WithLabelValues(be.key).Dec()
+		bm.addInFlight(-1)
 		if r.Context().Err() == nil {
-			g.metrics.requests.WithLabelValues(be.key, "error").Inc()
+			bm.request(classError).Inc()
 			g.observe(be, true)
 			g.logger.Warn("backend attempt failed", "backend", be.key, "error", err.Error(),
-				"sent", sent.Load(), "request_id", web.RequestIDFrom(r.Context()))
+				"sent", at.sent.Load(), "request_id", web.RequestIDFrom(r.Context()))
 		}
 		var ne net.Error
 		timeout := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
-		return nil, &attemptErr{err: err, sent: sent.Load(), timeout: timeout}
+		return nil, &attemptErr{err: err, sent: at.sent.Load(), timeout: timeout}
 	}
-	g.metrics.requests.WithLabelValues(be.key, statusClass(resp.StatusCode)).Inc()
+	bm.request(statusClassIndex(resp.StatusCode)).Inc()
 	g.observe(be, failedAnswer(resp))
 	return resp, nil
 }
@@ -307,44 +412,54 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func removeHopHeaders(h http.Header) {
-	for _, f := range h.Values("Connection") {
+	if len(h) == 0 {
+		return
+	}
+	for _, f := range h[hdrConnection] {
 		for sf := range strings.SplitSeq(f, ",") {
 			if sf = textproto.TrimString(sf); sf != "" {
 				h.Del(sf)
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
+	for _, k := range hopHeaders { // canonical already: no need for Del's canonicalization
+		delete(h, k)
 	}
 }
 
 func (g *Gateway) forwardHeaders(out, in *http.Request) {
-	removeHopHeaders(out.Header)
+	h := out.Header
+	removeHopHeaders(h)
 	ip, _, err := net.SplitHostPort(in.RemoteAddr)
 	if err != nil {
 		ip = in.RemoteAddr
 	}
-	if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+	if prior := strings.Join(in.Header[hdrForwardedFor], ", "); prior != "" {
 		ip = prior + ", " + ip
 	}
-	out.Header.Set("X-Forwarded-For", ip)
 	proto := "http"
 	if in.TLS != nil {
 		proto = "https"
 	}
-	out.Header.Set("X-Forwarded-Proto", proto)
-	out.Header.Set("X-Forwarded-Host", in.Host)
-	out.Header.Set("X-Request-ID", web.RequestIDFrom(in.Context()))
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header.Set("User-Agent", "") // not Go's default
+	// One backing array for the four single values: one allocation, not four.
+	vals := [4]string{ip, proto, in.Host, web.RequestIDFrom(in.Context())}
+	h[hdrForwardedFor] = vals[0:1:1]
+	h[hdrForwardedProto] = vals[1:2:2]
+	h[hdrForwardedHost] = vals[2:3:3]
+	h[hdrRequestID] = vals[3:4:4]
+	if _, ok := h[hdrUserAgent]; !ok {
+		h[hdrUserAgent] = []string{""} // not Go's default
 	}
 }
+
+// copyBufs are the buffers responses are copied through: 32 KiB each, kept
+// between requests instead of allocated (and zeroed) for each.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (g *Gateway) writeResponse(w http.ResponseWriter, r *http.Request, be *backend, resp *http.Response) {
 	defer func() {
 		be.inFlight.Add(-1)
-		g.metrics.inFlight.WithLabelValues(be.key).Dec()
+		be.metrics.addInFlight(-1)
 	}()
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
@@ -352,7 +467,12 @@ func (g *Gateway) writeResponse(w http.ResponseWriter, r *http.Request, be *back
 	for k, vv := range resp.Header {
 		h[k] = vv
 	}
-	h.Set("X-Request-ID", web.RequestIDFrom(r.Context()))
+	id := web.RequestIDFrom(r.Context())
+	if v := h[hdrRequestID]; len(v) == 1 {
+		v[0] = id // the backend's own slice, ours to change
+	} else {
+		h[hdrRequestID] = []string{id}
+	}
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return
@@ -360,8 +480,13 @@ func (g *Gateway) writeResponse(w http.ResponseWriter, r *http.Request, be *back
 	// Stream as it comes when the length is unknown (server-sent events,
 	// long responses); otherwise let the server buffer.
 	flush := resp.ContentLength == -1
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	var rc *http.ResponseController
+	if flush {
+		rc = http.NewResponseController(w)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
