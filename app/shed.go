@@ -16,6 +16,8 @@ func newShedder(cfg Config, m *obs.Metrics) *shed.Shedder {
 		func() float64 { return float64(s.Dropped()) })
 	m.RegisterGauge("million_shed_cpu_usage", "Smoothed CPU use of the process as a share of GOMAXPROCS, as the load shedder sees it.",
 		s.CPUUsage)
+	m.RegisterGauge("million_shed_drop_share", "Share of new requests refused because goroutines wait too long for a CPU.",
+		s.DropShare)
 	m.RegisterGauge("million_shed_max_in_flight", "Requests the instance can have in flight and keep up (Little's law over the last 5 s); 0 until measured.",
 		func() float64 { limit, _ := s.MaxInFlight(); return limit })
 	return s

@@ -25,6 +25,7 @@ package shed
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -98,6 +99,7 @@ type Shedder struct {
 	inFlight  atomic.Int64
 	cpuBits   atomic.Uint64 // smoothed CPU use, as a share of GOMAXPROCS, float64 bits
 	schedP90  atomic.Int64  // smoothed scheduling latency p90, nanoseconds
+	dropBits  atomic.Uint64 // share of requests refused for scheduling latency, float64 bits
 	lastDrop  atomic.Int64  // unix nanoseconds of the last refusal, 0 if none
 	dropped   atomic.Int64
 	abandoned atomic.Int64 // requests whose client left before they started
@@ -153,6 +155,9 @@ func (s *Shedder) Allow() (done func(ok bool), err error) {
 // shouldDrop reports whether to refuse a request now, and whether the
 // instance is overloaded (rather than within the cool-off of an overload).
 func (s *Shedder) shouldDrop() (drop, overloaded bool) {
+	if share := s.DropShare(); share > 0 && rand.Float64() < share {
+		return true, true
+	}
 	overloaded = s.overloaded()
 	if !overloaded && !s.stillHot() {
 		return false, false
@@ -266,7 +271,34 @@ func (s *Shedder) sample(c *cpuSampler) {
 	// Smoothed like CPU use, so one garbage collection or one burst does
 	// not count as overload.
 	s.schedP90.Store(int64(float64(s.schedP90.Load())*cpuBeta + float64(p90)*(1-cpuBeta)))
+	s.steer(p90)
 }
+
+// steer adjusts the share of new requests refused before they start, from
+// the last sample's scheduling latency. It covers what the in-flight limit
+// cannot see: with few CPUs and handlers that never block, admitted
+// requests finish one after another and in flight stays at one or two,
+// while new requests queue as runnable goroutines before they reach the
+// shedder at all. Goroutines waiting longer than SchedLatency to run, with
+// the process busy, mean more arrives than the CPUs finish: the share
+// grows by a tenth of what is left each sample, and shrinks by three tenths each
+// sample without the wait, so it settles where the wait stays near the
+// target and the CPU stays busy with admitted work.
+func (s *Shedder) steer(p90 time.Duration) {
+	share := math.Float64frombits(s.dropBits.Load())
+	// A process that is not busy itself is not the one overloading its
+	// CPUs (a neighbour is): refusing its requests would not help.
+	if p90 >= s.opts.SchedLatency && s.CPUUsage() >= s.opts.CPUThreshold/2 {
+		share += (0.95 - share) / 10
+	} else if share *= 0.7; share < 0.01 {
+		share = 0
+	}
+	s.dropBits.Store(math.Float64bits(share))
+}
+
+// DropShare returns the share of new requests currently refused for
+// scheduling latency (0 when goroutines run on time).
+func (s *Shedder) DropShare() float64 { return math.Float64frombits(s.dropBits.Load()) }
 
 // schedLatencyP90 reads the runtime's cumulative scheduling-latency
 // histogram and returns the 90th percentile of what was added since the
