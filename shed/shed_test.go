@@ -315,3 +315,45 @@ func TestSchedLatencyP90ReadsTheRuntime(t *testing.T) {
 		t.Fatalf("p90 scheduling latency %v after CPU-bound goroutines outnumbered the CPUs", got)
 	}
 }
+
+// TestDropShareFollowsSchedulingLatency: goroutines waiting over the
+// target with the process busy raise the share of refused requests; once
+// they run on time it decays to zero; a process that is idle itself (a
+// neighbour takes the CPU) never raises it.
+func TestDropShareFollowsSchedulingLatency(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	var wait atomic.Int64
+	s := New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
+	sampler := &cpuSampler{}
+	step := func(n int, cpu float64) {
+		for range n {
+			c.advance(100*time.Millisecond, cpu, gomaxprocs())
+			s.sample(sampler)
+		}
+	}
+	wait.Store(int64(30 * time.Millisecond))
+	step(20, 0.1)
+	if s.DropShare() != 0 {
+		t.Fatalf("share %v with the process idle: a neighbour's load is not ours to shed", s.DropShare())
+	}
+	step(20, 1)
+	if s.DropShare() < 0.5 {
+		t.Fatalf("share %v after 2 s of 30 ms waits with the CPU busy", s.DropShare())
+	}
+	refused := 0
+	for range 1000 {
+		if d, err := s.Allow(); err != nil {
+			refused++
+		} else {
+			d(true)
+		}
+	}
+	if refused < 400 {
+		t.Fatalf("%d of 1,000 refused at share %v", refused, s.DropShare())
+	}
+	wait.Store(int64(time.Millisecond))
+	step(20, 1)
+	if s.DropShare() != 0 {
+		t.Fatalf("share %v 2 s after the waits ended", s.DropShare())
+	}
+}
