@@ -505,26 +505,10 @@ func (r *runner) compare(ctx context.Context, res *ScenarioResult, baseline, tar
 	if baseline != nil {
 		sides = []side{baseline, target}
 	}
-	only := func(s side) {
-		for _, o := range sides {
-			if o != s {
-				o.pause()
-			}
-		}
-		s.resume()
-	}
-	defer func() {
-		for _, s := range sides {
-			s.resume()
-		}
-	}()
-	if r.cfg.Warmup > 0 {
-		for _, s := range sides {
-			only(s)
-			if err := s.warm(ctx, r.cfg.Warmup); err != nil {
-				return fmt.Errorf("warm-up: %w", err)
-			}
-		}
+	only, resumeAll, err := r.warmUp(ctx, sides)
+	defer resumeAll()
+	if err != nil {
+		return err
 	}
 	for i := 1; i <= r.cfg.Rounds; i++ {
 		round := Round{N: i}
@@ -550,6 +534,34 @@ func (r *runner) compare(ctx context.Context, res *ScenarioResult, baseline, tar
 		res.Rounds = append(res.Rounds, round)
 	}
 	return nil
+}
+
+// warmUp warms each side up in turn, and returns only, which lets one side
+// run with the others paused (so their timers and background work take
+// nothing from it on the shared CPU), and resumeAll, for the caller to defer.
+func (r *runner) warmUp(ctx context.Context, sides []side) (only func(side), resumeAll func(), err error) {
+	only = func(s side) {
+		for _, o := range sides {
+			if o != s {
+				o.pause()
+			}
+		}
+		s.resume()
+	}
+	resumeAll = func() {
+		for _, s := range sides {
+			s.resume()
+		}
+	}
+	if r.cfg.Warmup > 0 {
+		for _, s := range sides {
+			only(s)
+			if err := s.warm(ctx, r.cfg.Warmup); err != nil {
+				return only, resumeAll, fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+	return only, resumeAll, nil
 }
 
 // roundRatio sets the round's ratio: target over baseline throughput, or

@@ -210,26 +210,10 @@ func haproxyConfig(listen string, backends []string) string {
 // their latencies are measured under the same load.
 func (r *runner) compareAtCommonRate(ctx context.Context, res *ScenarioResult, baseline, target *httpSide) error {
 	sides := []*httpSide{baseline, target}
-	only := func(s *httpSide) {
-		for _, o := range sides {
-			if o != s {
-				o.pause()
-			}
-		}
-		s.resume()
-	}
-	defer func() {
-		for _, s := range sides {
-			s.resume()
-		}
-	}()
-	if r.cfg.Warmup > 0 {
-		for _, s := range sides {
-			only(s)
-			if err := s.warm(ctx, r.cfg.Warmup); err != nil {
-				return fmt.Errorf("warm-up: %w", err)
-			}
-		}
+	only, resumeAll, err := r.warmUp(ctx, []side{baseline, target})
+	defer resumeAll()
+	if err != nil {
+		return err
 	}
 	for i := 1; i <= r.cfg.Rounds; i++ {
 		round := Round{N: i}

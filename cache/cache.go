@@ -634,11 +634,17 @@ func (e *Entity[V]) load(ctx context.Context, load Loader[V]) (*entry, []byte, e
 	if err != nil {
 		return nil, nil, err
 	}
-	ttl := e.ttlFor(found)
-	en := &entry{found: found, expires: start.Add(ttl), delta: took}
+	return e.newEntry(v, found, start, took)
+}
+
+// newEntry builds the entry of a value loaded at start in took, and its L2
+// envelope, whose size is also the entry's weight in L1.
+func (e *Entity[V]) newEntry(v V, found bool, start time.Time, took time.Duration) (*entry, []byte, error) {
+	en := &entry{found: found, expires: start.Add(e.ttlFor(found)), delta: took}
 	env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
 	if found {
 		en.val = v
+		var err error
 		if env.Value, err = json.Marshal(v); err != nil {
 			return nil, nil, err
 		}
@@ -872,20 +878,10 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		if found {
 			out[id] = v
 		}
-		ttl := e.ttlFor(found)
-		en := &entry{found: found, expires: start.Add(ttl), delta: took}
-		env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
-		if found {
-			en.val = v
-			if env.Value, err = json.Marshal(v); err != nil {
-				return nil, err
-			}
-		}
-		body, err := json.Marshal(env)
+		en, body, err := e.newEntry(v, found, start, took)
 		if err != nil {
 			return nil, err
 		}
-		en.weight = uint32(min(len(body), math.MaxUint32/2))
 		fill(i, en)
 		if l2ok {
 			e.writeL2(c.opts.Prefix+e.keyAt(id, gen), stamps[i], body, en)

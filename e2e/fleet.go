@@ -3,7 +3,6 @@ package e2e
 import (
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/millionshop/million/app"
 	"github.com/millionshop/million/redistest"
 )
@@ -24,14 +23,9 @@ type Fleet struct {
 // applies to every instance's configuration.
 func StartFleet(t testing.TB, n int, mutate ...func(*app.Config)) *Fleet {
 	t.Helper()
-	f := &Fleet{Redis: redistest.Start(t), DatabaseURL: postgresDatabase(t)}
-	secret := "fleet-jwt-secret-" + uuid.NewString() // one signing key: a token from one instance verifies on all
-	for range n {
-		f.Servers = append(f.Servers, Start(t, append([]func(*app.Config){func(c *app.Config) {
-			c.DatabaseURL, c.RedisURL, c.JWTSecret = f.DatabaseURL, f.Redis.URL(), secret
-		}}, mutate...)...))
-	}
-	return f
+	redis := redistest.Start(t)
+	servers := startCluster(t, n, append([]func(*app.Config){func(c *app.Config) { c.RedisURL = redis.URL() }}, mutate...)...)
+	return &Fleet{Servers: servers, Redis: redis, DatabaseURL: servers[0].Config.DatabaseURL}
 }
 
 // Target returns a target for instance i, without admin credentials.

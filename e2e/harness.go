@@ -253,6 +253,13 @@ func (s *Server) MetricsURL() string { return "http://" + s.admin + "/metrics" }
 // The returned Target is the first instance, with an admin.
 func StartCluster(t testing.TB, n int, mutate ...func(*app.Config)) (*Target, []*Server) {
 	t.Helper()
+	servers := startCluster(t, n, mutate...)
+	return targetFor(t, servers[0]), servers
+}
+
+// startCluster starts the instances of StartCluster.
+func startCluster(t testing.TB, n int, mutate ...func(*app.Config)) []*Server {
+	t.Helper()
 	dbURL := postgresDatabase(t)
 	secret := "e2e-cluster-jwt-secret-" + uuid.NewString()
 	servers := make([]*Server, n)
@@ -261,5 +268,5 @@ func StartCluster(t testing.TB, n int, mutate ...func(*app.Config)) (*Target, []
 			c.DatabaseURL, c.JWTSecret = dbURL, secret
 		}}, mutate...)...)
 	}
-	return targetFor(t, servers[0]), servers
+	return servers
 }
