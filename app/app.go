@@ -293,7 +293,7 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	}
 	a.router = web.NewRouter(logger, a.Users, a.Metrics)
 	userhttp.Mount(a.router, a.Users)
-	cataloghttp.Mount(a.router, a.Catalog)
+	cataloghttp.Mount(a.router, a.Catalog, cataloghttp.Options{AnswerBytes: a.cfg.Cache.MaxBytes})
 	searchhttp.Mount(a.router, a.Search)
 	carthttp.Mount(a.router, a.Carts)
 	orderhttp.Mount(a.router, a.Orders)
@@ -316,14 +316,11 @@ func (a *App) Routes() []string { return a.router.Patterns() }
 
 // Handler returns the public HTTP handler with all middleware.
 func (a *App) Handler() http.Handler {
-	timeout := a.cfg.RequestTimeout
-	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog}
+	opts := web.MiddlewareOptions{TrustProxy: a.cfg.TrustProxy, AccessLog: a.cfg.AccessLog, Timeout: a.cfg.RequestTimeout}
 	var h http.Handler = a.limits(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inFlight.Add(1)
 		defer a.inFlight.Add(-1)
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		defer cancel()
-		a.router.ServeHTTP(w, r.WithContext(ctx))
+		a.router.ServeHTTP(w, r)
 	}))
 	h = web.Middleware(a.logger, opts, h)
 	if a.shedder != nil {

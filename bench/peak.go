@@ -39,7 +39,7 @@ func runPeak(ctx context.Context, r *runner, res *ScenarioResult) error {
 		return err
 	}
 	defer srv.stop()
-	target, err := newJourneySide(ctx, r, "million", srv, r.cfg.PeakUsers, r.cfg.PeakRate)
+	target, err := newJourneySide(ctx, r, "million", srv, r.cfg.PeakUsers, r.cfg.PeakRate, nil)
 	if err != nil {
 		return err
 	}
@@ -51,13 +51,13 @@ func runPeak(ctx context.Context, r *runner, res *ScenarioResult) error {
 
 // newJourneySide discovers the shop on srv for journeys of users seeded
 // users at rate.
-func newJourneySide(ctx context.Context, r *runner, name string, srv *server, users int, rate float64) (*journeySide, error) {
+func newJourneySide(ctx context.Context, r *runner, name string, srv *server, users int, rate float64, mix journey.Mix) (*journeySide, error) {
 	if srv.adminAddr == "" {
 		return nil, errors.New("million serve logged no admin listener, so no metrics")
 	}
 	client := loadgen.NewHTTPClient(loadgen.DefaultConcurrency)
 	shop, err := journey.New(ctx, journey.Config{Target: "http://" + srv.addr, Client: client, Users: users,
-		ProductSkew: journey.DefaultProductSkew})
+		ProductSkew: journey.DefaultProductSkew, Mix: mix})
 	if err != nil {
 		client.CloseIdleConnections()
 		return nil, err

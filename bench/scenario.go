@@ -77,6 +77,14 @@ var Scenarios = []Scenario{
 		run:      runCacheEffect,
 	},
 	{
+		Name:     "cache-effect-reads",
+		What:     "the read steps of the default journey mix (product, list, search, categories, orders; no cart, checkout or login) at a fixed, moderate arrival rate: database queries per request",
+		Stage:    "stage 1: embedded SQLite, read cache on (the default: in-process L1; no Redis, so no L2); load shedding off (--no-shed) on both sides",
+		Baseline: "the same server with its read cache off (--no-cache), same rate, same journeys",
+		Target:   "none of its own: what the cache does to the reads, beside cache-effect's whole mix (≤ 0.10)",
+		run:      runCacheEffectReads,
+	},
+	{
 		Name:     "gateway",
 		What:     "GET /v1/products/{id} through a reverse proxy, round robin over two bare net/http backends",
 		Stage:    "stage 3: million gateway (GOMAXPROCS=1), rate limits off (--rate-limit-ip 0 --rate-limit-user 0), its two backends on the same CPU",

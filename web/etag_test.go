@@ -3,7 +3,9 @@ package web_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/millionshop/million/web"
 )
@@ -22,9 +24,13 @@ func TestETagIsStableAndDistinct(t *testing.T) {
 	}
 }
 
-func TestWriteCacheableIfNoneMatch(t *testing.T) {
+func TestEncodedIfNoneMatch(t *testing.T) {
 	t.Parallel()
 	body := []byte(`{"id":"p1","price_cents":100}`)
+	enc, err := web.Encode(map[string]any{"id": "p1", "price_cents": 100}, 5*time.Second, 30*time.Second, "product-p1", "products")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tag := web.ETag(body)
 	other := web.ETag([]byte("other"))
 	tests := []struct {
@@ -53,12 +59,18 @@ func TestWriteCacheableIfNoneMatch(t *testing.T) {
 				r.Header.Set("If-None-Match", tt.ifNoneMatch)
 			}
 			w := httptest.NewRecorder()
-			web.WriteCacheable(w, r, body)
+			enc.Write(w, r)
 			if w.Code != tt.want {
 				t.Fatalf("If-None-Match %q: status %d, want %d", tt.ifNoneMatch, w.Code, tt.want)
 			}
 			if got := w.Header().Get("ETag"); got != tag {
 				t.Errorf("ETag = %q, want %q", got, tag)
+			}
+			if got := w.Header().Get("Cache-Control"); got != "public, max-age=5, stale-while-revalidate=30" {
+				t.Errorf("Cache-Control = %q", got)
+			}
+			if got := w.Header().Get("Surrogate-Key"); got != "product-p1 products" {
+				t.Errorf("Surrogate-Key = %q", got)
 			}
 			switch tt.want {
 			case 304:
@@ -71,6 +83,9 @@ func TestWriteCacheableIfNoneMatch(t *testing.T) {
 				}
 				if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 					t.Errorf("Content-Type = %q", ct)
+				}
+				if cl := w.Header().Get("Content-Length"); cl != strconv.Itoa(len(body)+1) {
+					t.Errorf("Content-Length = %q, want %d", cl, len(body)+1)
 				}
 			}
 		})

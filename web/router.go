@@ -62,9 +62,14 @@ func (rt *Router) Handle(pattern string, access Access, h HandlerFunc) {
 	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := asStatusWriter(w)
-		ctx, err := rt.authorize(r, access)
-		if err == nil {
-			err = h(sw, r.WithContext(ctx))
+		var err error
+		if access == Public {
+			err = h(sw, r) // no caller to add: spare the request copy
+		} else {
+			var ctx context.Context
+			if ctx, err = rt.authorize(r, access); err == nil {
+				err = h(sw, r.WithContext(ctx))
+			}
 		}
 		if err != nil {
 			WriteError(sw, r, rt.logger, err)
@@ -185,12 +190,14 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // MiddlewareOptions tune Middleware.
 type MiddlewareOptions struct {
-	TrustProxy bool // take the client IP from the last X-Forwarded-For entry (one trusted proxy in front)
-	AccessLog  bool // log one line per request
+	TrustProxy bool          // take the client IP from the last X-Forwarded-For entry (one trusted proxy in front)
+	AccessLog  bool          // log one line per request
+	Timeout    time.Duration // deadline of each request's context; 0 means none
 }
 
 // Middleware wraps the whole public handler: it assigns request IDs, resolves
-// the client IP, recovers panics into 500 problems and writes the access log.
+// the client IP, sets the request deadline, recovers panics into 500
+// problems and writes the access log.
 func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -199,8 +206,12 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 			id = NewRequestID()
 		}
 		w.Header().Set("X-Request-ID", id)
-		ctx := WithRequestID(r.Context(), id)
-		ctx = context.WithValue(ctx, clientIPKey, ClientIP(r, opts.TrustProxy))
+		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy)}
+		if opts.Timeout > 0 {
+			rc.deadline = start.Add(opts.Timeout)
+		}
+		defer rc.end()
+		ctx := context.Context(rc)
 		r = r.WithContext(ctx)
 		sw := asStatusWriter(w)
 		defer func() {

@@ -2,18 +2,33 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/millionshop/million/catalog"
-	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/web"
 )
 
+// Options tune the handlers.
+type Options struct {
+	// AnswerBytes bounds the memory of the encoded answers kept for reuse
+	// (products and list pages, about 1 KiB per product); 0 means 64 MiB.
+	AnswerBytes int64
+}
+
 // Mount registers the catalog module's routes on rt.
-func Mount(rt *web.Router, svc catalog.Service) {
-	h := handlers{svc: svc}
+func Mount(rt *web.Router, svc catalog.Service, opts Options) {
+	budget := opts.AnswerBytes
+	if budget <= 0 {
+		budget = 64 << 20
+	}
+	h := handlers{svc: svc,
+		productAnswers:  web.NewComparableMemo[catalog.Product](productAnswerSlots, budget*3/4),
+		listAnswers:     web.NewMemo(listAnswerSlots, budget/4, samePage),
+		categoryAnswers: web.NewMemo(1, 1<<20, slices.Equal[[]catalog.Category]),
+	}
 	rt.Handle("GET /v1/categories", web.Public, h.categories)
 	rt.Handle("POST /v1/categories", web.Admin, h.createCategory)
 	rt.Handle("GET /v1/products", web.Public, h.products)
@@ -25,6 +40,22 @@ func Mount(rt *web.Router, svc catalog.Service) {
 
 type handlers struct {
 	svc catalog.Service
+	// The answers last built for each product, list page and the
+	// categories, reused while the service returns the same value.
+	productAnswers  *web.Memo[catalog.Product]
+	listAnswers     *web.Memo[catalog.Page]
+	categoryAnswers *web.Memo[[]catalog.Category]
+}
+
+// Slots of the answer memos: a slot is a pointer until an answer fills it,
+// and twice as many slots as answers kept keeps collisions rare.
+const (
+	productAnswerSlots = 1 << 17
+	listAnswerSlots    = 1 << 13
+)
+
+func samePage(a, b catalog.Page) bool {
+	return a.NextCursor == b.NextCursor && slices.Equal(a.Items, b.Items)
 }
 
 // HTTP cache lifetimes of public reads. Browsers and CDNs may keep a
@@ -38,15 +69,15 @@ const (
 	categoriesSWR    = 10 * time.Minute
 )
 
-// writeCacheable encodes v and writes it with an ETag (304 when it
-// matches) and the public cache headers.
-func writeCacheable(w http.ResponseWriter, r *http.Request, v any, maxAge, swr time.Duration, keys ...string) error {
-	body, err := json.Marshal(v)
+// writeMemoized writes the answer of v (with an ETag, 304 when it matches,
+// and the public cache headers), built by build unless memo has it for an
+// equal value under key.
+func writeMemoized[V any](w http.ResponseWriter, r *http.Request, memo *web.Memo[V], key string, v V, build func(V) (*web.Encoded, error)) error {
+	enc, err := memo.Get(key, v, build)
 	if err != nil {
-		return fault.Wrap(err, "encode response")
+		return err
 	}
-	web.SetPublicCache(w, maxAge, swr, keys...)
-	web.WriteCacheable(w, r, body)
+	enc.Write(w, r)
 	return nil
 }
 
@@ -55,7 +86,9 @@ func (h handlers) categories(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeCacheable(w, r, map[string]any{"items": cats}, categoriesMaxAge, categoriesSWR, "categories")
+	return writeMemoized(w, r, h.categoryAnswers, "", cats, func(cats []catalog.Category) (*web.Encoded, error) {
+		return web.Encode(map[string]any{"items": cats}, categoriesMaxAge, categoriesSWR, "categories")
+	})
 }
 
 type categoryRequest struct {
@@ -96,11 +129,14 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	keys := []string{"products"}
-	if lq.Category != "" {
-		keys = append(keys, "category-"+lq.Category)
-	}
-	return writeCacheable(w, r, page, productMaxAge, productSWR, keys...)
+	key := lq.Category + "\x00" + lq.Sort + "\x00" + lq.Cursor + "\x00" + strconv.Itoa(lq.Limit)
+	return writeMemoized(w, r, h.listAnswers, key, page, func(page catalog.Page) (*web.Encoded, error) {
+		keys := []string{"products"}
+		if lq.Category != "" {
+			keys = append(keys, "category-"+lq.Category)
+		}
+		return web.Encode(page, productMaxAge, productSWR, keys...)
+	})
 }
 
 func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
@@ -112,7 +148,11 @@ func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeCacheable(w, r, p, productMaxAge, productSWR, "product-"+p.ID, "products", "category-"+p.Category)
+	return writeMemoized(w, r, h.productAnswers, p.ID, p, encodeProduct)
+}
+
+func encodeProduct(p catalog.Product) (*web.Encoded, error) {
+	return web.Encode(p, productMaxAge, productSWR, "product-"+p.ID, "products", "category-"+p.Category)
 }
 
 func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) error {

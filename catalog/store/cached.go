@@ -176,16 +176,21 @@ func (s *Cached) ListProducts(ctx context.Context, categoryID, sort string, afte
 	return out, nil
 }
 
+// product is one product through the coalesced, cluster-wide
+// single-loader path.
+func (s *Cached) product(ctx context.Context, id string) (catalog.Product, bool, error) {
+	return s.products.Get(ctx, id, func(ctx context.Context) (catalog.Product, bool, error) {
+		ps, err := s.inner.ProductsByID(ctx, []string{id})
+		if err != nil || len(ps) == 0 {
+			return catalog.Product{}, false, err
+		}
+		return ps[0], true, nil
+	})
+}
+
 func (s *Cached) productsByID(ctx context.Context, ids []string) (map[string]catalog.Product, error) {
 	if len(ids) == 1 {
-		// One product: the coalesced, cluster-wide single-loader path.
-		p, found, err := s.products.Get(ctx, ids[0], func(ctx context.Context) (catalog.Product, bool, error) {
-			ps, err := s.inner.ProductsByID(ctx, ids)
-			if err != nil || len(ps) == 0 {
-				return catalog.Product{}, false, err
-			}
-			return ps[0], true, nil
-		})
+		p, found, err := s.product(ctx, ids[0])
 		if err != nil || !found {
 			return map[string]catalog.Product{}, err
 		}
@@ -209,8 +214,19 @@ func (s *Cached) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 	if sqldb.InTransaction(ctx) {
 		return s.inner.ProductsByID(ctx, ids)
 	}
-	if len(ids) == 0 {
+	switch len(ids) {
+	case 0:
 		return []catalog.Product{}, nil
+	case 1:
+		// A product page, the most frequent read: no maps to build.
+		p, found, err := s.product(ctx, ids[0])
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return []catalog.Product{}, nil
+		}
+		return []catalog.Product{p}, nil
 	}
 	found, err := s.productsByID(ctx, ids)
 	if err != nil {

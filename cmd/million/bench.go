@@ -18,7 +18,7 @@ import (
 // baseline on one CPU, the generator on another, alternating rounds, ratios
 // with their range.
 type BenchCmd struct {
-	Scenario       []string      `default:"product-get,product-list" placeholder:"NAME,..." help:"Scenarios to run, in order: product-get, product-get-uncached, product-list, pg-product-get, pg-checkout, cache-effect, gateway (needs haproxy), peak, or all. The default ones need neither PostgreSQL nor a million seeded users."`
+	Scenario       []string      `default:"product-get,product-list" placeholder:"NAME,..." help:"Scenarios to run, in order: product-get, product-get-uncached, product-list, pg-product-get, pg-checkout, cache-effect, cache-effect-reads, gateway (needs haproxy), peak, or all. The default ones need neither PostgreSQL nor a million seeded users."`
 	Rounds         int           `default:"3" help:"Rounds; each measures the baseline, then million."`
 	Duration       time.Duration `default:"10s" help:"Length of each measured run: the saturation probe, then the open-model run at half the rate it found."`
 	Warmup         time.Duration `default:"3s" help:"Warm-up of each side before the first round."`

@@ -210,6 +210,38 @@ func TestBenchCacheEffectEndToEnd(t *testing.T) {
 	}
 }
 
+// TestBenchCacheEffectReadsEndToEnd runs the read-only variant, short: the
+// same comparison with the journeys' writes left out of the mix.
+func TestBenchCacheEffectReadsEndToEnd(t *testing.T) {
+	t.Parallel()
+	res, doc := runBench(t, "--scenario", "cache-effect-reads", "--rounds", "1", "--duration", "1s", "--warmup", "0s",
+		"--products", "300", "--users", "20", "--cache-rate", "100")
+	s := res.Scenarios[0]
+	rd := s.Rounds[0]
+	off, on := rd.Baseline, rd.Target
+	if off == nil || on == nil || rd.Ratio == nil {
+		t.Fatalf("incomplete round: %+v", rd)
+	}
+	for _, side := range []*bench.Side{off, on} {
+		// Reads only: no cart, order or payment is ever written.
+		for _, write := range []string{"INSERT cart_items", "INSERT orders", "UPDATE payments"} {
+			if n := side.DBQueriesByStatement[write]; n != 0 {
+				t.Errorf("%s ran %s %v times in a read-only mix", side.Name, write, n)
+			}
+		}
+	}
+	if off.DBQueriesPerRequest < 1 || on.DBQueriesPerRequest >= off.DBQueriesPerRequest {
+		t.Errorf("queries per request: cache off %.3f, on %.3f", off.DBQueriesPerRequest, on.DBQueriesPerRequest)
+	}
+	notes := strings.Join(s.Notes, "\n")
+	if !strings.Contains(notes, ",orders=5.263 (100.0 % reads)") || strings.Contains(notes, "checkout=") {
+		t.Errorf("notes do not give the read-only mix:\n%s", notes)
+	}
+	if row := docRow(doc, "cache-effect-reads"); !strings.Contains(row, "`million bench --scenario cache-effect-reads") {
+		t.Errorf("row lacks its command:\n%s", row)
+	}
+}
+
 // TestBenchGatewayEndToEnd runs the gateway scenario, short: million
 // gateway and HAProxy over the same two bare backends, both probed, then
 // both run at half the lower capacity.

@@ -10,7 +10,7 @@ import (
 type CacheFlags struct {
 	Cache             bool          `default:"true" negatable:"" help:"Cache reads (in-process L1, plus Redis L2 with --redis); --no-cache serves every read from the database."`
 	CacheLocal        bool          `help:"Cache in process on PostgreSQL without --redis. Only for a single instance: instances sharing the database without Redis cannot invalidate each other's copies, which is why the cache is off there by default."`
-	CacheSize         int64         `default:"64" help:"Bound on the in-process cache, in MiB."`
+	CacheSize         int64         `default:"64" help:"Bound on the in-process cache, in MiB; the encoded answers of product pages and lists kept for reuse take up to as much again."`
 	CacheTTLProduct   time.Duration `default:"5m" help:"Lifetime of a cached product."`
 	CacheTTLList      time.Duration `default:"5m" help:"Lifetime of a cached product list page."`
 	CacheTTLCategory  time.Duration `default:"24h" help:"Lifetime of the cached categories."`

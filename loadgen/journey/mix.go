@@ -39,6 +39,19 @@ func DefaultMix() Mix {
 	}
 }
 
+// ReadMix is DefaultMix without its writes (cart, checkout, login): what a
+// read cache can serve. Users it needs logged in (orders) are logged in
+// when no logged-in one is idle.
+func ReadMix() Mix {
+	m := DefaultMix()
+	for step := range m {
+		if !readSteps[step] {
+			delete(m, step)
+		}
+	}
+	return m
+}
+
 // ParseMix reads "step=weight" pairs separated by commas, such as
 // "product=80,list=20". Steps left out get no arrivals.
 func ParseMix(s string) (Mix, error) {
