@@ -170,4 +170,16 @@ type Store interface {
 	// DeleteKey removes a record (a transient failure that must not be
 	// replayed) if its generation is still gen; it reports whether it did.
 	DeleteKey(ctx context.Context, userID, key string, gen int64) (bool, error)
+	// PendingOrders returns up to limit pending orders placed before
+	// before, oldest first (for the abandoned-checkout reaper).
+	PendingOrders(ctx context.Context, before time.Time, limit int) ([]Order, error)
+	// KeyByOrder returns the idempotency record an order was placed
+	// under, locked inside a transaction. Errors: fault.NotFound (none:
+	// it was purged).
+	KeyByOrder(ctx context.Context, orderID string) (KeyRecord, error)
+	// PurgeKeys deletes up to limit records created before before that
+	// are finished: done, or running with a lease that ran out before now
+	// (an attempt nobody resumed). A running record whose lease is live
+	// is never deleted. It returns how many it deleted.
+	PurgeKeys(ctx context.Context, before, now time.Time, limit int) (int, error)
 }

@@ -94,7 +94,7 @@ func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
 	t.Cleanup(func() { a.Close() })
 	f := &orderFixture{app: a, clock: &orderClock{}, events: &failingEvents{next: a.Outbox, topic: failTopic},
 		provider: &hookProvider{Provider: simulated.New(0)}}
-	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
+	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, a.Outbox, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
 	f.stockHook = &hookStock{Stock: a.Catalog}
 	f.orders = order.NewOrders(orderstore.New(a.DB), f.stockHook, a.Carts, payments, f.events,
 		order.Config{Currency: "USD", KeyLease: orderTestLease, KeyWait: 50 * time.Millisecond}, logger, f.clock.now)
