@@ -92,10 +92,14 @@ type Carts interface {
 	RemoveLines(ctx context.Context, userID string, lines []cart.Line) error
 }
 
-// Payments is what the order module needs from payments.
+// Payments is what the order module needs from payments: checkout and
+// cancel, and for the background jobs the payments left authorized and a
+// void that never refunds.
 type Payments interface {
 	Pay(ctx context.Context, c payment.Charge) (payment.Payment, error)
 	Cancel(ctx context.Context, orderID string) (payment.Payment, error)
+	Void(ctx context.Context, orderID string) (payment.Payment, error)
+	Stalled(ctx context.Context, status string, before time.Time, limit int) ([]payment.Payment, error)
 }
 
 // Events records domain events atomically with the transaction in ctx.
