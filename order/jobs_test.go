@@ -2,6 +2,7 @@ package order_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -435,6 +436,67 @@ func TestPurgeKeysKeepsRecentAndRunningKeys(t *testing.T) {
 		}
 		if st := f.orders.JobStats(); st.KeysPurged != 2 {
 			t.Fatalf("job stats = %+v, want 2 keys purged", st)
+		}
+	})
+}
+
+// TestPaymentEventsFollowStatusChanges: every status a payment reaches is
+// recorded as a payment.* event in the outbox with the change, whether
+// checkout, cancel or a provider webhook moved it, with the payment's ID,
+// order, status, amount and currency.
+func TestPaymentEventsFollowStatusChanges(t *testing.T) {
+	t.Parallel()
+	onEachEngine(t, "", func(t *testing.T, f *orderFixture) {
+		ctx := context.Background()
+		p := f.product(t, 5)
+
+		declined, err := f.checkout(t, "user-declined", p.ID, "k", simulated.TokenDecline)
+		if !fault.Is(err, fault.PaymentRequired) {
+			t.Fatalf("declined checkout = %+v, %v; want payment required", declined, err)
+		}
+		want := []string{order.TopicPlaced, payment.TopicDeclined, order.TopicCancelled}
+		if got := f.topics(t, f.onlyOrder(t, "user-declined").ID); !slices.Equal(got, want) {
+			t.Errorf("events of a declined checkout = %v, want %v", got, want)
+		}
+
+		paid, err := f.checkout(t, "user-refunded", p.ID, "k", "tok_visa")
+		if err != nil {
+			t.Fatalf("checkout: %v", err)
+		}
+		if _, err := f.orders.Cancel(ctx, "user-refunded", paid.ID); err != nil {
+			t.Fatalf("cancel: %v", err)
+		}
+		want = []string{order.TopicPlaced, payment.TopicAuthorized, payment.TopicCaptured, order.TopicPaid,
+			payment.TopicRefunded, order.TopicCancelled}
+		if got := f.topics(t, paid.ID); !slices.Equal(got, want) {
+			t.Errorf("events of a paid then cancelled order = %v, want %v", got, want)
+		}
+
+		stuck := f.stuckAuthorized(t, "user-webhook", p.ID, "k")
+		pay := f.payment(t, stuck.ID)
+		f.webhook(t, "evt-void", "payment.voided", pay.ID)
+		want = []string{order.TopicPlaced, payment.TopicAuthorized, payment.TopicVoided, order.TopicCancelled}
+		if got := f.topics(t, stuck.ID); !slices.Equal(got, want) {
+			t.Errorf("events of an order voided by webhook = %v, want %v", got, want)
+		}
+		f.webhook(t, "evt-void-again", "payment.voided", pay.ID) // no change: no event
+		if got := f.topics(t, stuck.ID); !slices.Equal(got, want) {
+			t.Errorf("events after a webhook that changed nothing = %v, want %v", got, want)
+		}
+
+		var body string
+		if err := f.app.DB.Reader(ctx).QueryRowContext(ctx, `SELECT payload FROM outbox_events WHERE event_key = ? AND topic = ?`,
+			paid.ID, payment.TopicCaptured).Scan(&body); err != nil {
+			t.Fatalf("read the payment.captured event: %v", err)
+		}
+		var got payment.EventPayload
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		wantPayload := payment.EventPayload{PaymentID: f.payment(t, paid.ID).ID, OrderID: paid.ID, Status: payment.StatusCaptured,
+			AmountCents: paid.TotalCents, Currency: "USD"}
+		if got != wantPayload {
+			t.Fatalf("payment.captured payload = %+v, want %+v", got, wantPayload)
 		}
 	})
 }
