@@ -484,6 +484,14 @@ func TestPaymentEventsFollowStatusChanges(t *testing.T) {
 			t.Errorf("events after a webhook that changed nothing = %v, want %v", got, want)
 		}
 
+		// A capture webhook for a stuck payment pays the order: order.paid.
+		captured := f.stuckAuthorized(t, "user-webhook-capture", p.ID, "k")
+		f.webhook(t, "evt-capture", "payment.captured", f.payment(t, captured.ID).ID)
+		want = []string{order.TopicPlaced, payment.TopicAuthorized, payment.TopicCaptured, order.TopicPaid}
+		if got := f.topics(t, captured.ID); !slices.Equal(got, want) {
+			t.Errorf("events of an order captured by webhook = %v, want %v", got, want)
+		}
+
 		var body string
 		if err := f.app.DB.Reader(ctx).QueryRowContext(ctx, `SELECT payload FROM outbox_events WHERE event_key = ? AND topic = ?`,
 			paid.ID, payment.TopicCaptured).Scan(&body); err != nil {

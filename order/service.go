@@ -540,7 +540,13 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 		if o.Status == StatusCancelled || o.Status == StatusRefunded {
 			return payment.ErrOrderClosed // the payment service refunds it
 		}
-		_, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+		var done bool
+		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+		if err == nil && done && o.Status == StatusPending {
+			// Paid by the webhook: announced as checkout announces it.
+			o.Status, o.PaymentStatus = StatusPaid, status
+			err = s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
+		}
 	case payment.StatusRefunded:
 		var done bool
 		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid, StatusFulfilled}, StatusRefunded, status, now)
