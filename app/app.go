@@ -99,6 +99,13 @@ type Config struct {
 	// SMTPURL (smtp://user:pass@host:587, smtps://…) mails notifications;
 	// empty logs them instead. MailFrom is their sender address.
 	SMTPURL, MailFrom string
+	// Background jobs (app/jobs.go); zero means the order module's
+	// default. PaymentCaptureAfter: how long a payment may stay authorized
+	// before the payment-capture job finishes its checkout (30 s).
+	// CheckoutAbandonAfter: how old an unpaid pending order gets before the
+	// checkout-reaper cancels it (15 min). IdempotencyKeyRetention: how
+	// long finished checkout keys are kept (48 h, never below 24 h).
+	PaymentCaptureAfter, CheckoutAbandonAfter, IdempotencyKeyRetention time.Duration
 }
 
 func (c *Config) defaults() {
@@ -272,11 +279,13 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	a.Metrics.RegisterGauge("million_http_in_flight_requests", "Public requests being served right now.",
 		func() float64 { return float64(a.InFlight()) })
 	a.Provider = simulated.New(cfg.PaymentLatency)
-	a.Payments = payment.NewPayments(paymentstore.New(db), a.Provider, secrets.webhook, cfg.PaymentTimeout, now)
+	a.Payments = payment.NewPayments(paymentstore.New(db), a.Provider, a.Outbox, secrets.webhook, cfg.PaymentTimeout, now)
 	a.Orders = order.NewOrders(orderstore.New(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
 		// The key lease outlasts a whole payment (authorize, capture, void).
-		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second}, logger, now)
+		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second, CaptureAfter: cfg.PaymentCaptureAfter,
+			AbandonAfter: cfg.CheckoutAbandonAfter, KeyRetention: cfg.IdempotencyKeyRetention}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
+	events.jobs = append(events.jobs, a.orderJobs(cfg)...)
 	sender, err := a.newSender(cfg)
 	if err != nil {
 		return nil, err

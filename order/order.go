@@ -92,10 +92,14 @@ type Carts interface {
 	RemoveLines(ctx context.Context, userID string, lines []cart.Line) error
 }
 
-// Payments is what the order module needs from payments.
+// Payments is what the order module needs from payments: checkout and
+// cancel, and for the background jobs the payments left authorized and a
+// void that never refunds.
 type Payments interface {
 	Pay(ctx context.Context, c payment.Charge) (payment.Payment, error)
 	Cancel(ctx context.Context, orderID string) (payment.Payment, error)
+	Void(ctx context.Context, orderID string) (payment.Payment, error)
+	Stalled(ctx context.Context, status string, before time.Time, limit int) ([]payment.Payment, error)
 }
 
 // Events records domain events atomically with the transaction in ctx.
@@ -170,4 +174,16 @@ type Store interface {
 	// DeleteKey removes a record (a transient failure that must not be
 	// replayed) if its generation is still gen; it reports whether it did.
 	DeleteKey(ctx context.Context, userID, key string, gen int64) (bool, error)
+	// PendingOrders returns up to limit pending orders placed before
+	// before, oldest first (for the abandoned-checkout reaper).
+	PendingOrders(ctx context.Context, before time.Time, limit int) ([]Order, error)
+	// KeyByOrder returns the idempotency record an order was placed
+	// under, locked inside a transaction. Errors: fault.NotFound (none:
+	// it was purged).
+	KeyByOrder(ctx context.Context, orderID string) (KeyRecord, error)
+	// PurgeKeys deletes up to limit records created before before that
+	// are finished: done, or running with a lease that ran out before now
+	// (an attempt nobody resumed). A running record whose lease is live
+	// is never deleted. It returns how many it deleted.
+	PurgeKeys(ctx context.Context, before, now time.Time, limit int) (int, error)
 }

@@ -41,6 +41,16 @@ type Config struct {
 	// comfortably exceed the longest single payment step.
 	KeyLease time.Duration
 	KeyWait  time.Duration // how long a duplicate waits for the first to finish before 409
+	// CaptureAfter is how long a payment may stay authorized before the
+	// capture job finishes its checkout; 0 means DefaultCaptureAfter.
+	CaptureAfter time.Duration
+	// AbandonAfter is how old a pending order nobody is paying for gets
+	// before the reaper cancels it and returns its stock; 0 means
+	// DefaultAbandonAfter.
+	AbandonAfter time.Duration
+	// KeyRetention is how long finished idempotency keys are kept; 0
+	// means DefaultKeyRetention, and it is never below MinKeyRetention.
+	KeyRetention time.Duration
 }
 
 // DefaultKeyLease is the key lease when Config leaves it zero: well above
@@ -62,6 +72,7 @@ type Orders struct {
 	cfg      Config
 	logger   *slog.Logger
 	now      func() time.Time
+	jobs     jobState
 }
 
 var _ Service = (*Orders)(nil)
@@ -74,6 +85,16 @@ func NewOrders(store Store, stock Stock, carts Carts, payments Payments, events 
 	if cfg.KeyWait <= 0 {
 		cfg.KeyWait = 10 * time.Second
 	}
+	if cfg.CaptureAfter <= 0 {
+		cfg.CaptureAfter = DefaultCaptureAfter
+	}
+	if cfg.AbandonAfter <= 0 {
+		cfg.AbandonAfter = DefaultAbandonAfter
+	}
+	if cfg.KeyRetention <= 0 {
+		cfg.KeyRetention = DefaultKeyRetention
+	}
+	cfg.KeyRetention = max(cfg.KeyRetention, MinKeyRetention)
 	return &Orders{store: store, stock: stock, carts: carts, payments: payments, events: events, cfg: cfg, logger: logger, now: now}
 }
 
@@ -378,9 +399,12 @@ func linesOf(o Order) []catalog.Line {
 // the stock and cancelling the order. Before every provider call the
 // attempt renews its key lease, and stops if it lost it.
 func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord) (Order, error) {
+	var guard func(context.Context) error
+	if rec != nil { // a job resuming an order whose key was purged has none
+		guard = func(ctx context.Context) error { return s.renew(ctx, rec) }
+	}
 	pay, payErr := s.payments.Pay(ctx, payment.Charge{OrderID: o.ID, UserID: o.UserID,
-		AmountCents: o.TotalCents, Currency: o.Currency, Token: token,
-		Guard: func(ctx context.Context) error { return s.renew(ctx, rec) }})
+		AmountCents: o.TotalCents, Currency: o.Currency, Token: token, Guard: guard})
 	if payErr != nil {
 		if errors.Is(payErr, payment.ErrCancelled) {
 			// The order was cancelled while it was being paid for; the
@@ -516,7 +540,13 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 		if o.Status == StatusCancelled || o.Status == StatusRefunded {
 			return payment.ErrOrderClosed // the payment service refunds it
 		}
-		_, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+		var done bool
+		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+		if err == nil && done && o.Status == StatusPending {
+			// Paid by the webhook: announced as checkout announces it.
+			o.Status, o.PaymentStatus = StatusPaid, status
+			err = s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
+		}
 	case payment.StatusRefunded:
 		var done bool
 		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid, StatusFulfilled}, StatusRefunded, status, now)

@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -83,9 +84,17 @@ func (h *hookStock) Reserve(ctx context.Context, lines []catalog.Line) ([]catalo
 
 func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
 	t.Helper()
+	return newOrderFixtureOn(t, failTopic, "")
+}
+
+// newOrderFixtureOn is newOrderFixture on the database at databaseURL
+// (PostgreSQL), or on SQLite when it is empty.
+func newOrderFixtureOn(t *testing.T, failTopic, databaseURL string) *orderFixture {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := app.Open(context.Background(), app.Config{
 		DataDir:        t.TempDir(),
+		DatabaseURL:    databaseURL,
 		PasswordParams: user.PasswordParams{MemoryKiB: 1024, Iterations: 1, Parallelism: 1},
 	}, logger)
 	if err != nil {
@@ -94,7 +103,7 @@ func newOrderFixture(t *testing.T, failTopic string) *orderFixture {
 	t.Cleanup(func() { a.Close() })
 	f := &orderFixture{app: a, clock: &orderClock{}, events: &failingEvents{next: a.Outbox, topic: failTopic},
 		provider: &hookProvider{Provider: simulated.New(0)}}
-	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
+	payments := payment.NewPayments(paymentstore.New(a.DB), f.provider, a.Outbox, []byte("order-test-webhook-secret"), 5*time.Second, f.clock.now)
 	f.stockHook = &hookStock{Stock: a.Catalog}
 	f.orders = order.NewOrders(orderstore.New(a.DB), f.stockHook, a.Carts, payments, f.events,
 		order.Config{Currency: "USD", KeyLease: orderTestLease, KeyWait: 50 * time.Millisecond}, logger, f.clock.now)
@@ -205,12 +214,34 @@ func TestCheckoutResumesAfterFailureAfterCapture(t *testing.T) {
 }
 
 // hookProvider is the simulated provider with a hook run when an
-// authorization starts.
+// authorization starts, and injectable failures: failCaptures and
+// failAuthorizes make that many calls time out without taking effect at
+// the provider, as when the request never reached it.
 type hookProvider struct {
 	*simulated.Provider
-	onAuthorize func()
-	onCapture   func()
-	refunds     atomic.Int32
+	onAuthorize    func()
+	onCapture      func()
+	onVoid         func()
+	refunds        atomic.Int32
+	captures       atomic.Int32 // capture calls that reached the provider
+	failCaptures   atomic.Int32
+	failAuthorizes atomic.Int32
+}
+
+// errTimeout is what an injected failure answers: no answer at all.
+var errTimeout = fmt.Errorf("injected: no answer from the provider: %w", context.DeadlineExceeded)
+
+// take consumes one injected failure of n, reporting whether there was one.
+func take(n *atomic.Int32) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
 }
 
 func (h *hookProvider) Refund(ctx context.Context, ref string) error {
@@ -223,12 +254,26 @@ func (h *hookProvider) Capture(ctx context.Context, ref string) error {
 	if h.onCapture != nil {
 		h.onCapture()
 	}
+	if take(&h.failCaptures) {
+		return errTimeout
+	}
+	h.captures.Add(1)
 	return h.Provider.Capture(ctx, ref)
+}
+
+func (h *hookProvider) Void(ctx context.Context, ref string) error {
+	if h.onVoid != nil {
+		h.onVoid()
+	}
+	return h.Provider.Void(ctx, ref)
 }
 
 func (h *hookProvider) Authorize(ctx context.Context, key string, amount int64, currency, token string) (string, error) {
 	if h.onAuthorize != nil {
 		h.onAuthorize()
+	}
+	if take(&h.failAuthorizes) {
+		return "", errTimeout
 	}
 	return h.Provider.Authorize(ctx, key, amount, currency, token)
 }

@@ -88,6 +88,9 @@ var (
 	// ErrCancelled means the order was cancelled while it was being paid
 	// for: the payment was voided (or refunded) instead, nothing is charged.
 	ErrCancelled = fault.New(fault.Conflict, "payment_cancelled", "the order was cancelled while it was being paid for")
+	// ErrCaptured is what Void answers for a payment that was captured
+	// (or refunded): the money moved, so the order is not abandoned.
+	ErrCaptured = fault.New(fault.Conflict, "payment_captured", "the payment was captured")
 	// ErrOrderClosed is what an OrderNotifier answers to a capture of an
 	// order that was cancelled: the payment service then refunds it.
 	ErrOrderClosed = fault.New(fault.Conflict, "order_closed", "the order is cancelled")
@@ -117,12 +120,55 @@ type Service interface {
 	// Cancel voids or refunds the order's payment, whichever applies; it is
 	// idempotent and succeeds when the order has no payment.
 	Cancel(ctx context.Context, orderID string) (Payment, error)
+	// Void releases the order's payment unless it was captured: unlike
+	// Cancel it never refunds, so a caller that only gives up on an unpaid
+	// order cannot undo a charge that raced it. It succeeds when the order
+	// has no payment. Errors: ErrCaptured (captured, refunding or
+	// refunded), ErrProvider, ErrUnknown.
+	Void(ctx context.Context, orderID string) (Payment, error)
 	// ByOrder returns an order's payment. Errors: fault.NotFound.
 	ByOrder(ctx context.Context, orderID string) (Payment, error)
+	// Stalled returns up to limit payments in status whose last change is
+	// older than before, oldest first: work a crash or a lost answer left
+	// half done, for a background job to finish.
+	Stalled(ctx context.Context, status string, before time.Time, limit int) ([]Payment, error)
 	// HandleWebhook verifies and applies a provider event. It reports whether
 	// the event was a duplicate. Errors: fault.Invalid (bad signature, stale
 	// timestamp, malformed event), fault.NotFound (unknown payment).
 	HandleWebhook(ctx context.Context, signature string, body []byte) (duplicate bool, err error)
+}
+
+// Event topics the payment module publishes, one per status a payment
+// reaches; refunding, an internal step, has none.
+const (
+	TopicAuthorized = "payment.authorized"
+	TopicCaptured   = "payment.captured"
+	TopicVoided     = "payment.voided"
+	TopicRefunded   = "payment.refunded"
+	TopicDeclined   = "payment.declined"
+	TopicFailed     = "payment.failed"
+)
+
+// topics maps a status to the event that announces it.
+var topics = map[string]string{
+	StatusAuthorized: TopicAuthorized, StatusCaptured: TopicCaptured, StatusVoided: TopicVoided,
+	StatusRefunded: TopicRefunded, StatusDeclined: TopicDeclined, StatusFailed: TopicFailed,
+}
+
+// EventPayload is the body of every payment event.
+type EventPayload struct {
+	PaymentID   string `json:"payment_id"`
+	OrderID     string `json:"order_id"`
+	Status      string `json:"status"`
+	AmountCents int64  `json:"amount_cents"`
+	Currency    string `json:"currency"`
+}
+
+// Events records domain events atomically with the transaction in ctx
+// (the transactional outbox), so a status change and its event are both
+// stored or neither is.
+type Events interface {
+	Add(ctx context.Context, topic, key string, payload any) error
 }
 
 // OrderNotifier is told when a webhook changes a payment, so the order that
@@ -162,6 +208,10 @@ type Store interface {
 	// none of them (or does not exist). Errors: fault.Invalid (unstorable
 	// text).
 	SetStatus(ctx context.Context, id string, from []string, status, providerRef string, now time.Time) (bool, error)
+	// Stalled returns up to limit payments in status whose updated_at is
+	// before before, oldest first. Errors: fault.Invalid (unstorable
+	// status text).
+	Stalled(ctx context.Context, status string, before time.Time, limit int) ([]Payment, error)
 	// RecordEvent stores a webhook event ID; it reports false when it was
 	// already stored. Errors: fault.Invalid (unstorable text).
 	RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error)

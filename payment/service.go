@@ -16,6 +16,7 @@ type Payments struct {
 	store    Store
 	provider Provider
 	orders   OrderNotifier
+	events   Events
 	secret   []byte
 	timeout  time.Duration
 	now      func() time.Time
@@ -23,10 +24,11 @@ type Payments struct {
 
 var _ Service = (*Payments)(nil)
 
-// NewPayments returns the payment service. secret verifies webhooks; timeout
-// bounds every provider call.
-func NewPayments(store Store, provider Provider, secret []byte, timeout time.Duration, now func() time.Time) *Payments {
-	return &Payments{store: store, provider: provider, secret: secret, timeout: timeout, now: now}
+// NewPayments returns the payment service. events records the payment.*
+// events with each status change; secret verifies webhooks; timeout bounds
+// every provider call.
+func NewPayments(store Store, provider Provider, events Events, secret []byte, timeout time.Duration, now func() time.Time) *Payments {
+	return &Payments{store: store, provider: provider, events: events, secret: secret, timeout: timeout, now: now}
 }
 
 // SetOrderNotifier sets who hears about webhook changes (wired after the
@@ -62,7 +64,15 @@ func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool
 		return false, fmt.Errorf("payment %s cannot go from %s to %s", pay.ID, pay.Status, to)
 	}
 	now := p.now().UTC()
-	ok, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, to, ref, now)
+	var ok bool
+	err := p.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, to, ref, now)
+		if err != nil || !ok {
+			return err
+		}
+		return p.announce(ctx, *pay, to)
+	})
 	if err != nil {
 		return false, err
 	}
@@ -76,6 +86,17 @@ func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool
 	}
 	*pay = cur
 	return false, nil
+}
+
+// announce records the event of pay reaching status, in the transaction of
+// ctx: the status change and its event commit together.
+func (p *Payments) announce(ctx context.Context, pay Payment, status string) error {
+	topic, ok := topics[status]
+	if !ok || p.events == nil {
+		return nil
+	}
+	return p.events.Add(ctx, topic, pay.OrderID, EventPayload{PaymentID: pay.ID, OrderID: pay.OrderID,
+		Status: status, AmountCents: pay.AmountCents, Currency: pay.Currency})
 }
 
 // Pay implements Service. It walks the payment forward from whatever status
@@ -182,6 +203,18 @@ func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 // captured payment to refunding and asks the provider for the refund; the
 // others wait for its outcome instead of refunding again.
 func (p *Payments) Cancel(ctx context.Context, orderID string) (Payment, error) {
+	return p.cancel(ctx, orderID, true)
+}
+
+// Void implements Service: Cancel without the refund. A capture that wins
+// the race at the provider makes the provider refuse the void, so the
+// payment is never both captured and voided.
+func (p *Payments) Void(ctx context.Context, orderID string) (Payment, error) {
+	return p.cancel(ctx, orderID, false)
+}
+
+// cancel voids the order's payment, or with refund also refunds a captured one.
+func (p *Payments) cancel(ctx context.Context, orderID string, refund bool) (Payment, error) {
 	pay, err := p.store.ByOrder(ctx, orderID)
 	if fault.Is(err, fault.NotFound) {
 		return Payment{}, nil
@@ -191,6 +224,9 @@ func (p *Payments) Cancel(ctx context.Context, orderID string) (Payment, error) 
 	}
 	waitUntil := p.now().Add(p.timeout + time.Second)
 	for {
+		if !refund && (pay.Status == StatusCaptured || pay.Status == StatusRefunding || pay.Status == StatusRefunded) {
+			return pay, ErrCaptured
+		}
 		switch pay.Status {
 		case StatusPending:
 			// The authorization never finished: mark it voided so a late
@@ -253,6 +289,11 @@ func (p *Payments) ByOrder(ctx context.Context, orderID string) (Payment, error)
 	return p.store.ByOrder(ctx, orderID)
 }
 
+// Stalled implements Service.
+func (p *Payments) Stalled(ctx context.Context, status string, before time.Time, limit int) ([]Payment, error) {
+	return p.store.Stalled(ctx, status, before, limit)
+}
+
 // HandleWebhook implements Service.
 func (p *Payments) HandleWebhook(ctx context.Context, signature string, body []byte) (bool, error) {
 	now := p.now()
@@ -293,8 +334,12 @@ func (p *Payments) HandleWebhook(ctx context.Context, signature string, body []b
 			// seen and ignored, never applied backwards.
 			return nil
 		}
-		if _, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, status, pay.ProviderRef, now.UTC()); err != nil {
+		moved, err := p.store.SetStatus(ctx, pay.ID, []string{pay.Status}, status, pay.ProviderRef, now.UTC())
+		if err != nil || !moved {
 			return err // the payment is locked: the compare-and-set applies
+		}
+		if err := p.announce(ctx, pay, status); err != nil {
+			return err
 		}
 		if p.orders == nil {
 			return nil

@@ -48,6 +48,9 @@ type ServeCmd struct {
 	NATSURL              string        `name:"nats-url" env:"MILLION_NATS_URL" placeholder:"URL" help:"External NATS server with JetStream (nats://host:4222, comma-separated for a cluster) for events and jobs. Without it a NATS server runs inside the process, its store in the data directory."`
 	SMTPURL              string        `name:"smtp-url" env:"MILLION_SMTP_URL" placeholder:"URL" help:"SMTP server for order emails (smtp://user:pass@host:587 with STARTTLS, smtps://… for TLS from the start). Without it emails are written to the log."`
 	MailFrom             string        `default:"million <no-reply@localhost>" help:"Sender address of emails."`
+	PaymentCaptureAfter  time.Duration `default:"30s" help:"How long a payment may stay authorized before the payment-capture job captures it and marks its order paid."`
+	CheckoutAbandonAfter time.Duration `default:"15m" help:"How old an unpaid pending order (an abandoned checkout) gets before the checkout-reaper cancels it and returns its stock."`
+	KeyRetention         time.Duration `name:"idempotency-key-retention" default:"48h" help:"How long finished checkout idempotency keys are kept before the purge job deletes them (at least 24h)."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 }
 
@@ -69,6 +72,8 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.Cache = c.cacheConfig()
 	cfg.NATSURL = c.NATSURL
 	cfg.SMTPURL, cfg.MailFrom = c.SMTPURL, c.MailFrom
+	cfg.PaymentCaptureAfter, cfg.CheckoutAbandonAfter = c.PaymentCaptureAfter, c.CheckoutAbandonAfter
+	cfg.IdempotencyKeyRetention = c.KeyRetention
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err

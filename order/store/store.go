@@ -199,16 +199,18 @@ func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, st
 	return changed == 1, nil
 }
 
-// Key implements order.Store. Inside a transaction it locks the record, so
-// of two checkouts that find the same expired lease only one takes it over.
-func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
+// PendingOrders implements order.Store.
+func (s *Store) PendingOrders(ctx context.Context, before time.Time, limit int) ([]order.Order, error) {
+	return s.selectOrders(ctx, `status = ? AND created_at < ? ORDER BY created_at, id LIMIT ?`, order.StatusPending, before.UnixMicro(), limit)
+}
+
+const keyColumns = `user_id, key, request_hash, state, order_id, lease_until, lease_gen,
+		err_kind, err_code, err_message, response, created_at`
+
+func (s *Store) oneKey(ctx context.Context, where string, args ...any) (order.KeyRecord, error) {
 	var r order.KeyRecord
 	var lease, created int64
-	if !sqldb.Storable(userID, key) {
-		return r, errNoKey
-	}
-	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT user_id, key, request_hash, state, order_id, lease_until, lease_gen,
-		err_kind, err_code, err_message, response, created_at FROM order_idempotency_keys WHERE user_id = ? AND key = ?`+s.lockInTx(ctx), userID, key).
+	err := s.db.Reader(ctx).QueryRowContext(ctx, `SELECT `+keyColumns+` FROM order_idempotency_keys WHERE `+where+s.lockInTx(ctx), args...).
 		Scan(&r.UserID, &r.Key, &r.RequestHash, &r.State, &r.OrderID, &lease, &r.LeaseGen, &r.ErrKind, &r.ErrCode, &r.ErrMessage, &r.Response, &created)
 	if sqldb.NoRows(err) {
 		return r, errNoKey
@@ -218,6 +220,37 @@ func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, e
 	}
 	r.LeaseUntil, r.CreatedAt = time.UnixMicro(lease).UTC(), time.UnixMicro(created).UTC()
 	return r, nil
+}
+
+// KeyByOrder implements order.Store. Inside a transaction it locks the record.
+func (s *Store) KeyByOrder(ctx context.Context, orderID string) (order.KeyRecord, error) {
+	if orderID == "" || !sqldb.Storable(orderID) {
+		return order.KeyRecord{}, errNoKey
+	}
+	return s.oneKey(ctx, `order_id = ?`, orderID)
+}
+
+// PurgeKeys implements order.Store. The batch is chosen and deleted in one
+// statement, so a record taken over between the two cannot be caught.
+func (s *Store) PurgeKeys(ctx context.Context, before, now time.Time, limit int) (int, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM order_idempotency_keys WHERE (user_id, key) IN (
+		SELECT user_id, key FROM order_idempotency_keys WHERE created_at < ? AND (state = ? OR lease_until < ?)
+		ORDER BY created_at LIMIT ?) AND (state = ? OR lease_until < ?)`,
+		before.UnixMicro(), order.KeyDone, now.UnixMicro(), limit, order.KeyDone, now.UnixMicro())
+	if err != nil {
+		return 0, fault.Wrap(err, "purge idempotency keys")
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// Key implements order.Store. Inside a transaction it locks the record, so
+// of two checkouts that find the same expired lease only one takes it over.
+func (s *Store) Key(ctx context.Context, userID, key string) (order.KeyRecord, error) {
+	if !sqldb.Storable(userID, key) {
+		return order.KeyRecord{}, errNoKey
+	}
+	return s.oneKey(ctx, `user_id = ? AND key = ?`, userID, key)
 }
 
 var errNoKey = fault.New(fault.NotFound, "", "no such idempotency key")

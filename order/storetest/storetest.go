@@ -338,6 +338,106 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		}
 	})
 
+	t.Run("PendingOrdersOldestFirst", func(t *testing.T) {
+		s, ctx := setup(t)
+		// o1..o4 pending, placed at when+1m..+4m and inserted out of
+		// order; o5 old but paid.
+		for _, i := range []int{3, 1, 4, 2} {
+			o := newOrder("o"+strconv.Itoa(i), "u1", 1)
+			o.CreatedAt = when.Add(time.Duration(i) * time.Minute)
+			mustOrder(t, s, o)
+		}
+		paid := newOrder("o5", "u2", 1)
+		paid.Status = order.StatusPaid
+		mustOrder(t, s, paid)
+		for _, c := range []struct {
+			before time.Time
+			limit  int
+			want   []string
+		}{
+			{when.Add(time.Hour), 10, []string{"o1", "o2", "o3", "o4"}},
+			{when.Add(time.Hour), 2, []string{"o1", "o2"}},
+			{when.Add(3 * time.Minute), 10, []string{"o1", "o2"}}, // strictly before
+			{when.Add(time.Minute), 10, []string{}},
+		} {
+			got, err := s.PendingOrders(ctx, c.before, c.limit)
+			if err != nil || !slices.Equal(orderIDs(got), c.want) {
+				t.Fatalf("PendingOrders(%v, %d) = %v, %v; want %v", c.before.Sub(when), c.limit, orderIDs(got), err, c.want)
+			}
+		}
+		got, err := s.PendingOrders(ctx, when.Add(90*time.Second), 10)
+		if err != nil || len(got) != 1 || len(got[0].Items) != 1 {
+			t.Fatalf("PendingOrders = %+v, %v; want o1 with its item", got, err)
+		}
+		// Leaving pending takes an order out of the list.
+		if ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPending}, order.StatusCancelled, "voided", when); err != nil || !ok {
+			t.Fatalf("SetStatus: %v, %v", ok, err)
+		}
+		if got, err := s.PendingOrders(ctx, when.Add(time.Hour), 10); err != nil || !slices.Equal(orderIDs(got), []string{"o2", "o3", "o4"}) {
+			t.Fatalf("PendingOrders after a cancel = %v, %v; want o2 o3 o4", orderIDs(got), err)
+		}
+	})
+
+	t.Run("KeyByOrder", func(t *testing.T) {
+		s, ctx := setup(t)
+		bound := newKey("u1", "k1")
+		bound.OrderID = "o1"
+		mustKey(t, s, bound)
+		mustKey(t, s, newKey("u1", "k2")) // no order yet
+		if d := keyDiff(func() order.KeyRecord {
+			r, err := s.KeyByOrder(ctx, "o1")
+			if err != nil {
+				t.Fatalf("KeyByOrder(o1): %v", err)
+			}
+			return r
+		}(), bound); d != "" {
+			t.Fatalf("KeyByOrder(o1): %s", d)
+		}
+		for _, id := range append([]string{"", "o2", "k1"}, unstorable...) {
+			if got, err := s.KeyByOrder(ctx, id); !fault.Is(err, fault.NotFound) {
+				t.Fatalf("KeyByOrder(%q) = %+v, %v; want fault.NotFound", id, got, err)
+			}
+		}
+	})
+
+	t.Run("PurgeKeysOnlyOldFinishedOnes", func(t *testing.T) {
+		s, ctx := setup(t)
+		now := when.Add(72 * time.Hour)
+		cutoff := when.Add(48 * time.Hour)
+		key := func(name string, created time.Time, state string, lease time.Time) {
+			r := newKey("u1", name)
+			r.CreatedAt, r.State, r.LeaseUntil = created, state, lease
+			mustKey(t, s, r)
+		}
+		key("old-done", when, order.KeyDone, when)
+		key("old-done-2", when.Add(time.Hour), order.KeyDone, when)
+		key("old-expired", when, order.KeyRunning, now.Add(-time.Second))
+		key("old-running", when, order.KeyRunning, now.Add(time.Minute)) // lease live: never
+		key("recent-done", cutoff.Add(time.Second), order.KeyDone, when)
+		key("recent-expired", cutoff.Add(time.Second), order.KeyRunning, when)
+		n, err := s.PurgeKeys(ctx, cutoff, now, 2)
+		if err != nil || n != 2 {
+			t.Fatalf("PurgeKeys(limit 2) = %d, %v; want 2", n, err)
+		}
+		n, err = s.PurgeKeys(ctx, cutoff, now, 10)
+		if err != nil || n != 1 {
+			t.Fatalf("PurgeKeys(the rest) = %d, %v; want 1", n, err)
+		}
+		if n, err := s.PurgeKeys(ctx, cutoff, now, 10); err != nil || n != 0 {
+			t.Fatalf("PurgeKeys(nothing left) = %d, %v; want 0", n, err)
+		}
+		for name, kept := range map[string]bool{"old-done": false, "old-done-2": false, "old-expired": false,
+			"old-running": true, "recent-done": true, "recent-expired": true} {
+			_, err := s.Key(ctx, "u1", name)
+			if kept && err != nil {
+				t.Errorf("Key(%s) after PurgeKeys: %v; want it kept", name, err)
+			}
+			if !kept && !fault.Is(err, fault.NotFound) {
+				t.Errorf("Key(%s) after PurgeKeys: %v; want it purged", name, err)
+			}
+		}
+	})
+
 	t.Run("KeyInsertAndRead", func(t *testing.T) {
 		s, ctx := setup(t)
 		if got, err := s.Key(ctx, "u1", "k1"); !fault.Is(err, fault.NotFound) {

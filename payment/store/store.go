@@ -118,6 +118,31 @@ func (s *Store) SetStatus(ctx context.Context, id string, from []string, status,
 	return n == 1, nil
 }
 
+// Stalled implements payment.Store.
+func (s *Store) Stalled(ctx context.Context, status string, before time.Time, limit int) ([]payment.Payment, error) {
+	if !sqldb.Storable(status) {
+		return nil, sqldb.ErrUnstorable
+	}
+	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT id, order_id, user_id, amount_cents, currency, status,
+		provider, provider_ref, created_at, updated_at FROM payments WHERE status = ? AND updated_at < ?
+		ORDER BY updated_at, id LIMIT ?`, status, before.UnixMicro(), limit)
+	if err != nil {
+		return nil, fault.Wrap(err, "select stalled payments")
+	}
+	defer rows.Close()
+	out := []payment.Payment{}
+	for rows.Next() {
+		var p payment.Payment
+		var created, updated int64
+		if err := rows.Scan(&p.ID, &p.OrderID, &p.UserID, &p.AmountCents, &p.Currency, &p.Status, &p.Provider, &p.ProviderRef, &created, &updated); err != nil {
+			return nil, fault.Wrap(err, "scan payment")
+		}
+		p.CreatedAt, p.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+		out = append(out, p)
+	}
+	return out, fault.Wrap(rows.Err(), "select stalled payments")
+}
+
 // RecordEvent implements payment.Store.
 func (s *Store) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) (bool, error) {
 	if !sqldb.Storable(eventID, eventType) {

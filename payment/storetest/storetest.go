@@ -159,6 +159,63 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 		}
 	})
 
+	t.Run("StalledOldestFirstByStatusAndAge", func(t *testing.T) {
+		s, ctx := setup(t)
+		// pay1..pay4 authorized at when+1s..+4s, inserted out of order;
+		// pay5 pending and old, pay6 captured and old: not authorized.
+		for _, i := range []int{3, 1, 4, 2} {
+			p := newPayment("pay"+strconv.Itoa(i), "o"+strconv.Itoa(i))
+			p.Status, p.ProviderRef = payment.StatusAuthorized, "ch_"+strconv.Itoa(i)
+			p.UpdatedAt = when.Add(time.Duration(i) * time.Second)
+			mustPayment(t, s, p)
+		}
+		mustPayment(t, s, newPayment("pay5", "o5"))
+		captured := newPayment("pay6", "o6")
+		captured.Status = payment.StatusCaptured
+		mustPayment(t, s, captured)
+		ids := func(ps []payment.Payment) string {
+			var out []string
+			for _, p := range ps {
+				out = append(out, p.ID)
+			}
+			return strings.Join(out, ",")
+		}
+		for _, c := range []struct {
+			before time.Time
+			limit  int
+			want   string
+		}{
+			{when.Add(time.Hour), 10, "pay1,pay2,pay3,pay4"},
+			{when.Add(time.Hour), 2, "pay1,pay2"},
+			{when.Add(3 * time.Second), 10, "pay1,pay2"}, // strictly before
+			{when.Add(time.Second), 10, ""},
+		} {
+			got, err := s.Stalled(ctx, payment.StatusAuthorized, c.before, c.limit)
+			if err != nil || ids(got) != c.want {
+				t.Fatalf("Stalled(authorized, %v, %d) = %s, %v; want %s", c.before.Sub(when), c.limit, ids(got), err, c.want)
+			}
+		}
+		got, err := s.Stalled(ctx, payment.StatusAuthorized, when.Add(2*time.Second), 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Stalled = %+v, %v; want pay1", got, err)
+		}
+		want := newPayment("pay1", "o1")
+		want.Status, want.ProviderRef, want.UpdatedAt = payment.StatusAuthorized, "ch_1", when.Add(time.Second)
+		if d := paymentDiff(got[0], want); d != "" {
+			t.Fatalf("Stalled row: %s", d)
+		}
+		// A status change takes a payment out of the list.
+		if ok, err := s.SetStatus(ctx, "pay1", []string{payment.StatusAuthorized}, payment.StatusCaptured, "ch_1", when); err != nil || !ok {
+			t.Fatalf("SetStatus: %v, %v", ok, err)
+		}
+		if got, err := s.Stalled(ctx, payment.StatusAuthorized, when.Add(time.Hour), 10); err != nil || ids(got) != "pay2,pay3,pay4" {
+			t.Fatalf("Stalled after a capture = %s, %v; want pay2,pay3,pay4", ids(got), err)
+		}
+		if got, err := s.Stalled(ctx, payment.StatusPending, when.Add(time.Hour), 10); err != nil || ids(got) != "pay5" {
+			t.Fatalf("Stalled(pending) = %s, %v; want pay5", ids(got), err)
+		}
+	})
+
 	t.Run("RecordEventOnce", func(t *testing.T) {
 		s, ctx := setup(t)
 		for _, step := range []struct {
@@ -274,6 +331,9 @@ func Run(t *testing.T, newStore func(t *testing.T) payment.Store) {
 			}
 			if ok, err := s.SetStatus(ctx, "pay1", []string{bad}, payment.StatusAuthorized, "ch_1", when); err != nil || ok {
 				t.Errorf("SetStatus(pay1, from %q) = %v, %v; want false", bad, ok, err)
+			}
+			if got, err := s.Stalled(ctx, bad, when.Add(time.Hour), 10); !fault.Is(err, fault.Invalid) || len(got) != 0 {
+				t.Errorf("Stalled(%q) = %+v, %v; want fault.Invalid", bad, got, err)
 			}
 			if fresh, err := s.RecordEvent(ctx, bad, "payment.captured", when); !fault.Is(err, fault.Invalid) || fresh {
 				t.Errorf("RecordEvent(%q) = %v, %v; want fault.Invalid", bad, fresh, err)
