@@ -58,6 +58,8 @@ type DB struct {
 	Dialect Dialect
 	pg      *pgPool  // PostgreSQL only
 	obs     Observer // nil: statements are not timed
+	// SQLite only: the prepared statements of each pool.
+	writeStmts, readStmts *stmtCache
 }
 
 // Observer receives the duration and outcome of every statement, by a
@@ -124,7 +126,7 @@ func OpenSQLite(dataDir string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
 	r.SetConnMaxLifetime(0)
-	return &DB{Write: w, Read: r, Path: path, Dialect: SQLite}, nil
+	return &DB{Write: w, Read: r, Path: path, Dialect: SQLite, writeStmts: newStmtCache(w), readStmts: newStmtCache(r)}, nil
 }
 
 // Close closes the pools; on SQLite it first checkpoints the WAL so the
@@ -133,6 +135,8 @@ func (db *DB) Close() error {
 	if db.Dialect == Postgres {
 		return errors.Join(db.Write.Close(), db.pg.close())
 	}
+	db.readStmts.close()
+	db.writeStmts.close()
 	_, _ = db.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(db.Read.Close(), db.Write.Close())
 }
@@ -246,21 +250,34 @@ func TxValue(ctx context.Context, key any, init func() any) (v any, ok bool) {
 // '?' placeholders on every dialect.
 func (db *DB) Writer(ctx context.Context) Querier {
 	if st := stateOf(ctx); st != nil {
-		return db.bind(st.tx)
+		return db.bind(db.Write, db.writeStmts, st.tx)
 	}
-	return db.bind(db.Write)
+	return db.bind(db.Write, db.writeStmts, nil)
 }
 
 // Reader returns the transaction of ctx (so a transaction reads its own
 // writes), or the read pool. Statements use '?' placeholders on every dialect.
 func (db *DB) Reader(ctx context.Context) Querier {
 	if st := stateOf(ctx); st != nil {
-		return db.bind(st.tx)
+		// A transaction is always of the write pool.
+		return db.bind(db.Write, db.writeStmts, st.tx)
 	}
-	return db.bind(db.Read)
+	return db.bind(db.Read, db.readStmts, nil)
 }
 
-func (db *DB) bind(q Querier) Querier {
+// bind returns the querier of pool, or of tx when it is set: through the
+// pool's statement cache when it has one, rebinding placeholders for
+// PostgreSQL and timing statements when an observer is set.
+func (db *DB) bind(pool *sql.DB, stmts *stmtCache, tx *sql.Tx) Querier {
+	var q Querier
+	switch {
+	case stmts != nil:
+		q = preparedQuerier{cache: stmts, tx: tx}
+	case tx != nil:
+		q = tx
+	default:
+		q = pool
+	}
 	if db.Dialect == Postgres || db.obs != nil {
 		return boundQuerier{q: q, rebind: db.Dialect == Postgres, obs: db.obs}
 	}
