@@ -25,6 +25,23 @@ type User struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// TopicRegistered is the topic of the event Register records, in the
+// registration's transaction, with a Registered payload.
+const TopicRegistered = "user.registered"
+
+// Registered is the payload of user.registered. It carries no name or role:
+// consumers that need more ask the user module.
+type Registered struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Events records domain events atomically with the transaction in ctx.
+type Events interface {
+	Add(ctx context.Context, topic, key string, payload any) error
+}
+
 // TokenPair is what login and refresh return.
 type TokenPair struct {
 	AccessToken  string `json:"access_token"`
