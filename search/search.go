@@ -1,5 +1,6 @@
 // Package search owns the full-text product index: ranked search over
-// product names and descriptions, kept in step with the catalog.
+// product names and descriptions, which follows the catalog through its
+// product events.
 package search
 
 import (
