@@ -101,11 +101,14 @@ type Service interface {
 	Product(ctx context.Context, id string) (Product, error)
 	// ProductsByID returns the products that exist among ids, keyed by ID.
 	ProductsByID(ctx context.Context, ids []string) (map[string]Product, error)
-	// CreateProduct adds a product. Errors: fault.Invalid, fault.Conflict (sku_taken).
+	// CreateProduct adds a product and records product.created with it.
+	// Errors: fault.Invalid, fault.Conflict (sku_taken).
 	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
-	// UpdateProduct changes a product. Errors: fault.Invalid, fault.NotFound.
+	// UpdateProduct changes a product and records product.updated with it.
+	// Errors: fault.Invalid, fault.NotFound.
 	UpdateProduct(ctx context.Context, id string, patch ProductPatch) (Product, error)
-	// DeleteProduct removes a product. Errors: fault.NotFound.
+	// DeleteProduct removes a product and records product.deleted with it.
+	// Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) error
 	// Reserve takes stock for every line or for none. It joins the
 	// transaction in ctx, if any. Errors: fault.Conflict (insufficient_stock),

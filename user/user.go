@@ -68,7 +68,8 @@ type Credentials struct {
 // Service is the user module's API, used by its HTTP handlers, by the
 // command line and, through web.Authenticator, by every authenticated route.
 type Service interface {
-	// Register creates an account. Errors: fault.Invalid, fault.Conflict (code email_taken).
+	// Register creates an account and records user.registered with it.
+	// Errors: fault.Invalid, fault.Conflict (code email_taken).
 	Register(ctx context.Context, reg Registration) (User, error)
 	// Login checks credentials and opens a session. Errors: fault.Unauthorized
 	// (same answer for unknown email and wrong password), fault.TooManyRequests.
