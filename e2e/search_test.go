@@ -320,6 +320,14 @@ func TestSearchFollowsCatalogWrites(t *testing.T) {
 	if len(page.Items) != 1 || page.Items[0].ID != q.ID || page.NextCursor != nil {
 		t.Fatalf("after delete and recreate search answers %+v", page)
 	}
+	// Results hide products the catalog no longer has, so only a page of
+	// one shows whether the deleted product's document is still indexed:
+	// it would be a second hit, and a next page.
+	var one catalogPage
+	anon.Expect(t, http.StatusOK, "GET", "/v1/search?limit=1&q="+newWord, nil).Decode(t, &one)
+	if len(one.Items) != 1 || one.Items[0].ID != q.ID || one.NextCursor != nil {
+		t.Fatalf("after delete and recreate a page of one answers %+v; the deleted product is still indexed", one)
+	}
 }
 
 // TestSearchIndexLag measures how long a created product takes to become
