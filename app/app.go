@@ -253,20 +253,26 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		return nil, err
 	}
 	a.Cache = stores.cache
-	a.Users, err = user.NewAccounts(stores.users, tokens, a.state.failures, user.Config{
+	events := a.newEvents(cfg)
+	a.events = events
+	a.Outbox = outbox.New(db, events, logger, now)
+	a.Users, err = user.NewAccounts(stores.users, a.Outbox, tokens, a.state.failures, user.Config{
 		AccessTTL: cfg.AccessTokenTTL, SessionTTL: cfg.SessionTTL, PasswordParams: cfg.PasswordParams,
 	}, now)
 	if err != nil {
 		return nil, err
 	}
-	a.Search = search.NewIndex(stores.search, nil)
-	a.Catalog = catalog.NewCatalog(stores.catalog, a.Search, cfg.Currency, now)
-	a.Search.SetProducts(a.Catalog)
+	a.Catalog = catalog.NewCatalog(stores.catalog, a.Outbox, cfg.Currency, now)
+	a.Search = search.NewIndex(stores.search, a.Catalog)
+	// Search follows the catalog through its events, never in the
+	// catalog's transaction: it owns its index.
+	for _, topic := range []string{catalog.TopicProductCreated, catalog.TopicProductUpdated, catalog.TopicProductDeleted} {
+		events.Subscribe(topic, search.Consumer, func(ctx context.Context, e outbox.Event) error {
+			return a.Search.HandleProductEvent(ctx, e.Topic, e.Payload)
+		})
+	}
 	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
 
-	events := a.newEvents(cfg)
-	a.events = events
-	a.Outbox = outbox.New(db, events, logger, now)
 	a.Metrics.RegisterGauge("million_outbox_pending", "Events recorded but not yet published (queue depth).", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -2,6 +2,7 @@ package cart_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strconv"
 	"testing"
@@ -12,8 +13,7 @@ import (
 	"github.com/millionshop/million/catalog"
 	catalogstore "github.com/millionshop/million/catalog/store"
 	"github.com/millionshop/million/fault"
-	"github.com/millionshop/million/search"
-	searchstore "github.com/millionshop/million/search/store"
+	"github.com/millionshop/million/outbox"
 	"github.com/millionshop/million/sqldb"
 )
 
@@ -31,13 +31,13 @@ func newFixture(t *testing.T) fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{
-		catalogstore.Migrations(), searchstore.Migrations(), cartstore.Migrations(),
+		catalogstore.Migrations(), outbox.Migrations(), cartstore.Migrations(),
 	}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	index := search.NewIndex(searchstore.NewSQLite(db), nil)
-	cat := catalog.NewCatalog(catalogstore.New(db), index, "USD", time.Now)
-	index.SetProducts(cat)
+	// The catalog's events stay in the outbox: nothing relays them, as the
+	// cart consumes none.
+	cat := catalog.NewCatalog(catalogstore.New(db), outbox.New(db, nil, slog.New(slog.DiscardHandler), time.Now), "USD", time.Now)
 	if _, err := cat.CreateCategory(context.Background(), "gear", "Gear"); err != nil {
 		t.Fatalf("create category: %v", err)
 	}

@@ -101,11 +101,14 @@ type Service interface {
 	Product(ctx context.Context, id string) (Product, error)
 	// ProductsByID returns the products that exist among ids, keyed by ID.
 	ProductsByID(ctx context.Context, ids []string) (map[string]Product, error)
-	// CreateProduct adds a product. Errors: fault.Invalid, fault.Conflict (sku_taken).
+	// CreateProduct adds a product and records product.created with it.
+	// Errors: fault.Invalid, fault.Conflict (sku_taken).
 	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
-	// UpdateProduct changes a product. Errors: fault.Invalid, fault.NotFound.
+	// UpdateProduct changes a product and records product.updated with it.
+	// Errors: fault.Invalid, fault.NotFound.
 	UpdateProduct(ctx context.Context, id string, patch ProductPatch) (Product, error)
-	// DeleteProduct removes a product. Errors: fault.NotFound.
+	// DeleteProduct removes a product and records product.deleted with it.
+	// Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) error
 	// Reserve takes stock for every line or for none. It joins the
 	// transaction in ctx, if any. Errors: fault.Conflict (insufficient_stock),
@@ -116,14 +119,37 @@ type Service interface {
 	Release(ctx context.Context, lines []Line) error
 }
 
-// Indexer keeps a search index in step with the catalog. The catalog calls
-// it inside the transaction of each write, so the index never disagrees with
-// the products it describes.
-type Indexer interface {
-	// Index adds or replaces a product in the index.
-	Index(ctx context.Context, p Product) error
-	// Remove deletes a product from the index.
-	Remove(ctx context.Context, productID string) error
+// Topics of the events the catalog records, in the transaction of each
+// admin write, through Events. Checkout's stock reservations record none.
+const (
+	TopicProductCreated = "product.created" // payload ProductEvent
+	TopicProductUpdated = "product.updated" // payload ProductEvent
+	TopicProductDeleted = "product.deleted" // payload ProductDeleted
+)
+
+// Events records domain events atomically with the transaction in ctx.
+type Events interface {
+	Add(ctx context.Context, topic, key string, payload any) error
+}
+
+// ProductEvent is the payload of product.created and product.updated: the
+// product as the write left it. Version grows by one with every admin
+// write of the product, so a consumer keeps the highest it has seen and
+// ignores an event at or below it: delivery is at least once, and a retried
+// event can arrive after a newer one. Stock is the stock at that write;
+// reservations change it without an event.
+type ProductEvent struct {
+	Product
+	Version int64 `json:"version"`
+}
+
+// ProductDeleted is the payload of product.deleted. Its Version is one above
+// the product's last, so a consumer can tell an update delivered late from
+// one made before the deletion.
+type ProductDeleted struct {
+	ID        string    `json:"id"`
+	Version   int64     `json:"version"`
+	DeletedAt time.Time `json:"deleted_at"`
 }
 
 // ProductRow is a product as stored: the category by ID, not by slug.
@@ -157,16 +183,18 @@ type Store interface {
 	// read-modify-write (checkout's reservation, UpdateProduct's patch)
 	// never loses a concurrent update.
 	ProductsByID(ctx context.Context, ids []string) ([]Product, error)
-	// InsertProduct inserts a product. Errors: fault.Conflict (sku_taken),
+	// InsertProduct inserts a product at version 1. Errors: fault.Conflict (sku_taken),
 	// fault.Invalid (unstorable text).
 	InsertProduct(ctx context.Context, p ProductRow) error
 	// UpdateProduct writes the mutable fields of p (name, description,
-	// price, category, stock, image URL, UpdatedAt) to the product p.ID. SKU,
-	// Currency and CreatedAt are set once by InsertProduct and never
-	// written. Errors: fault.NotFound, fault.Invalid (unstorable text).
-	UpdateProduct(ctx context.Context, p ProductRow) error
-	// DeleteProduct removes a product. Errors: fault.NotFound.
-	DeleteProduct(ctx context.Context, id string) error
+	// price, category, stock, image URL, UpdatedAt) to the product p.ID and
+	// returns its new version, one above the last. SKU, Currency and
+	// CreatedAt are set once by InsertProduct and never written. Errors:
+	// fault.NotFound, fault.Invalid (unstorable text).
+	UpdateProduct(ctx context.Context, p ProductRow) (version int64, err error)
+	// DeleteProduct removes a product and returns the version of its
+	// deletion, one above its last. Errors: fault.NotFound.
+	DeleteProduct(ctx context.Context, id string) (version int64, err error)
 	// TakeStock decrements stock if at least qty remain; it reports whether it did.
 	TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error)
 	// PutStock increments stock.

@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -11,16 +12,17 @@ import (
 	"github.com/millionshop/million/catalog"
 	catalogstore "github.com/millionshop/million/catalog/store"
 	"github.com/millionshop/million/fault"
-	"github.com/millionshop/million/search"
-	searchstore "github.com/millionshop/million/search/store"
+	"github.com/millionshop/million/outbox"
 	"github.com/millionshop/million/sqldb"
 )
 
-// testCatalog is a catalog on a fresh SQLite file, indexed by the real
-// search module, with one category.
+// testCatalog is a catalog on a fresh SQLite file, recording its events in
+// the real outbox, with one category.
 type testCatalog struct {
 	*catalog.Catalog
 	db       *sqldb.DB
+	outbox   *outbox.Outbox
+	sent     *sentEvents
 	category string
 }
 
@@ -32,17 +34,17 @@ func newTestCatalog(t *testing.T) testCatalog {
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
-	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), searchstore.Migrations()}); err != nil {
+	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), outbox.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	index := search.NewIndex(searchstore.NewSQLite(db), nil)
-	c := catalog.NewCatalog(catalogstore.New(db), index, "USD", time.Now)
-	index.SetProducts(c)
+	sent := &sentEvents{}
+	events := outbox.New(db, sent, slog.New(slog.DiscardHandler), time.Now)
+	c := catalog.NewCatalog(catalogstore.New(db), events, "USD", time.Now)
 	cat, err := c.CreateCategory(ctx, "gear", "Gear")
 	if err != nil {
 		t.Fatalf("create category: %v", err)
 	}
-	return testCatalog{Catalog: c, db: db, category: cat.Slug}
+	return testCatalog{Catalog: c, db: db, outbox: events, sent: sent, category: cat.Slug}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -29,7 +29,7 @@ var (
 // Catalog implements Service.
 type Catalog struct {
 	store    Store
-	index    Indexer
+	events   Events
 	currency string
 	now      func() time.Time
 }
@@ -37,9 +37,10 @@ type Catalog struct {
 var _ Service = (*Catalog)(nil)
 
 // NewCatalog returns the catalog service. currency is the store currency
-// every price is in.
-func NewCatalog(store Store, index Indexer, currency string, now func() time.Time) *Catalog {
-	return &Catalog{store: store, index: index, currency: currency, now: now}
+// every price is in; events records the product events, and must join the
+// store's transactions (the same database).
+func NewCatalog(store Store, events Events, currency string, now func() time.Time) *Catalog {
+	return &Catalog{store: store, events: events, currency: currency, now: now}
 }
 
 func textOK(s string, minLen, maxLen int) bool {
@@ -201,7 +202,7 @@ func (c *Catalog) CreateProduct(ctx context.Context, np NewProduct) (Product, er
 		if err := c.store.InsertProduct(ctx, row); err != nil {
 			return err
 		}
-		return c.index.Index(ctx, row.Product)
+		return c.events.Add(ctx, TopicProductCreated, row.ID, ProductEvent{Product: row.Product, Version: 1})
 	})
 	if err != nil {
 		return Product{}, err
@@ -262,11 +263,12 @@ func (c *Catalog) UpdateProduct(ctx context.Context, id string, patch ProductPat
 			row.ImageURL = *patch.ImageURL
 		}
 		row.UpdatedAt = c.now().UTC().Truncate(time.Microsecond)
-		if err := c.store.UpdateProduct(ctx, row); err != nil {
+		version, err := c.store.UpdateProduct(ctx, row)
+		if err != nil {
 			return err
 		}
 		out = row.Product
-		return c.index.Index(ctx, row.Product)
+		return c.events.Add(ctx, TopicProductUpdated, row.ID, ProductEvent{Product: row.Product, Version: version})
 	})
 	return out, err
 }
@@ -274,10 +276,12 @@ func (c *Catalog) UpdateProduct(ctx context.Context, id string, patch ProductPat
 // DeleteProduct implements Service.
 func (c *Catalog) DeleteProduct(ctx context.Context, id string) error {
 	return c.store.InTx(ctx, func(ctx context.Context) error {
-		if err := c.store.DeleteProduct(ctx, id); err != nil {
+		version, err := c.store.DeleteProduct(ctx, id)
+		if err != nil {
 			return err
 		}
-		return c.index.Remove(ctx, id)
+		return c.events.Add(ctx, TopicProductDeleted, id, ProductDeleted{ID: id, Version: version,
+			DeletedAt: c.now().UTC().Truncate(time.Microsecond)})
 	})
 }
 

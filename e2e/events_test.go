@@ -63,13 +63,15 @@ func TestOrderEmailsOverSMTP(t *testing.T) {
 
 	customer.Expect(t, http.StatusOK, "POST", "/v1/orders/"+o.ID+"/cancel", nil)
 	wait("the cancellation arrives", func() bool { return len(mailsTo("Your order was cancelled")) == 1 })
-	wait("the notify consumer settles", func() bool {
-		v, ok := metricValue(t, srv, `million_events_consumer_lag{consumer="notify"}`)
-		return ok && v == 0
-	})
+	for _, consumer := range []string{"notify", "search"} {
+		wait("the "+consumer+" consumer settles", func() bool {
+			v, ok := metricValue(t, srv, `million_events_consumer_lag{consumer="`+consumer+`"}`)
+			return ok && v == 0
+		})
+	}
 	for sample, want := range map[string]func(float64) bool{
 		"million_events_published_total":        func(v float64) bool { return v >= 3 }, // placed, paid, cancelled
-		"million_events_handled_total":          func(v float64) bool { return v == 2 }, // notify: placed, cancelled
+		"million_events_handled_total":          func(v float64) bool { return v == 3 }, // notify: placed, cancelled; search: product.created
 		"million_events_handler_failures_total": func(v float64) bool { return v >= 2 },
 		"million_events_redeliveries_total":     func(v float64) bool { return v >= 2 },
 		"million_events_dlq_messages":           func(v float64) bool { return v == 0 },

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // searchWord returns a made-up word no other product contains. It has only
@@ -59,6 +60,33 @@ func searchIDs(items []catalogProduct) []string {
 	return out
 }
 
+// searchLag bounds how long a catalog write may take to reach the search
+// index: the outbox relays the write's event after commit, and the "search"
+// consumer applies it.
+const searchLag = 5 * time.Second
+
+// searchAwait waits, up to searchLag, until q finds exactly the given
+// products (in any order), and returns how long that took. Search follows
+// the catalog through events, so a write is searchable shortly after it
+// returns, not at once; tests wait for it here and then assert as before.
+func searchAwait(t testing.TB, c *Client, q string, want ...catalogProduct) time.Duration {
+	t.Helper()
+	wantIDs := searchIDs(want)
+	slices.Sort(wantIDs)
+	start := time.Now()
+	for {
+		got := searchIDs(searchFor(t, c, q).Items)
+		slices.Sort(got)
+		if slices.Equal(got, wantIDs) {
+			return time.Since(start)
+		}
+		if time.Since(start) > searchLag {
+			t.Fatalf("search %q still finds %v after %s, want %v", q, got, searchLag, wantIDs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // searchWantIDs fails unless q finds exactly the given products (in any order).
 func searchWantIDs(t testing.TB, c *Client, q string, want ...catalogProduct) {
 	t.Helper()
@@ -90,6 +118,7 @@ func TestSearchRanking(t *testing.T) {
 		searchProduct(t, admin, cat, "Ultralight "+w+" Tent Footprint and Stakes Kit", "Protects the floor of your tent."),
 	}
 	searchProduct(t, admin, cat, "Unrelated Stove", "Boils water fast.")
+	searchAwait(t, anon, w, append(slices.Clone(inName), descOnly...)...)
 
 	page := searchFor(t, anon, w)
 	if len(page.Items) != 4 {
@@ -118,6 +147,7 @@ func TestSearchMatching(t *testing.T) {
 	redChair := searchProduct(t, admin, cat, "Red Camp Chair "+w, "Folds flat.")
 	blueChair := searchProduct(t, admin, cat, "Blue Camp Chair "+w, "Folds flat, reddish trim.")
 	cafe := searchProduct(t, admin, cat, "Café Press "+w, "Brews coffee outdoors.")
+	searchAwait(t, anon, w, boot, redChair, blueChair, cafe)
 
 	for _, tc := range []struct {
 		name string
@@ -160,6 +190,7 @@ func TestSearchHostileQueries(t *testing.T) {
 	anon := tg.Client()
 	w := searchWord()
 	p := searchProduct(t, admin, cat, "Hiking Boot "+w, "Leather.")
+	searchAwait(t, anon, w, p)
 
 	// FTS5 query syntax must be taken as text: never a 5xx, never an error.
 	for _, q := range []string{
@@ -221,9 +252,13 @@ func TestSearchPagination(t *testing.T) {
 
 	const n = 7
 	want := map[string]bool{}
+	var created []catalogProduct
 	for i := range n {
-		want[searchProduct(t, admin, cat, "Paged "+w+" item "+string(rune('a'+i)), "Listed in pages.").ID] = true
+		p := searchProduct(t, admin, cat, "Paged "+w+" item "+string(rune('a'+i)), "Listed in pages.")
+		want[p.ID] = true
+		created = append(created, p)
 	}
+	searchAwait(t, anon, w, created...)
 	items := catalogWalk(t, anon, "/v1/search?q="+w, 3)
 	if len(items) != n {
 		t.Fatalf("walked %d results, want %d", len(items), n)
@@ -249,17 +284,19 @@ func TestSearchFollowsCatalogWrites(t *testing.T) {
 	oldWord, newWord, descWord := searchWord(), searchWord(), searchWord()
 
 	p := searchProduct(t, admin, cat, "Lantern "+oldWord, "Bright.")
-	searchWantIDs(t, anon, oldWord, p)
+	searchAwait(t, anon, oldWord, p)
 
+	// A rename reaches the index as one document change: the new name
+	// matches and the old one stops matching.
 	admin.Expect(t, http.StatusOK, "PATCH", "/v1/products/"+p.ID, map[string]any{"name": "Lantern " + newWord})
-	searchWantIDs(t, anon, newWord, p)
-	searchWantIDs(t, anon, oldWord)
+	searchAwait(t, anon, newWord, p)
+	searchAwait(t, anon, oldWord)
 	if got := searchFor(t, anon, newWord).Items[0].Name; got != "Lantern "+newWord {
 		t.Fatalf("search shows name %q, want the new one", got)
 	}
 
 	admin.Expect(t, http.StatusOK, "PATCH", "/v1/products/"+p.ID, map[string]any{"description": "Now " + descWord + "."})
-	searchWantIDs(t, anon, descWord, p)
+	searchAwait(t, anon, descWord, p)
 	searchWantIDs(t, anon, newWord, p)
 
 	// A PATCH that touches neither name nor description keeps the product
@@ -276,8 +313,39 @@ func TestSearchFollowsCatalogWrites(t *testing.T) {
 	// The index does not keep ghosts that would eat a page: a fresh product
 	// with the word is the only result and there is no further page.
 	q := searchProduct(t, admin, cat, "Lantern "+newWord, "Reissued.")
+	// The consumer applies events in the order they were recorded, so the
+	// deletion is applied once the new product is found.
+	searchAwait(t, anon, newWord, q)
 	page := searchFor(t, anon, newWord)
 	if len(page.Items) != 1 || page.Items[0].ID != q.ID || page.NextCursor != nil {
 		t.Fatalf("after delete and recreate search answers %+v", page)
 	}
+	// Results hide products the catalog no longer has, so only a page of
+	// one shows whether the deleted product's document is still indexed:
+	// it would be a second hit, and a next page.
+	var one catalogPage
+	anon.Expect(t, http.StatusOK, "GET", "/v1/search?limit=1&q="+newWord, nil).Decode(t, &one)
+	if len(one.Items) != 1 || one.Items[0].ID != q.ID || one.NextCursor != nil {
+		t.Fatalf("after delete and recreate a page of one answers %+v; the deleted product is still indexed", one)
+	}
+}
+
+// TestSearchIndexLag measures how long a created product takes to become
+// searchable (commit, outbox relay, the "search" consumer, then a search
+// request), and fails if any takes longer than searchLag.
+func TestSearchIndexLag(t *testing.T) {
+	t.Parallel()
+	tg := NewTarget(t)
+	admin := tg.Admin(t)
+	cat := admin.NewCategory(t)
+	anon := tg.Client()
+	const n = 20
+	lags := make([]time.Duration, n)
+	for i := range lags {
+		w := searchWord()
+		p := searchProduct(t, admin, cat, "Lag "+w, "Measured.")
+		lags[i] = searchAwait(t, anon, w, p)
+	}
+	slices.Sort(lags)
+	t.Logf("create to searchable over %d products: median %s, max %s (polled every 1 ms)", n, lags[n/2], lags[n-1])
 }

@@ -1,9 +1,11 @@
 // Package search owns the full-text product index: ranked search over
-// product names and descriptions, kept in step with the catalog.
+// product names and descriptions, which follows the catalog through its
+// product events.
 package search
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -41,43 +43,68 @@ type ProductReader interface {
 
 // Store is the index. Terms are already normalized words; the store matches
 // all of them, the last one as a prefix.
+//
+// Every write carries the version of the product it comes from (the
+// catalog's event version), and the store keeps the highest version it has
+// applied per product, a deletion included: a write at or below it changes
+// nothing. So writes are idempotent and may arrive in any order, and the
+// index still ends at the product's last version.
 type Store interface {
-	// Upsert adds or replaces a product's document.
-	Upsert(ctx context.Context, productID, name, description string) error
-	// Delete removes a product's document.
-	Delete(ctx context.Context, productID string) error
+	// Upsert adds or replaces a product's document at version, unless the
+	// store holds that version of the product or a later one (or its
+	// deletion); it reports whether it wrote.
+	Upsert(ctx context.Context, productID string, version int64, name, description string) (bool, error)
+	// Delete removes a product's document at version, keeping the version
+	// so that an older Upsert delivered late cannot bring it back, unless
+	// the store holds that version or a later one; it reports whether it
+	// wrote.
+	Delete(ctx context.Context, productID string, version int64) (bool, error)
 	// Match returns up to limit product IDs matching every term, best first, skipping offset.
 	Match(ctx context.Context, terms []string, offset, limit int) ([]string, error)
 }
 
-// Index implements Service and catalog.Indexer.
+// Consumer is the name of the durable consumer of the catalog's events
+// that keeps the index.
+const Consumer = "search"
+
+// Index implements Service and consumes the catalog's product events.
 type Index struct {
 	store    Store
 	products ProductReader
 }
 
-var (
-	_ Service         = (*Index)(nil)
-	_ catalog.Indexer = (*Index)(nil)
-)
+var _ Service = (*Index)(nil)
 
-// NewIndex returns the search service. products may be set later with
-// SetProducts, since catalog and search depend on each other at wiring time.
+// NewIndex returns the search service over store, with products as the
+// source of the results it shows.
 func NewIndex(store Store, products ProductReader) *Index {
 	return &Index{store: store, products: products}
 }
 
-// SetProducts sets the catalog reader.
-func (x *Index) SetProducts(p ProductReader) { x.products = p }
-
-// Index implements catalog.Indexer.
-func (x *Index) Index(ctx context.Context, p catalog.Product) error {
-	return x.store.Upsert(ctx, p.ID, p.Name, p.Description)
-}
-
-// Remove implements catalog.Indexer.
-func (x *Index) Remove(ctx context.Context, productID string) error {
-	return x.store.Delete(ctx, productID)
+// HandleProductEvent applies one of the catalog's product events (topics
+// catalog.TopicProduct*) to the index. It is idempotent, and an event older
+// than what the index holds for its product changes nothing, so it is safe
+// under at-least-once delivery in any order. Errors: fault.Invalid for a
+// payload it cannot read (retrying would not help).
+func (x *Index) HandleProductEvent(ctx context.Context, topic string, payload json.RawMessage) error {
+	switch topic {
+	case catalog.TopicProductCreated, catalog.TopicProductUpdated:
+		var e catalog.ProductEvent
+		if err := json.Unmarshal(payload, &e); err != nil || e.ID == "" || e.Version < 1 {
+			return fault.New(fault.Invalid, "", "unreadable "+topic+" event")
+		}
+		_, err := x.store.Upsert(ctx, e.ID, e.Version, e.Name, e.Description)
+		return err
+	case catalog.TopicProductDeleted:
+		var e catalog.ProductDeleted
+		if err := json.Unmarshal(payload, &e); err != nil || e.ID == "" || e.Version < 1 {
+			return fault.New(fault.Invalid, "", "unreadable "+topic+" event")
+		}
+		_, err := x.store.Delete(ctx, e.ID, e.Version)
+		return err
+	default:
+		return fault.New(fault.Invalid, "", "search does not consume "+topic)
+	}
 }
 
 type position struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/millionshop/million/fault"
+	"github.com/millionshop/million/outbox"
 	"github.com/millionshop/million/ratelimit"
 	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/user"
@@ -45,12 +47,27 @@ const (
 // temporary directory, wired the way app wires it.
 func newAccounts(t *testing.T) (*user.Accounts, *accountsClock) {
 	t.Helper()
+	f := newAccountsFixture(t)
+	return f.a, f.clock
+}
+
+// accountsFixture is the user service with the outbox its events go to and
+// what the outbox's relay published.
+type accountsFixture struct {
+	a      *user.Accounts
+	clock  *accountsClock
+	outbox *outbox.Outbox
+	sent   *sentEvents
+}
+
+func newAccountsFixture(t *testing.T) accountsFixture {
+	t.Helper()
 	db, err := sqldb.OpenSQLite(t.TempDir(), sqldb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.Migrations()}); err != nil {
+	if _, err := db.Migrate(context.Background(), []sqldb.Migrations{userstore.Migrations(), outbox.Migrations()}); err != nil {
 		t.Fatal(err)
 	}
 	clock := &accountsClock{t: time.Now().UTC()}
@@ -61,13 +78,15 @@ func newAccounts(t *testing.T) (*user.Accounts, *accountsClock) {
 	failures := ratelimit.NewFailures(clock.Now,
 		ratelimit.Rule{Prefix: "login:account:", Limit: 10, Window: time.Minute},
 		ratelimit.Rule{Prefix: "login:ip:", Limit: 50, Window: time.Minute})
-	a, err := user.NewAccounts(userstore.New(db), tokens, failures, user.Config{
+	sent := &sentEvents{}
+	events := outbox.New(db, sent, slog.New(slog.DiscardHandler), clock.Now)
+	a, err := user.NewAccounts(userstore.New(db), events, tokens, failures, user.Config{
 		AccessTTL: accountsAccessTTL, SessionTTL: accountsSessionTTL, PasswordParams: cheapParams,
 	}, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, clock
+	return accountsFixture{a: a, clock: clock, outbox: events, sent: sent}
 }
 
 // accountsLogin registers a customer and logs in.

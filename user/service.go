@@ -24,6 +24,7 @@ type Config struct {
 // Accounts implements Service.
 type Accounts struct {
 	store    Store
+	events   Events
 	tokens   *Tokens
 	failures FailureLimiter
 	cfg      Config
@@ -34,8 +35,9 @@ type Accounts struct {
 
 var _ Service = (*Accounts)(nil)
 
-// NewAccounts returns the user service.
-func NewAccounts(store Store, tokens *Tokens, failures FailureLimiter, cfg Config, now func() time.Time) (*Accounts, error) {
+// NewAccounts returns the user service. events records user.registered,
+// and must join the store's transactions (the same database).
+func NewAccounts(store Store, events Events, tokens *Tokens, failures FailureLimiter, cfg Config, now func() time.Time) (*Accounts, error) {
 	if cfg.MaxConcurrentKDF <= 0 {
 		cfg.MaxConcurrentKDF = 4
 	}
@@ -43,7 +45,7 @@ func NewAccounts(store Store, tokens *Tokens, failures FailureLimiter, cfg Confi
 	if err != nil {
 		return nil, err
 	}
-	return &Accounts{store: store, tokens: tokens, failures: failures, cfg: cfg, now: now,
+	return &Accounts{store: store, events: events, tokens: tokens, failures: failures, cfg: cfg, now: now,
 		kdf: make(chan struct{}, cfg.MaxConcurrentKDF), dummy: dummy}, nil
 }
 
@@ -126,7 +128,13 @@ func (a *Accounts) Register(ctx context.Context, reg Registration) (User, error)
 	}
 	now := a.now().UTC()
 	u := User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Name: name, Role: role, CreatedAt: now.Truncate(time.Microsecond)}
-	if err := a.store.CreateUser(ctx, u, hash, now); err != nil {
+	err = a.store.InTx(ctx, func(ctx context.Context) error {
+		if err := a.store.CreateUser(ctx, u, hash, now); err != nil {
+			return err
+		}
+		return a.events.Add(ctx, TopicRegistered, u.ID, Registered{ID: u.ID, Email: u.Email, CreatedAt: u.CreatedAt})
+	})
+	if err != nil {
 		return User{}, err
 	}
 	return u, nil

@@ -25,6 +25,23 @@ type User struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// TopicRegistered is the topic of the event Register records, in the
+// registration's transaction, with a Registered payload.
+const TopicRegistered = "user.registered"
+
+// Registered is the payload of user.registered. It carries no name or role:
+// consumers that need more ask the user module.
+type Registered struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Events records domain events atomically with the transaction in ctx.
+type Events interface {
+	Add(ctx context.Context, topic, key string, payload any) error
+}
+
 // TokenPair is what login and refresh return.
 type TokenPair struct {
 	AccessToken  string `json:"access_token"`
@@ -51,7 +68,8 @@ type Credentials struct {
 // Service is the user module's API, used by its HTTP handlers, by the
 // command line and, through web.Authenticator, by every authenticated route.
 type Service interface {
-	// Register creates an account. Errors: fault.Invalid, fault.Conflict (code email_taken).
+	// Register creates an account and records user.registered with it.
+	// Errors: fault.Invalid, fault.Conflict (code email_taken).
 	Register(ctx context.Context, reg Registration) (User, error)
 	// Login checks credentials and opens a session. Errors: fault.Unauthorized
 	// (same answer for unknown email and wrong password), fault.TooManyRequests.

@@ -261,19 +261,21 @@ func (s *Cached) InsertProduct(ctx context.Context, p catalog.ProductRow) error 
 }
 
 // UpdateProduct implements catalog.Store.
-func (s *Cached) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
-	if err := s.inner.UpdateProduct(ctx, p); err != nil {
-		return err
+func (s *Cached) UpdateProduct(ctx context.Context, p catalog.ProductRow) (int64, error) {
+	version, err := s.inner.UpdateProduct(ctx, p)
+	if err != nil {
+		return 0, err
 	}
-	return s.changed(ctx, p.ID, true)
+	return version, s.changed(ctx, p.ID, true)
 }
 
 // DeleteProduct implements catalog.Store.
-func (s *Cached) DeleteProduct(ctx context.Context, id string) error {
-	if err := s.inner.DeleteProduct(ctx, id); err != nil {
-		return err
+func (s *Cached) DeleteProduct(ctx context.Context, id string) (int64, error) {
+	version, err := s.inner.DeleteProduct(ctx, id)
+	if err != nil {
+		return 0, err
 	}
-	return s.changed(ctx, id, true)
+	return version, s.changed(ctx, id, true)
 }
 
 // TakeStock implements catalog.Store. Stock is part of the cached product,

@@ -101,7 +101,7 @@ func TestCachedCheckoutInvalidatesOnce(t *testing.T) {
 	before = sends(t, reg)
 	row := catalog.ProductRow{CategoryID: "c1", Product: got[0]}
 	row.PriceCents = 200
-	if err := writer.UpdateProduct(ctx, row); err != nil {
+	if _, err := writer.UpdateProduct(ctx, row); err != nil {
 		t.Fatal(err)
 	}
 	if n := sends(t, reg) - before; n != 1 {

@@ -197,40 +197,42 @@ func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
 }
 
 // UpdateProduct implements catalog.Store.
-func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) error {
+func (s *Store) UpdateProduct(ctx context.Context, p catalog.ProductRow) (int64, error) {
 	if !sqldb.Storable(p.ID) {
-		return errNoProduct
+		return 0, errNoProduct
 	}
 	if !sqldb.Storable(p.Name, p.Description, p.CategoryID, p.ImageURL) {
-		return sqldb.ErrUnstorable
+		return 0, sqldb.ErrUnstorable
 	}
-	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
-		category_id = ?, stock = ?, image_url = ?, updated_at = ? WHERE id = ?`,
-		p.Name, p.Description, p.PriceCents, p.CategoryID, p.Stock, p.ImageURL, p.UpdatedAt.UnixMicro(), p.ID)
-	if err != nil {
-		return fault.Wrap(err, "update product")
+	var version int64
+	err := s.db.Writer(ctx).QueryRowContext(ctx, `UPDATE products SET name = ?, description = ?, price_cents = ?,
+		category_id = ?, stock = ?, image_url = ?, updated_at = ?, version = version + 1 WHERE id = ?
+		RETURNING version`,
+		p.Name, p.Description, p.PriceCents, p.CategoryID, p.Stock, p.ImageURL, p.UpdatedAt.UnixMicro(), p.ID).Scan(&version)
+	if sqldb.NoRows(err) {
+		return 0, errNoProduct
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNoProduct
-	}
-	return nil
+	return version, fault.Wrap(err, "update product")
 }
 
 var errNoProduct = fault.New(fault.NotFound, "", "no such product")
 
 // DeleteProduct implements catalog.Store.
-func (s *Store) DeleteProduct(ctx context.Context, id string) error {
+func (s *Store) DeleteProduct(ctx context.Context, id string) (int64, error) {
 	if !sqldb.Storable(id) {
-		return errNoProduct
+		return 0, errNoProduct
 	}
-	res, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM products WHERE id = ?`, id)
+	var version int64
+	err := s.db.Writer(ctx).QueryRowContext(ctx, `DELETE FROM products WHERE id = ? RETURNING version`, id).Scan(&version)
+	if sqldb.NoRows(err) {
+		return 0, errNoProduct
+	}
 	if err != nil {
-		return fault.Wrap(err, "delete product")
+		return 0, fault.Wrap(err, "delete product")
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNoProduct
-	}
-	return nil
+	// The deletion is the product's last write, one version after the
+	// last it had.
+	return version + 1, nil
 }
 
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes the

@@ -149,8 +149,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		changed.PriceCents, changed.Stock = 999, 42
 		changed.ImageURL = "https://img.example.com/mix.png"
 		changed.UpdatedAt = when.Add(24 * time.Hour)
-		if err := s.UpdateProduct(ctx, changed); err != nil {
-			t.Fatalf("UpdateProduct: %v", err)
+		if v, err := s.UpdateProduct(ctx, changed); err != nil || v != 2 {
+			t.Fatalf("UpdateProduct = version %d, %v; want version 2", v, err)
 		}
 		if d := productDiff(mustGet(t, s, "p1"), changed.Product); d != "" {
 			t.Fatalf("after UpdateProduct: %s", d)
@@ -159,11 +159,12 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			t.Fatalf("another product after UpdateProduct: %s", d)
 		}
 		// Writing the values the row already holds still finds the row.
-		if err := s.UpdateProduct(ctx, changed); err != nil {
-			t.Fatalf("UpdateProduct with unchanged values = %v, want success", err)
+		if v, err := s.UpdateProduct(ctx, changed); err != nil || v != 3 {
+			t.Fatalf("UpdateProduct with unchanged values = version %d, %v; want version 3", v, err)
 		}
 		missing := row("nope", "c1", "gear", 1, 1)
-		sqldbtest.WantFault(t, "UpdateProduct(missing)", s.UpdateProduct(ctx, missing), fault.NotFound, "")
+		_, err := s.UpdateProduct(ctx, missing)
+		sqldbtest.WantFault(t, "UpdateProduct(missing)", err, fault.NotFound, "")
 	})
 
 	t.Run("UpdateProductKeepsSKUCurrencyAndCreatedAt", func(t *testing.T) {
@@ -175,7 +176,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		changed := before
 		changed.SKU, changed.Currency, changed.CreatedAt = "SKU-OTHER", "EUR", when.Add(-24*time.Hour)
 		changed.Name, changed.UpdatedAt = "Renamed", when.Add(time.Hour)
-		if err := s.UpdateProduct(ctx, changed); err != nil {
+		if _, err := s.UpdateProduct(ctx, changed); err != nil {
 			t.Fatalf("UpdateProduct: %v", err)
 		}
 		want := before.Product
@@ -185,19 +186,54 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		}
 	})
 
+	t.Run("VersionsCountAdminWritesOnly", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustCategory(t, s, "c1", "gear", "Gear")
+		p := mustProduct(t, s, row("p1", "c1", "gear", 100, 5))
+		// Stock moves of checkout are not admin writes: they leave the
+		// version alone, so they need no event.
+		if took, err := s.TakeStock(ctx, "p1", 2, when); err != nil || !took {
+			t.Fatalf("TakeStock = %v, %v", took, err)
+		}
+		if err := s.PutStock(ctx, "p1", 1, when); err != nil {
+			t.Fatalf("PutStock: %v", err)
+		}
+		for want := int64(2); want <= 4; want++ {
+			p.Name = fmt.Sprintf("Name %d", want)
+			if v, err := s.UpdateProduct(ctx, p); err != nil || v != want {
+				t.Fatalf("update = version %d, %v; want version %d", v, err, want)
+			}
+		}
+		// A rolled-back update does not use up a version.
+		errRollback := errors.New("roll back")
+		if err := s.InTx(ctx, func(ctx context.Context) error {
+			if _, err := s.UpdateProduct(ctx, p); err != nil {
+				return err
+			}
+			return errRollback
+		}); !errors.Is(err, errRollback) {
+			t.Fatalf("InTx = %v, want the rollback", err)
+		}
+		if v, err := s.DeleteProduct(ctx, "p1"); err != nil || v != 5 {
+			t.Fatalf("DeleteProduct = version %d, %v; want version 5", v, err)
+		}
+	})
+
 	t.Run("DeleteProduct", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustCategory(t, s, "c1", "gear", "Gear")
 		mustProduct(t, s, row("p1", "c1", "gear", 100, 1))
 		other := mustProduct(t, s, row("p2", "c1", "gear", 200, 2))
-		if err := s.DeleteProduct(ctx, "p1"); err != nil {
-			t.Fatalf("DeleteProduct: %v", err)
+		if v, err := s.DeleteProduct(ctx, "p1"); err != nil || v != 2 {
+			t.Fatalf("DeleteProduct = version %d, %v; want version 2, one above the insert's", v, err)
 		}
 		if got, ok := get(t, s, "p1"); ok {
 			t.Fatalf("ProductsByID after DeleteProduct = %+v; want no such product", got)
 		}
-		sqldbtest.WantFault(t, "DeleteProduct again", s.DeleteProduct(ctx, "p1"), fault.NotFound, "")
-		sqldbtest.WantFault(t, "DeleteProduct(missing)", s.DeleteProduct(ctx, "nope"), fault.NotFound, "")
+		_, err := s.DeleteProduct(ctx, "p1")
+		sqldbtest.WantFault(t, "DeleteProduct again", err, fault.NotFound, "")
+		_, err = s.DeleteProduct(ctx, "nope")
+		sqldbtest.WantFault(t, "DeleteProduct(missing)", err, fault.NotFound, "")
 		if d := productDiff(mustGet(t, s, "p2"), other.Product); d != "" {
 			t.Fatalf("another product after DeleteProduct: %s", d)
 		}
@@ -371,7 +407,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			// have its unit overwritten here.
 			p := found[0]
 			p.Stock = 0
-			return s.UpdateProduct(ctx, catalog.ProductRow{Product: p, CategoryID: "c1"})
+			_, err = s.UpdateProduct(ctx, catalog.ProductRow{Product: p, CategoryID: "c1"})
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -400,7 +437,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 				time.Sleep(5 * time.Millisecond) // let the others read, unless the product is locked
 				p := found[0]
 				p.Stock++
-				return s.UpdateProduct(ctx, catalog.ProductRow{Product: p, CategoryID: "c1"})
+				_, err = s.UpdateProduct(ctx, catalog.ProductRow{Product: p, CategoryID: "c1"})
+				return err
 			})
 			return err == nil, err
 		})
@@ -427,10 +465,10 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			}
 			missing := p1
 			missing.ID = bad
-			if err := s.UpdateProduct(ctx, missing); !fault.Is(err, fault.NotFound) {
+			if _, err := s.UpdateProduct(ctx, missing); !fault.Is(err, fault.NotFound) {
 				t.Errorf("UpdateProduct(ID %q) = %v, want fault.NotFound", bad, err)
 			}
-			if err := s.DeleteProduct(ctx, bad); !fault.Is(err, fault.NotFound) {
+			if _, err := s.DeleteProduct(ctx, bad); !fault.Is(err, fault.NotFound) {
 				t.Errorf("DeleteProduct(%q) = %v, want fault.NotFound", bad, err)
 			}
 			if took, err := s.TakeStock(ctx, bad, 1, when); err != nil || took {
@@ -466,7 +504,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			}
 			changed := p1
 			changed.Description = bad
-			if err := s.UpdateProduct(ctx, changed); !fault.Is(err, fault.Invalid) {
+			if _, err := s.UpdateProduct(ctx, changed); !fault.Is(err, fault.Invalid) {
 				t.Errorf("UpdateProduct(description %q) = %v, want fault.Invalid", bad, err)
 			}
 		}

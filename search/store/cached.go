@@ -44,19 +44,21 @@ func (s *Cached) changed(ctx context.Context) error {
 }
 
 // Upsert implements search.Store.
-func (s *Cached) Upsert(ctx context.Context, productID, name, description string) error {
-	if err := s.inner.Upsert(ctx, productID, name, description); err != nil {
-		return err
+func (s *Cached) Upsert(ctx context.Context, productID string, version int64, name, description string) (bool, error) {
+	wrote, err := s.inner.Upsert(ctx, productID, version, name, description)
+	if err != nil || !wrote {
+		return wrote, err
 	}
-	return s.changed(ctx)
+	return true, s.changed(ctx)
 }
 
 // Delete implements search.Store.
-func (s *Cached) Delete(ctx context.Context, productID string) error {
-	if err := s.inner.Delete(ctx, productID); err != nil {
-		return err
+func (s *Cached) Delete(ctx context.Context, productID string, version int64) (bool, error) {
+	wrote, err := s.inner.Delete(ctx, productID, version)
+	if err != nil || !wrote {
+		return wrote, err
 	}
-	return s.changed(ctx)
+	return true, s.changed(ctx)
 }
 
 // Match implements search.Store.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/millionshop/million/catalog"
 	catalogstore "github.com/millionshop/million/catalog/store"
+	"github.com/millionshop/million/outbox"
 	"github.com/millionshop/million/search"
 	"github.com/millionshop/million/search/store"
 	"github.com/millionshop/million/sqldb"
@@ -37,7 +39,7 @@ func searchCheckInStep(t *testing.T, db *sqldb.DB, want map[string]searchDoc, vo
 	t.Helper()
 	ctx := context.Background()
 	docs := map[string]int64{} // product id -> rowid
-	rows, err := db.Read.QueryContext(ctx, `SELECT doc, product_id FROM search_documents`)
+	rows, err := db.Read.QueryContext(ctx, `SELECT doc, product_id FROM search_documents WHERE NOT deleted`)
 	if err != nil {
 		t.Fatalf("list search_documents: %v", err)
 	}
@@ -129,19 +131,38 @@ func searchCheckInStep(t *testing.T, db *sqldb.DB, want map[string]searchDoc, vo
 	}
 }
 
-// TestSearchTablesFollowCatalogWrites drives the real catalog over the real
-// index and checks after every write, committed or rolled back, that each
-// search table holds the catalog's products and nothing else.
+// indexPublisher delivers the outbox's events straight to the index, as the
+// "search" consumer does, without a broker between them.
+type indexPublisher struct{ index *search.Index }
+
+// Publish implements outbox.Publisher.
+func (p *indexPublisher) Publish(ctx context.Context, e outbox.Event) error {
+	return p.index.HandleProductEvent(ctx, e.Topic, e.Payload)
+}
+
+// TestSearchTablesFollowCatalogWrites drives the real catalog, whose events
+// the real outbox relays to the real index, and checks after every write,
+// committed or rolled back, that each search table holds the catalog's
+// products and nothing else.
 func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := openDB(t)
-	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), store.Migrations()}); err != nil {
+	if _, err := db.Migrate(ctx, []sqldb.Migrations{catalogstore.Migrations(), store.Migrations(), outbox.Migrations()}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	index := search.NewIndex(store.NewSQLite(db), nil)
-	cat := catalog.NewCatalog(catalogstore.New(db), index, "USD", time.Now)
-	index.SetProducts(cat)
+	pub := &indexPublisher{}
+	events := outbox.New(db, pub, slog.New(slog.DiscardHandler), time.Now)
+	cat := catalog.NewCatalog(catalogstore.New(db), events, "USD", time.Now)
+	index := search.NewIndex(store.NewSQLite(db), cat)
+	pub.index = index
+	checkInStep := func(want map[string]searchDoc, vocabulary []string) {
+		t.Helper()
+		if _, err := events.RelayOnce(ctx, 100); err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		searchCheckInStep(t, db, want, vocabulary)
+	}
 	if _, err := cat.CreateCategory(ctx, "outdoor", "Outdoor"); err != nil {
 		t.Fatalf("create category: %v", err)
 	}
@@ -184,7 +205,7 @@ func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 	boot := create("boot", "Leather Hiking Boot", "Waterproof for mountains")
 	tent := create("tent", "Dome Tent", "Sleeps two hikers")
 	stove := create("stove", "Camp Stove", "Boils water fast")
-	searchCheckInStep(t, db, want, vocabulary)
+	checkInStep(want, vocabulary)
 
 	// Renames replace the old words in both full-text tables, a price change
 	// rewrites the document as it is, and a product updated many times still
@@ -195,13 +216,13 @@ func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 		}
 		want[boot] = searchDoc{name, want[boot].description}
 		remember(want[boot])
-		searchCheckInStep(t, db, want, vocabulary)
+		checkInStep(want, vocabulary)
 	}
 	price := int64(250)
 	if _, err := cat.UpdateProduct(ctx, tent, catalog.ProductPatch{PriceCents: &price}); err != nil {
 		t.Fatalf("reprice: %v", err)
 	}
-	searchCheckInStep(t, db, want, vocabulary)
+	checkInStep(want, vocabulary)
 	if got := found("canv"); !slices.Equal(got, []string{boot}) {
 		t.Errorf("search canv = %v, want [%s]", got, boot)
 	}
@@ -213,13 +234,13 @@ func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	delete(want, stove)
-	searchCheckInStep(t, db, want, vocabulary)
+	checkInStep(want, vocabulary)
 	if got := found("boil"); len(got) != 0 {
 		t.Errorf("search boil after the delete = %v, want nothing", got)
 	}
 
-	// A write rolled back after the index took it leaves no trace in any
-	// table: the mapping lives in the catalog's transaction too.
+	// A write rolled back records no event, so it leaves no trace in any
+	// table.
 	errAbort := errors.New("abort")
 	err := db.InTx(ctx, func(ctx context.Context) error {
 		sku, name, desc, price, stock, category := "lamp", "Lantern", "Bright", int64(5), int64(1), "outdoor"
@@ -240,7 +261,7 @@ func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 		t.Fatalf("rolled back writes = %v, want %v", err, errAbort)
 	}
 	vocabulary = append(vocabulary, "lantern", "bright", "gone")
-	searchCheckInStep(t, db, want, vocabulary)
+	checkInStep(want, vocabulary)
 
 	// A product deleted and created again under the same SKU gets a new
 	// document, and the old one's rowid holds nothing.
@@ -249,7 +270,7 @@ func TestSearchTablesFollowCatalogWrites(t *testing.T) {
 	}
 	delete(want, tent)
 	again := create("tent", "Tunnel Tent", "Sleeps four")
-	searchCheckInStep(t, db, want, vocabulary)
+	checkInStep(want, vocabulary)
 	if got := found("tent"); !slices.Equal(got, []string{again}) {
 		t.Errorf("search tent = %v, want [%s]", got, again)
 	}
@@ -338,8 +359,8 @@ func TestSearchMigrationMapsExistingDocuments(t *testing.T) {
 
 	upsert(t, s, "seeded", "Trekking Pole", "Aluminium")
 	upsert(t, s, "new", "Dome Tent", "Sleeps two")
-	if err := s.Delete(ctx, "stove"); err != nil {
-		t.Fatalf("delete: %v", err)
+	if wrote, err := s.Delete(ctx, "stove", versions.Add(1)); err != nil || !wrote {
+		t.Fatalf("delete = %v, %v; want it written", wrote, err)
 	}
 	want["seeded"] = searchDoc{"Trekking Pole", "Aluminium"}
 	want["new"] = searchDoc{"Dome Tent", "Sleeps two"}

@@ -24,11 +24,17 @@ var _ search.Store = (*Postgres)(nil)
 func NewPostgres(db *sqldb.DB) *Postgres { return &Postgres{db: db} }
 
 // Upsert implements search.Store.
-func (s *Postgres) Upsert(ctx context.Context, productID, name, description string) error {
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO search_documents (product_id, name, description)
-		VALUES (?, ?, ?) ON CONFLICT (product_id) DO UPDATE SET name = excluded.name, description = excluded.description`,
-		productID, name, description)
-	return fault.Wrap(err, "index product")
+func (s *Postgres) Upsert(ctx context.Context, productID string, version int64, name, description string) (bool, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO search_documents (product_id, version, name, description)
+		VALUES (?, ?, ?, ?) ON CONFLICT (product_id) DO UPDATE
+		SET version = excluded.version, deleted = false, name = excluded.name, description = excluded.description
+		WHERE search_documents.version < excluded.version`,
+		productID, version, name, description)
+	if err != nil {
+		return false, fault.Wrap(err, "index product")
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // CopyPostgres indexes, inside tx, the products src yields as rows of
@@ -42,10 +48,19 @@ func CopyPostgres(ctx context.Context, tx pgx.Tx, src pgx.CopyFromSource) (int64
 	return n, fault.Wrap(err, "bulk index")
 }
 
-// Delete implements search.Store.
-func (s *Postgres) Delete(ctx context.Context, productID string) error {
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM search_documents WHERE product_id = ?`, productID)
-	return fault.Wrap(err, "unindex product")
+// Delete implements search.Store. The product's row stays, with empty text
+// (so a document that matches nothing), to hold the version of the deletion.
+func (s *Postgres) Delete(ctx context.Context, productID string, version int64) (bool, error) {
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO search_documents (product_id, version, deleted, name, description)
+		VALUES (?, ?, true, '', '') ON CONFLICT (product_id) DO UPDATE
+		SET version = excluded.version, deleted = true, name = '', description = ''
+		WHERE search_documents.version < excluded.version`,
+		productID, version)
+	if err != nil {
+		return false, fault.Wrap(err, "unindex product")
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // Match implements search.Store. Every term must match, as a stemmed word

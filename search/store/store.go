@@ -48,23 +48,32 @@ func NewSQLite(db *sqldb.DB) *SQLite { return &SQLite{db: db} }
 // stemmed index and its unstemmed twin under the rowid search_documents
 // keeps for the product, so that every step finds its row by key: the
 // write costs the same in an index of ten documents or of a million.
-func (s *SQLite) Upsert(ctx context.Context, productID, name, description string) error {
-	return s.db.InTx(ctx, func(ctx context.Context) error {
+func (s *SQLite) Upsert(ctx context.Context, productID string, version int64, name, description string) (bool, error) {
+	wrote := false
+	err := s.db.InTx(ctx, func(ctx context.Context) error {
 		w := s.db.Writer(ctx)
-		var doc int64
-		err := w.QueryRowContext(ctx, `SELECT doc FROM search_documents WHERE product_id = ?`, productID).Scan(&doc)
+		doc, have, deleted, err := s.document(ctx, w, productID)
 		switch {
 		case err == nil:
-			if err := unindex(ctx, w, doc); err != nil {
-				return err
+			if version <= have {
+				return nil
+			}
+			if !deleted {
+				if err := unindex(ctx, w, doc); err != nil {
+					return err
+				}
+			}
+			if _, err := w.ExecContext(ctx, `UPDATE search_documents SET version = ?, deleted = 0 WHERE doc = ?`,
+				version, doc); err != nil {
+				return fault.Wrap(err, "index product")
 			}
 		case sqldb.NoRows(err):
-			if err := w.QueryRowContext(ctx, `INSERT INTO search_documents (product_id) VALUES (?) RETURNING doc`,
-				productID).Scan(&doc); err != nil {
+			if err := w.QueryRowContext(ctx, `INSERT INTO search_documents (product_id, version) VALUES (?, ?) RETURNING doc`,
+				productID, version).Scan(&doc); err != nil {
 				return fault.Wrap(err, "index product")
 			}
 		default:
-			return fault.Wrap(err, "find indexed product")
+			return err
 		}
 		if _, err := w.ExecContext(ctx, `INSERT INTO search_products (rowid, product_id, name, description)
 			VALUES (?, ?, ?, ?)`, doc, productID, name, description); err != nil {
@@ -72,25 +81,51 @@ func (s *SQLite) Upsert(ctx context.Context, productID, name, description string
 		}
 		_, err = w.ExecContext(ctx,
 			`INSERT INTO search_words (rowid, name, description) VALUES (?, ?, ?)`, doc, name, description)
+		wrote = err == nil
 		return fault.Wrap(err, "index product words")
 	})
+	return wrote && err == nil, err
 }
 
-// Delete implements search.Store.
-func (s *SQLite) Delete(ctx context.Context, productID string) error {
-	return s.db.InTx(ctx, func(ctx context.Context) error {
+// document finds a product's row in search_documents: its rowid, the
+// version last applied and whether that was a deletion.
+func (s *SQLite) document(ctx context.Context, w sqldb.Querier, productID string) (doc, version int64, deleted bool, err error) {
+	err = w.QueryRowContext(ctx, `SELECT doc, version, deleted FROM search_documents WHERE product_id = ?`,
+		productID).Scan(&doc, &version, &deleted)
+	if err != nil && !sqldb.NoRows(err) {
+		err = fault.Wrap(err, "find indexed product")
+	}
+	return doc, version, deleted, err
+}
+
+// Delete implements search.Store. The product's row in search_documents
+// stays, without a document, to hold the version of the deletion.
+func (s *SQLite) Delete(ctx context.Context, productID string, version int64) (bool, error) {
+	wrote := false
+	err := s.db.InTx(ctx, func(ctx context.Context) error {
 		w := s.db.Writer(ctx)
-		var doc int64
-		err := w.QueryRowContext(ctx, `DELETE FROM search_documents WHERE product_id = ? RETURNING doc`,
-			productID).Scan(&doc)
-		if sqldb.NoRows(err) {
-			return nil
+		doc, have, deleted, err := s.document(ctx, w, productID)
+		switch {
+		case err == nil:
+			if version <= have {
+				return nil
+			}
+			if !deleted {
+				if err := unindex(ctx, w, doc); err != nil {
+					return err
+				}
+			}
+			_, err = w.ExecContext(ctx, `UPDATE search_documents SET version = ?, deleted = 1 WHERE doc = ?`, version, doc)
+		case sqldb.NoRows(err):
+			_, err = w.ExecContext(ctx, `INSERT INTO search_documents (product_id, version, deleted) VALUES (?, ?, 1)`,
+				productID, version)
+		default:
+			return err
 		}
-		if err != nil {
-			return fault.Wrap(err, "unindex product")
-		}
-		return unindex(ctx, w, doc)
+		wrote = err == nil
+		return fault.Wrap(err, "unindex product")
 	})
+	return wrote && err == nil, err
 }
 
 // unindex removes document doc from both full-text tables, keeping its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 
@@ -51,10 +52,14 @@ func newIndex(t *testing.T) *store.SQLite {
 	return store.NewSQLite(db)
 }
 
+// versions hands out increasing versions, so that every upsert is newer
+// than the writes before it.
+var versions atomic.Int64
+
 func upsert(t *testing.T, s *store.SQLite, id, name, description string) {
 	t.Helper()
-	if err := s.Upsert(context.Background(), id, name, description); err != nil {
-		t.Fatalf("upsert %s: %v", id, err)
+	if wrote, err := s.Upsert(context.Background(), id, versions.Add(1), name, description); err != nil || !wrote {
+		t.Fatalf("upsert %s = %v, %v; want it written", id, wrote, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/millionshop/million/search"
@@ -110,6 +111,71 @@ func Run(t *testing.T, newStore func(t *testing.T) search.Store) {
 		}
 	})
 
+	t.Run("OlderWritesChangeNothing", func(t *testing.T) {
+		s, ctx := setup(t)
+		upsert(t, s, "other", "Kettle Stand", "Steel.")
+		write := func(what string, wrote bool, err error, want bool) {
+			t.Helper()
+			if err != nil || wrote != want {
+				t.Fatalf("%s = %v, %v; want %v", what, wrote, err, want)
+			}
+		}
+		wantMatch := func(q string, want ...string) {
+			t.Helper()
+			if got := sorted(match(t, s, q)); !slices.Equal(got, sorted(want)) {
+				t.Fatalf("match %q = %v, want %v", q, got, want)
+			}
+		}
+		up := func(version int64, name string) (bool, error) {
+			return s.Upsert(ctx, "p", version, name, "Boils water.")
+		}
+
+		wrote, err := up(5, "Alpha Kettle")
+		write("Upsert v5", wrote, err, true)
+		// Redelivered, or delivered after a newer one: ignored.
+		wrote, err = up(5, "Gamma Kettle")
+		write("Upsert v5 again", wrote, err, false)
+		wrote, err = up(3, "Beta Kettle")
+		write("Upsert v3 after v5", wrote, err, false)
+		wantMatch("alpha", "p")
+		wantMatch("beta")
+		wantMatch("gamma")
+		wantMatch("kettle", "p", "other")
+
+		wrote, err = up(6, "Delta Kettle")
+		write("Upsert v6", wrote, err, true)
+		wantMatch("alpha")
+		wantMatch("delta", "p")
+
+		// A deletion older than the document leaves it; a newer one
+		// removes it, and no older update brings it back.
+		wrote, err = s.Delete(ctx, "p", 4)
+		write("Delete v4 after v6", wrote, err, false)
+		wantMatch("delta", "p")
+		wrote, err = s.Delete(ctx, "p", 7)
+		write("Delete v7", wrote, err, true)
+		wrote, err = s.Delete(ctx, "p", 7)
+		write("Delete v7 again", wrote, err, false)
+		wrote, err = up(6, "Delta Kettle")
+		write("Upsert v6 after the deletion", wrote, err, false)
+		wantMatch("delta")
+		wantMatch("kettle", "other")
+
+		// A deletion that arrives before the product's creation wins too.
+		wrote, err = s.Delete(ctx, "q", 2)
+		write("Delete q v2 first", wrote, err, true)
+		wrote, err = s.Upsert(ctx, "q", 1, "Omega Kettle", "Late.")
+		write("Upsert q v1 after its deletion", wrote, err, false)
+		wantMatch("omega")
+		wantMatch("kettle", "other")
+
+		// A newer version after a deletion indexes again.
+		wrote, err = up(8, "Sigma Kettle")
+		write("Upsert v8 after the deletion", wrote, err, true)
+		wantMatch("sigma", "p")
+		wantMatch("kettle", "p", "other")
+	})
+
 	t.Run("NameHitsRankAboveDescriptionHits", func(t *testing.T) {
 		s, _ := setup(t)
 		upsert(t, s, "d1", "Stool", "lantern lantern lantern lantern, the lantern stool")
@@ -161,13 +227,13 @@ func Run(t *testing.T, newStore func(t *testing.T) search.Store) {
 			t.Errorf("match ash wood = %v, want [p]", got)
 		}
 
-		if err := s.Delete(ctx, "p"); err != nil {
+		if _, err := s.Delete(ctx, "p", nextVersion()); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
-		if err := s.Delete(ctx, "p"); err != nil {
+		if _, err := s.Delete(ctx, "p", nextVersion()); err != nil {
 			t.Fatalf("Delete of a document already deleted: %v", err)
 		}
-		if err := s.Delete(ctx, "never-indexed"); err != nil {
+		if _, err := s.Delete(ctx, "never-indexed", nextVersion()); err != nil {
 			t.Fatalf("Delete of a document never indexed: %v", err)
 		}
 		for _, q := range []string{"canoe", "cano", "paddle", "ash"} {
@@ -284,10 +350,16 @@ func Run(t *testing.T, newStore func(t *testing.T) search.Store) {
 	})
 }
 
+// versions hands out increasing versions, so that every write of a test
+// that does not care about them is newer than the last.
+var versions atomic.Int64
+
+func nextVersion() int64 { return versions.Add(1) }
+
 func upsert(t *testing.T, s search.Store, id, name, description string) {
 	t.Helper()
-	if err := s.Upsert(context.Background(), id, name, description); err != nil {
-		t.Fatalf("Upsert %s: %v", id, err)
+	if wrote, err := s.Upsert(context.Background(), id, nextVersion(), name, description); err != nil || !wrote {
+		t.Fatalf("Upsert %s = %v, %v; want it written", id, wrote, err)
 	}
 }
 
