@@ -20,7 +20,9 @@ const leaseBucket = "MILLION_LEASES"
 // LeaseTTL and another instance takes over and runs fn at once. A holder
 // that cannot renew within half the TTL stops running fn, so two instances
 // overlap only if a renewal is delayed past that; jobs must be idempotent
-// anyway. With the embedded server there is one instance.
+// anyway. A run's context ends two thirds of the TTL after the last
+// renewal, so fn must stop when it ends and leave the rest to its next
+// run. With the embedded server there is one instance.
 func (b *Broker) Exclusive(ctx context.Context, name string, interval time.Duration, fn func(context.Context) error) {
 	log := b.opts.Logger.With("job", name)
 	ttl := b.opts.LeaseTTL
@@ -76,9 +78,14 @@ func (b *Broker) Exclusive(ctx context.Context, name string, interval time.Durat
 		}
 		if !renewed.IsZero() && time.Since(renewed) < ttl/2 && time.Since(lastRun) >= interval {
 			lastRun = time.Now()
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
+			// A run ends before the lease could expire unrenewed, so that
+			// no other instance takes it over while this one still runs;
+			// a run cut short carries on at the next interval.
+			rctx, cancel := context.WithDeadline(ctx, renewed.Add(ttl*2/3))
+			if err := fn(rctx); err != nil && ctx.Err() == nil {
 				log.WarnContext(ctx, "job failed; will run again next interval", "error", err.Error())
 			}
+			cancel()
 		}
 		select {
 		case <-ctx.Done():

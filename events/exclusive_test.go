@@ -94,3 +94,47 @@ func TestExclusiveRunsOnOneInstance(t *testing.T) {
 	}
 	t.Logf("takeover from a dead holder: %s", first.Sub(died))
 }
+
+// TestExclusiveRunEndsBeforeTheLease: a run that would outlast its lease
+// sees its context end before the lease could expire, so that no other
+// instance takes over while it still runs.
+func TestExclusiveRunEndsBeforeTheLease(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	const ttl = 1500 * time.Millisecond
+	b, err := events.Open(context.Background(), events.Options{URL: srv.URL(), LeaseTTL: ttl, Timeout: time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan time.Duration, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Exclusive(ctx, "long-job", time.Hour, func(ctx context.Context) error {
+			start := time.Now()
+			if _, ok := ctx.Deadline(); !ok {
+				ran <- -1
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * ttl):
+			}
+			ran <- time.Since(start)
+			return ctx.Err()
+		})
+	}()
+	select {
+	case took := <-ran:
+		if took < 0 || took >= ttl {
+			t.Fatalf("a run of a job whose lease lasts %v went on for %v (negative: no deadline)", ttl, took)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the job never ran")
+	}
+	cancel()
+	<-done
+}

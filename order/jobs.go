@@ -31,6 +31,7 @@ const (
 	purgeBatch     = 1000 // keys one delete removes
 	purgeMaxRounds = 100  // deletes per run, so one run stays bounded
 	maxBackoff     = 10 * time.Minute
+	maxBackedOff   = 10 * jobBatch // payments in backoff a capture run looks past
 )
 
 // JobStats counts what the background jobs did since the service started.
@@ -139,7 +140,13 @@ func (s *Orders) release(ctx context.Context, rec *KeyRecord) error {
 // completed as paid.
 func (s *Orders) CaptureStalled(ctx context.Context) (int, error) {
 	now := s.now().UTC()
-	pays, err := s.payments.Stalled(ctx, payment.StatusAuthorized, now.Add(-s.cfg.CaptureAfter), jobBatch)
+	// Payments waiting out a backoff keep their place at the head of the
+	// oldest-first list: look past them, or a hundred that keep failing
+	// would hide every newer one until the reaper cancels it.
+	s.jobs.mu.Lock()
+	waiting := len(s.jobs.retry)
+	s.jobs.mu.Unlock()
+	pays, err := s.payments.Stalled(ctx, payment.StatusAuthorized, now.Add(-s.cfg.CaptureAfter), jobBatch+min(waiting, maxBackedOff))
 	if err != nil {
 		return 0, err
 	}
@@ -168,7 +175,7 @@ func (s *Orders) CaptureStalled(ctx context.Context) (int, error) {
 		s.jobs.mu.Lock()
 		if err != nil {
 			b.failures++
-			b.next = now.Add(min(s.cfg.CaptureAfter<<min(b.failures, 16), maxBackoff))
+			b.next = now.Add(retryDelay(s.cfg.CaptureAfter, b.failures))
 			s.jobs.retry[p.ID] = b
 		} else {
 			delete(s.jobs.retry, p.ID)
@@ -188,6 +195,19 @@ func (s *Orders) CaptureStalled(ctx context.Context) (int, error) {
 		}
 	}
 	return captured, errors.Join(errs...)
+}
+
+// retryDelay is base doubled per failure, up to maxBackoff (without
+// overflowing, whatever base is).
+func retryDelay(base time.Duration, failures int) time.Duration {
+	d := base
+	for range failures {
+		if d >= maxBackoff {
+			break
+		}
+		d *= 2
+	}
+	return min(d, maxBackoff)
 }
 
 // capture completes one order whose payment is stuck authorized; it

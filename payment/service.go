@@ -71,6 +71,11 @@ func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool
 		if err != nil || !ok {
 			return err
 		}
+		if pay.Status == StatusRefunding && to == StatusCaptured {
+			// A refused refund going back: the payment was captured
+			// once, and payment.captured already said so.
+			return nil
+		}
 		return p.announce(ctx, *pay, to)
 	})
 	if err != nil {

@@ -95,7 +95,11 @@ func (c *stmtCache) close() {
 }
 
 // preparedQuerier runs statements through the statement cache of a pool,
-// inside tx when it is set (a transaction of that pool).
+// inside tx when it is set (a transaction of that pool). Within one
+// transaction every use of a query text shares one compiled statement on
+// the transaction's connection, so a store must not run a query text again
+// while rows of it are still open in the same transaction (none does: rows
+// are read to the end before the next statement).
 type preparedQuerier struct {
 	cache *stmtCache
 	tx    *sql.Tx

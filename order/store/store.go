@@ -227,7 +227,9 @@ func (s *Store) KeyByOrder(ctx context.Context, orderID string) (order.KeyRecord
 	if orderID == "" || !sqldb.Storable(orderID) {
 		return order.KeyRecord{}, errNoKey
 	}
-	return s.oneKey(ctx, `order_id = ?`, orderID)
+	// "<> ''" matches the partial index's condition: SQLite uses a
+	// partial index only when the query implies it, and "= ?" does not.
+	return s.oneKey(ctx, `order_id = ? AND order_id <> ''`, orderID)
 }
 
 // PurgeKeys implements order.Store. The batch is chosen and deleted in one
