@@ -308,7 +308,7 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 	}
 	a.router = web.NewRouter(logger, a.Users, a.Metrics)
 	userhttp.Mount(a.router, a.Users)
-	cataloghttp.Mount(a.router, a.Catalog, cataloghttp.Options{AnswerBytes: a.cfg.Cache.MaxBytes})
+	cataloghttp.Mount(a.router, a.Catalog, cataloghttp.Options{AnswerBytes: a.cfg.Cache.AnswerBytes})
 	searchhttp.Mount(a.router, a.Search)
 	carthttp.Mount(a.router, a.Carts)
 	orderhttp.Mount(a.router, a.Orders)

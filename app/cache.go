@@ -26,8 +26,11 @@ type CacheConfig struct {
 	Disabled bool // serve every read from the database
 	// Local forces the in-process cache on PostgreSQL without Redis: only
 	// correct when a single instance uses the database.
-	Local       bool
-	MaxBytes    int64         // L1 bound; 0 means 64 MiB
+	Local    bool
+	MaxBytes int64 // L1 bound; 0 means 64 MiB
+	// AnswerBytes bounds the encoded answers of public catalog reads kept
+	// for reuse (catalog/httpapi); 0 means 128 MiB, negative keeps none.
+	AnswerBytes int64
 	ProductTTL  time.Duration // product by ID; 0 means 5 min
 	ListTTL     time.Duration // product list pages; 0 means 5 min
 	CategoryTTL time.Duration // categories; 0 means 24 h

@@ -26,6 +26,9 @@ type journeySide struct {
 	// statements asks for the database statements by statement and the L1
 	// hit ratio over each run (cache-effect).
 	statements bool
+	// profile is the file for the server's CPU profile over the next
+	// measured run; "" once written, or when none is asked for.
+	profile string
 }
 
 func runPeak(ctx context.Context, r *runner, res *ScenarioResult) error {
@@ -44,6 +47,7 @@ func runPeak(ctx context.Context, r *runner, res *ScenarioResult) error {
 		return err
 	}
 	defer target.close()
+	target.profile = r.cfg.CPUProfile
 	res.Load = r.journeyLoad(r.cfg.PeakRate)
 	res.Notes = append(res.Notes, target.describe())
 	return r.compare(ctx, res, nil, target)
@@ -127,12 +131,23 @@ func (s *journeySide) measure(ctx context.Context, d time.Duration) (*Side, erro
 			return nil, err
 		}
 	}
+	var profiled chan error
+	if s.profile != "" {
+		profiled = make(chan error, 1)
+		go func(file string) { profiled <- s.srv.cpuProfile(ctx, file, d) }(s.profile)
+		s.profile = ""
+	}
 	mt := newMeter(s.srv.pid())
 	mt.start()
 	rep, err := loadgen.Execute(ctx, loadgen.Plan{Target: "http://" + s.srv.addr, Stages: []loadgen.Stage{{Rate: s.rate, Duration: d}},
 		Timeout: peakTimeout, Backlog: int(s.rate * peakBacklog), MetricsURL: s.metrics, Steps: s.shop.Steps(),
 		Workload: s.shop.Describe()}, s.shop)
 	mt.stop()
+	if profiled != nil {
+		if perr := <-profiled; perr != nil {
+			s.r.logf("    CPU profile not written: %v", perr)
+		}
+	}
 	if rep == nil {
 		return nil, err
 	}

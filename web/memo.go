@@ -53,16 +53,30 @@ func NewComparableMemo[V comparable](slots int, budget int64) *Memo[V] {
 
 // Get returns the answer for value under key: the memo's when it was built
 // from an equal value, otherwise build's, which the memo then keeps if its
-// budget allows.
+// budget allows. A key has two candidate slots (from the two halves of its
+// hash), which keeps most keys in even when the slots are well filled.
 func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*Encoded, error) {
-	slot := &m.slots[xxhash.Sum64String(key)&m.mask]
-	old := slot.Load()
-	if old != nil && old.key == key && m.equal(old.value, value) {
-		return old.encoded, nil
+	h := xxhash.Sum64String(key)
+	first, second := &m.slots[h&m.mask], &m.slots[(h>>32)&m.mask]
+	a, b := first.Load(), second.Load()
+	for _, e := range [2]*memoEntry[V]{a, b} {
+		if e != nil && e.key == key {
+			if m.equal(e.value, value) {
+				return e.encoded, nil
+			}
+		}
 	}
 	enc, err := build(value)
 	if err != nil {
 		return nil, err
+	}
+	// The slot to fill: the key's own (a new version), else an empty one,
+	// else the first.
+	slot, old := first, a
+	switch {
+	case a != nil && a.key == key:
+	case b != nil && b.key == key, a != nil && b == nil:
+		slot, old = second, b
 	}
 	e := &memoEntry[V]{key: key, value: value, encoded: enc, size: int64(len(enc.body)+len(key)) + memoEntryOverhead}
 	grow := e.size

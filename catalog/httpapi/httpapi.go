@@ -14,15 +14,16 @@ import (
 // Options tune the handlers.
 type Options struct {
 	// AnswerBytes bounds the memory of the encoded answers kept for reuse
-	// (products and list pages, about 1 KiB per product); 0 means 64 MiB.
+	// (products and list pages, about 1 KiB per product): 0 means 128 MiB,
+	// negative keeps none.
 	AnswerBytes int64
 }
 
 // Mount registers the catalog module's routes on rt.
 func Mount(rt *web.Router, svc catalog.Service, opts Options) {
-	budget := opts.AnswerBytes
-	if budget <= 0 {
-		budget = 64 << 20
+	budget := max(opts.AnswerBytes, 0)
+	if opts.AnswerBytes == 0 {
+		budget = 128 << 20
 	}
 	h := handlers{svc: svc,
 		productAnswers:  web.NewComparableMemo[catalog.Product](productAnswerSlots, budget*3/4),
@@ -48,10 +49,11 @@ type handlers struct {
 }
 
 // Slots of the answer memos: a slot is a pointer until an answer fills it,
-// and twice as many slots as answers kept keeps collisions rare.
+// and twice as many slots as answers kept keeps collisions rare (an answer
+// may take either of two slots).
 const (
-	productAnswerSlots = 1 << 17
-	listAnswerSlots    = 1 << 13
+	productAnswerSlots = 1 << 18
+	listAnswerSlots    = 1 << 14
 )
 
 func samePage(a, b catalog.Page) bool {

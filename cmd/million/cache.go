@@ -10,7 +10,8 @@ import (
 type CacheFlags struct {
 	Cache             bool          `default:"true" negatable:"" help:"Cache reads (in-process L1, plus Redis L2 with --redis); --no-cache serves every read from the database."`
 	CacheLocal        bool          `help:"Cache in process on PostgreSQL without --redis. Only for a single instance: instances sharing the database without Redis cannot invalidate each other's copies, which is why the cache is off there by default."`
-	CacheSize         int64         `default:"64" help:"Bound on the in-process cache, in MiB; the encoded answers of product pages and lists kept for reuse take up to as much again."`
+	CacheSize         int64         `default:"64" help:"Bound on the in-process cache, in MiB."`
+	CacheAnswers      int64         `default:"128" help:"Bound on the encoded answers of product pages, lists and categories kept for reuse, in MiB (about 1 KiB per product); 0 encodes every answer."`
 	CacheTTLProduct   time.Duration `default:"5m" help:"Lifetime of a cached product."`
 	CacheTTLList      time.Duration `default:"5m" help:"Lifetime of a cached product list page."`
 	CacheTTLCategory  time.Duration `default:"24h" help:"Lifetime of the cached categories."`
@@ -23,8 +24,12 @@ type CacheFlags struct {
 
 // cacheConfig returns the cache part of the app configuration.
 func (f CacheFlags) cacheConfig() app.CacheConfig {
+	answers := f.CacheAnswers << 20
+	if answers == 0 {
+		answers = -1 // 0 in the app's configuration means the default
+	}
 	return app.CacheConfig{
-		Disabled: !f.Cache, Local: f.CacheLocal, MaxBytes: f.CacheSize << 20,
+		Disabled: !f.Cache, Local: f.CacheLocal, MaxBytes: f.CacheSize << 20, AnswerBytes: answers,
 		ProductTTL: f.CacheTTLProduct, ListTTL: f.CacheTTLList, CategoryTTL: f.CacheTTLCategory,
 		SearchTTL: f.CacheTTLSearch, ProfileTTL: f.CacheTTLProfile, Bound: f.CacheBound,
 		RedisTimeout: f.CacheRedisTimeout, LockWait: f.CacheLockWait,
