@@ -210,6 +210,32 @@ func TestBenchCacheEffectEndToEnd(t *testing.T) {
 	}
 }
 
+// TestBenchPeakEndToEnd runs the peak scenario, tiny: the journeys at a
+// fixed rate against one seeded server, with million's CPU profile over
+// the measured run written where --cpu-profile says.
+func TestBenchPeakEndToEnd(t *testing.T) {
+	t.Parallel()
+	profile := filepath.Join(t.TempDir(), "peak.pprof")
+	res, doc := runBench(t, "--scenario", "peak", "--rounds", "1", "--duration", "2s", "--warmup", "0s",
+		"--products", "300", "--peak-users", "50", "--peak-rate", "100", "--cpu-profile", profile)
+	s := res.Scenarios[0]
+	rd := s.Rounds[0]
+	if rd.Target == nil || rd.Target.OK == 0 || rd.Target.Latency == nil || rd.Target.RSSPeakBytes <= 0 {
+		t.Fatalf("peak round: %+v", rd.Target)
+	}
+	b, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatalf("no CPU profile: %v", err)
+	}
+	// pprof's format is gzip-compressed protocol buffers.
+	if len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("the CPU profile is not a pprof file (%d bytes)", len(b))
+	}
+	if row := docRow(doc, "peak"); !strings.Contains(row, "`million bench --scenario peak") {
+		t.Errorf("row lacks its command:\n%s", row)
+	}
+}
+
 // TestBenchCacheEffectReadsEndToEnd runs the read-only variant, short: the
 // same comparison with the journeys' writes left out of the mix.
 func TestBenchCacheEffectReadsEndToEnd(t *testing.T) {
