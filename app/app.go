@@ -271,7 +271,7 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 			return a.Search.HandleProductEvent(ctx, e.Topic, e.Payload)
 		})
 	}
-	a.Carts = cart.NewCarts(cartstore.New(db), a.Catalog, cfg.Currency, now)
+	a.Carts = cart.NewCarts(stores.carts, a.Catalog, cfg.Currency, now)
 
 	a.Metrics.RegisterGauge("million_outbox_pending", "Events recorded but not yet published (queue depth).", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

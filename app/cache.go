@@ -7,6 +7,8 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/millionshop/million/cache"
+	"github.com/millionshop/million/cart"
+	cartstore "github.com/millionshop/million/cart/store"
 	"github.com/millionshop/million/catalog"
 	catalogstore "github.com/millionshop/million/catalog/store"
 	"github.com/millionshop/million/obs"
@@ -54,10 +56,11 @@ type cachedStores struct {
 	users   user.Store
 	catalog catalog.Store
 	search  search.Store
+	carts   cart.Store
 }
 
 func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store, metrics *obs.Metrics, logger *slog.Logger) (cachedStores, error) {
-	s := cachedStores{users: users, catalog: catalogstore.New(db), search: searchstore.New(db)}
+	s := cachedStores{users: users, catalog: catalogstore.New(db), search: searchstore.New(db), carts: cartstore.New(db)}
 	if cfg.Cache.Disabled {
 		return s, nil
 	}
@@ -88,5 +91,6 @@ func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store
 		Product: cfg.Cache.ProductTTL, List: cfg.Cache.ListTTL, Category: cfg.Cache.CategoryTTL,
 	})
 	s.search = searchstore.NewCached(s.search, c, cfg.Cache.SearchTTL)
+	s.carts = cartstore.NewCached(s.carts, c, 0)
 	return s, nil
 }

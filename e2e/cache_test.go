@@ -151,8 +151,12 @@ func waitCacheConnected(t testing.TB, s *Server, within time.Duration) time.Dura
 // TestCacheStampedeOneQuery is acceptance 2 of stage 4: 1,000 concurrent
 // requests across three instances for a hot product whose entries just
 // expired everywhere cause exactly one database query.
+//
+// It does not run in parallel with the package's other tests: its 1,000
+// goroutines, with -race and the rest of the suite on two cores, starved
+// the instances' Redis replies past their timeout in one CI run (229 Redis
+// errors on one instance, so reads fell back to the database).
 func TestCacheStampedeOneQuery(t *testing.T) {
-	t.Parallel()
 	redis := redistest.Start(t)
 	const ttl = 2 * time.Second
 	tg, servers := StartCluster(t, 3, withRedis(redis.URL(), func(c *app.Config) {
@@ -161,7 +165,7 @@ func TestCacheStampedeOneQuery(t *testing.T) {
 		// delay every goroutine, Redis replies included, by hundreds of
 		// milliseconds: generous bounds keep this a test of the election,
 		// not of the scheduler. The defaults (100 ms, 1 s) suit a server.
-		c.Cache.RedisTimeout, c.Cache.LockWait = time.Second, 10*time.Second
+		c.Cache.RedisTimeout, c.Cache.LockWait = 5*time.Second, 30*time.Second
 	}))
 	for _, s := range servers {
 		waitCacheConnected(t, s, 10*time.Second)
