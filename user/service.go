@@ -3,6 +3,7 @@ package user
 import (
 	"context"
 	"net/mail"
+	"runtime"
 	"strings"
 	"time"
 	"unicode"
@@ -15,10 +16,14 @@ import (
 
 // Config tunes the user module.
 type Config struct {
-	AccessTTL        time.Duration  // lifetime of access tokens
-	SessionTTL       time.Duration  // lifetime of a session (its refresh chain)
-	PasswordParams   PasswordParams // argon2id cost for new hashes
-	MaxConcurrentKDF int            // password hashes computed at once; bounds CPU and memory
+	AccessTTL      time.Duration  // lifetime of access tokens
+	SessionTTL     time.Duration  // lifetime of a session (its refresh chain)
+	PasswordParams PasswordParams // argon2id cost for new hashes
+	// MaxConcurrentKDF is how many password hashes are computed at once;
+	// 0 means one per CPU the process may use (GOMAXPROCS). The work is
+	// pure CPU, so more at once only holds more memory (~19 MiB each,
+	// which also raises the garbage collector's heap target).
+	MaxConcurrentKDF int
 }
 
 // Accounts implements Service.
@@ -39,7 +44,7 @@ var _ Service = (*Accounts)(nil)
 // and must join the store's transactions (the same database).
 func NewAccounts(store Store, events Events, tokens *Tokens, failures FailureLimiter, cfg Config, now func() time.Time) (*Accounts, error) {
 	if cfg.MaxConcurrentKDF <= 0 {
-		cfg.MaxConcurrentKDF = 4
+		cfg.MaxConcurrentKDF = runtime.GOMAXPROCS(0)
 	}
 	dummy, err := HashPassword("dummy password for timing", cfg.PasswordParams)
 	if err != nil {
