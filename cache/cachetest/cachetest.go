@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -40,4 +41,17 @@ func New(t testing.TB, redis rueidis.Client) *cache.Cache {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// WaitConnected waits until c listens on its invalidation channel, so that
+// it hears other instances' writes from then on.
+func WaitConnected(t testing.TB, c *cache.Cache) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("cache never subscribed to the invalidation channel")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

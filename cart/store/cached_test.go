@@ -60,13 +60,7 @@ func TestCachedCartAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		deadline := time.Now().Add(10 * time.Second)
-		for !c.Connected() {
-			if time.Now().After(deadline) {
-				t.Fatal("cache never subscribed")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		cachetest.WaitConnected(t, c)
 		inner := &countingStore{Store: store.New(db)}
 		return store.NewCached(inner, c, 0), inner
 	}

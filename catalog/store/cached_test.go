@@ -46,13 +46,7 @@ func TestCachedCheckoutInvalidatesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		deadline := time.Now().Add(10 * time.Second)
-		for !c.Connected() {
-			if time.Now().After(deadline) {
-				t.Fatal("cache never subscribed")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		cachetest.WaitConnected(t, c)
 		return store.NewCached(store.New(db), c, store.CacheTTLs{}), reg
 	}
 	writer, reg := open()
