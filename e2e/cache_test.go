@@ -394,4 +394,30 @@ func TestCacheHTTPHeaders(t *testing.T) {
 	r := anon.Expect(t, http.StatusOK, "GET", "/v1/products?category="+cat, nil)
 	admin.Expect(t, http.StatusOK, "PATCH", "/v1/products/"+p.ID, map[string]any{"price_cents": 501})
 	anon.Expect(t, http.StatusOK, "GET", "/v1/products?category="+cat, nil, "If-None-Match", r.Header.Get("ETag"))
+
+	// Answers are built once per version and kept: two categories whose
+	// (empty) pages are equal still answer with their own Surrogate-Key,
+	// and a new category shows in the categories' answer at once.
+	empty1, empty2 := admin.NewCategory(t), admin.NewCategory(t)
+	for _, c := range []string{empty1, empty2, empty1} {
+		r := anon.Expect(t, http.StatusOK, "GET", "/v1/products?category="+c, nil)
+		if got, want := r.Header.Get("Surrogate-Key"), "products category-"+c; got != want {
+			t.Errorf("GET /v1/products?category=%s: Surrogate-Key %q, want %q", c, got, want)
+		}
+	}
+	before := anon.Expect(t, http.StatusOK, "GET", "/v1/categories", nil)
+	extra := admin.NewCategory(t)
+	after := anon.Expect(t, http.StatusOK, "GET", "/v1/categories", nil)
+	if !strings.Contains(string(after.Body), `"`+extra+`"`) || after.Header.Get("ETag") == before.Header.Get("ETag") {
+		t.Errorf("the categories after creating %s: ETag %s (was %s), body %s", extra, after.Header.Get("ETag"), before.Header.Get("ETag"), after.Body)
+	}
+
+	// HEAD answers the headers of GET, without the body.
+	get := anon.Expect(t, http.StatusOK, "GET", "/v1/products/"+p.ID, nil)
+	head := anon.Expect(t, http.StatusOK, "HEAD", "/v1/products/"+p.ID, nil)
+	if len(head.Body) != 0 || head.Header.Get("ETag") != get.Header.Get("ETag") ||
+		head.Header.Get("Content-Length") != strconv.Itoa(len(get.Body)) {
+		t.Errorf("HEAD: body %q, ETag %q (GET %q), Content-Length %q (GET body %d bytes)", head.Body,
+			head.Header.Get("ETag"), get.Header.Get("ETag"), head.Header.Get("Content-Length"), len(get.Body))
+	}
 }
