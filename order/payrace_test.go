@@ -313,3 +313,41 @@ func TestConcurrentCancelsRefundOnce(t *testing.T) {
 		t.Fatalf("stock = %d, want 5", s)
 	}
 }
+
+// TestCheckoutRenewsItsLeaseOnlyPastHalf: a checkout renews its key's
+// lease before a provider call only once less than half of it is left. One
+// whose authorization took 40 % of the lease keeps the lease it claimed;
+// one whose authorization took 60 % renews before the capture, so no retry
+// can take it over.
+func TestCheckoutRenewsItsLeaseOnlyPastHalf(t *testing.T) {
+	t.Parallel()
+	f := newOrderFixture(t, "")
+	p := f.product(t, 5)
+	ctx := context.Background()
+	var authorizeTakes atomic.Int64
+	f.provider.onAuthorize = func() { f.clock.add(time.Duration(authorizeTakes.Load())) }
+	for _, tc := range []struct {
+		name        string
+		takes, want time.Duration // authorization time; lease end after the claim
+	}{
+		{"under half", orderTestLease * 4 / 10, orderTestLease},
+		{"past half", orderTestLease * 6 / 10, orderTestLease * 16 / 10},
+	} {
+		userID := "user-" + tc.name
+		if _, err := f.app.Carts.SetItem(ctx, userID, p.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		authorizeTakes.Store(int64(tc.takes))
+		start := f.clock.now()
+		if _, _, err := f.orders.Checkout(ctx, userID, "k-lease", visa); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := orderstore.New(f.app.DB).Key(ctx, userID, "k-lease")
+		if err != nil || rec.State != order.KeyDone {
+			t.Fatalf("%s: key record = %+v, %v", tc.name, rec, err)
+		}
+		if got := rec.LeaseUntil.Sub(start); got < tc.want || got > tc.want+time.Second {
+			t.Fatalf("%s: the lease ends %v after the claim, want %v", tc.name, got, tc.want)
+		}
+	}
+}
