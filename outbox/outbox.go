@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -182,23 +183,37 @@ func (o *Outbox) claim(ctx context.Context, q sqldb.Querier, batch int, lock str
 	return list, nil
 }
 
-// publish publishes list in order with pubCtx, marking each event published
-// through dbCtx, and stops at the first failure. pubErr is a publish
-// failure (its attempt is counted); dbErr is a failure to record a result.
+// publish publishes list in order with pubCtx, then marks the published
+// events in one statement through dbCtx, and stops at the first failure.
+// pubErr is a publish failure (its attempt is counted); dbErr is a failure
+// to record a result. Marking the batch at once, not each event, spares a
+// write per event; a crash before the mark publishes the batch again, which
+// JetStream's deduplication by event ID absorbs.
 func (o *Outbox) publish(pubCtx, dbCtx context.Context, list []pending) (n int, pubErr, dbErr error) {
-	for i, p := range list {
-		if err := o.pub.Publish(pubCtx, p.ev); err != nil {
-			if _, cerr := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, p.seq); cerr != nil {
-				return i, nil, errors.Join(err, fault.Wrap(cerr, "count publish attempt"))
-			}
-			return i, err, nil
+	for _, p := range list {
+		if pubErr = o.pub.Publish(pubCtx, p.ev); pubErr != nil {
+			break
 		}
-		if _, err := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET published_at = ? WHERE seq = ?`,
-			o.now().UnixMicro(), p.seq); err != nil {
-			return i, nil, fault.Wrap(err, "mark event published")
+		n++
+	}
+	if n > 0 {
+		seqs := make([]any, 0, n+1)
+		seqs = append(seqs, o.now().UnixMicro())
+		for _, p := range list[:n] {
+			seqs = append(seqs, p.seq)
+		}
+		if _, err := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET published_at = ? WHERE seq IN (?`+
+			strings.Repeat(", ?", n-1)+`)`, seqs...); err != nil {
+			return 0, nil, fault.Wrap(err, "mark events published")
 		}
 	}
-	return len(list), nil, nil
+	if pubErr != nil {
+		if _, err := o.db.Writer(dbCtx).ExecContext(dbCtx, `UPDATE outbox_events SET attempts = attempts + 1 WHERE seq = ?`, list[n].seq); err != nil {
+			return n, nil, errors.Join(pubErr, fault.Wrap(err, "count publish attempt"))
+		}
+		return n, pubErr, nil
+	}
+	return n, nil, nil
 }
 
 // Pending returns how many events wait to be published (queue depth).

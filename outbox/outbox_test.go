@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,6 +219,45 @@ func TestFailedPublishIsRetried(t *testing.T) {
 		}
 		if p := pending(t, o); p != 0 {
 			t.Fatalf("pending = %d, want 0", p)
+		}
+	})
+}
+
+// TestFailureMidBatchKeepsWhatWasPublished: when the second of three events
+// fails to publish, the first is marked published (in the batch's one
+// mark), the second has its attempt counted, and the second and third stay
+// pending, in order.
+func TestFailureMidBatchKeepsWhatWasPublished(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		ctx := context.Background()
+		for _, k := range []string{"m-a", "m-b", "m-c"} {
+			if err := db.InTx(ctx, func(ctx context.Context) error {
+				return o.Add(ctx, "order.placed", k, map[string]string{"order_id": k})
+			}); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+		}
+		pub.failKey = "m-b"
+		n, err := o.RelayOnce(ctx, 100)
+		if err == nil || n != 1 {
+			t.Fatalf("relay = %d, %v; want 1 published and the failure", n, err)
+		}
+		if p := pending(t, o); p != 2 {
+			t.Fatalf("pending = %d, want 2 (m-b and m-c)", p)
+		}
+		var attempts int
+		if err := db.Read.QueryRow(`SELECT attempts FROM outbox_events WHERE event_key = 'm-b'`).Scan(&attempts); err != nil || attempts != 1 {
+			t.Fatalf("attempts of m-b = %d, %v; want 1", attempts, err)
+		}
+		if n := relay(t, o); n != 2 {
+			t.Fatalf("the next relay published %d, want 2", n)
+		}
+		var keys []string
+		for _, e := range pub.published() {
+			keys = append(keys, e.Key)
+		}
+		if strings.Join(keys, ",") != "m-a,m-b,m-c" {
+			t.Fatalf("published %v, want m-a, m-b, m-c once each in order", keys)
 		}
 	})
 }
