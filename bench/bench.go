@@ -78,11 +78,11 @@ type Config struct {
 	// WorkDir keeps the seeded databases between runs when set; otherwise
 	// a temporary directory is used and removed.
 	WorkDir string
-	// CPUProfile, when set, is the file that gets million's CPU profile
-	// (pprof, from its admin listener) over the first measured run of the
-	// peak scenario.
-	CPUProfile string
-	Pins       Pins
+	// CPUProfiles, when set, is the directory that gets million's CPU
+	// profile (pprof, from its admin listener) over the first measured run
+	// of the peak and pg-checkout scenarios, as <scenario>.pprof.
+	CPUProfiles string
+	Pins        Pins
 	// Command is the command line, for the report.
 	Command string
 	// Log receives progress lines; nil discards them.

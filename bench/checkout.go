@@ -36,6 +36,9 @@ type checkoutSide struct {
 	t       *httpTarget
 	users   []*cartUser
 	stocked []string // products with stock to spare
+	// profile is the file for the server's CPU profile over the next
+	// measured run; "" once written, or when none is asked for.
+	profile string
 }
 
 // cartUser is a logged-in seeded user.
@@ -68,6 +71,7 @@ func runPgCheckout(ctx context.Context, r *runner, res *ScenarioResult) error {
 		return err
 	}
 	defer target.t.close()
+	target.profile = r.profileFile(res.Name)
 	res.Notes = append(res.Notes,
 		fmt.Sprintf("%s seeded users logged in once, each with a cart of %d products drawn at random from the %s with stock ≥ %d; carts refilled between measured phases",
 			thousands(int64(len(target.users))), itemsPerCart, thousands(int64(len(target.stocked))), minStock),
@@ -238,9 +242,24 @@ func (s *checkoutSide) measure(ctx context.Context, d time.Duration) (*Side, err
 	m := &Side{Name: "million"}
 	mt := newMeter(s.srv.pid(), s.pg.pid())
 	var elapsed time.Duration
+	// The profile covers the start of the run: a phase lasts as long as
+	// the filled carts do, a few seconds, and filling is not measured.
+	var profiled chan error
+	defer func() {
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				s.r.logf("    CPU profile not written: %v", err)
+			}
+		}
+	}()
 	for elapsed < d && ctx.Err() == nil {
 		if err := s.fill(ctx); err != nil {
 			return m, err
+		}
+		if s.profile != "" {
+			profiled = make(chan error, 1)
+			go func(file string) { profiled <- s.srv.cpuProfile(ctx, file, min(d, 3*time.Second)) }(s.profile)
+			s.profile = ""
 		}
 		mt.start()
 		p := s.t.saturate(ctx, d-elapsed, s.queue())

@@ -47,7 +47,7 @@ func runPeak(ctx context.Context, r *runner, res *ScenarioResult) error {
 		return err
 	}
 	defer target.close()
-	target.profile = r.cfg.CPUProfile
+	target.profile = r.profileFile(res.Name)
 	res.Load = r.journeyLoad(r.cfg.PeakRate)
 	res.Notes = append(res.Notes, target.describe())
 	return r.compare(ctx, res, nil, target)

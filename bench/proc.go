@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -219,6 +220,15 @@ func (s *server) logTail() string {
 	return strings.Join(lines, "\n")
 }
 
+// profileFile is where the CPU profile of scenario goes, or "" when none
+// is asked for.
+func (r *runner) profileFile(scenario string) string {
+	if r.cfg.CPUProfiles == "" {
+		return ""
+	}
+	return filepath.Join(r.cfg.CPUProfiles, scenario+".pprof")
+}
+
 // cpuProfile writes million's CPU profile over the next d (from its admin
 // listener's /debug/pprof/profile) to file.
 func (s *server) cpuProfile(ctx context.Context, file string, d time.Duration) error {
@@ -239,6 +249,9 @@ func (s *server) cpuProfile(ctx context.Context, file string, d time.Duration) e
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("profile: status %d", resp.StatusCode)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
 	}
 	f, err := os.Create(file)
 	if err != nil {

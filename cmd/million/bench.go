@@ -33,7 +33,7 @@ type BenchCmd struct {
 	ServerCPU      int           `name:"server-cpu" default:"0" help:"CPU of the servers and PostgreSQL (taskset -c)."`
 	GeneratorCPU   int           `name:"generator-cpu" default:"1" help:"CPU of the load generator and pgbench."`
 	WorkDir        string        `placeholder:"DIR" help:"Keep the seeded databases here and reuse them next time (default: a temporary directory, removed)."`
-	CPUProfile     string        `placeholder:"FILE" help:"peak: write million's CPU profile over the first measured run to FILE (read it with go tool pprof)."`
+	CPUProfiles    string        `placeholder:"DIR" help:"peak, pg-checkout: write million's CPU profile over the first measured run to DIR/<scenario>.pprof (read it with go tool pprof)."`
 	JSON           string        `name:"json" placeholder:"FILE" help:"Write every round of every side as JSON to FILE."`
 	WriteDocs      bool          `help:"Put the rows of the scenarios run into the bench table of --docs, replacing their previous rows."`
 	Docs           string        `default:"docs/benchmarks.md" placeholder:"FILE" help:"The benchmarks document --write-docs updates."`
@@ -71,7 +71,7 @@ func (c *BenchCmd) Run(ctx context.Context) error {
 	res, err := bench.Run(ctx, bench.Config{
 		Binary: exe, Scenarios: c.Scenario, Rounds: c.Rounds, Duration: c.Duration, Warmup: c.Warmup,
 		Connections: c.Connections, PgbenchClients: c.PgbenchClients, Products: c.Products, Users: c.Users,
-		CartUsers: c.CartUsers, PeakUsers: c.PeakUsers, PeakRate: c.PeakRate, CacheRate: c.CacheRate, WorkDir: c.WorkDir, CPUProfile: c.CPUProfile, Pins: pins,
+		CartUsers: c.CartUsers, PeakUsers: c.PeakUsers, PeakRate: c.PeakRate, CacheRate: c.CacheRate, WorkDir: c.WorkDir, CPUProfiles: c.CPUProfiles, Pins: pins,
 		Command: commandLine(os.Args), Log: os.Stderr,
 	})
 	if res == nil {

@@ -212,12 +212,13 @@ func TestBenchCacheEffectEndToEnd(t *testing.T) {
 
 // TestBenchPeakEndToEnd runs the peak scenario, tiny: the journeys at a
 // fixed rate against one seeded server, with million's CPU profile over
-// the measured run written where --cpu-profile says.
+// the measured run written where --cpu-profiles says.
 func TestBenchPeakEndToEnd(t *testing.T) {
 	t.Parallel()
-	profile := filepath.Join(t.TempDir(), "peak.pprof")
+	profiles := t.TempDir()
+	profile := filepath.Join(profiles, "peak.pprof")
 	res, doc := runBench(t, "--scenario", "peak", "--rounds", "1", "--duration", "2s", "--warmup", "0s",
-		"--products", "300", "--peak-users", "50", "--peak-rate", "100", "--cpu-profile", profile)
+		"--products", "300", "--peak-users", "50", "--peak-rate", "100", "--cpu-profiles", profiles)
 	s := res.Scenarios[0]
 	rd := s.Rounds[0]
 	if rd.Target == nil || rd.Target.OK == 0 || rd.Target.Latency == nil || rd.Target.RSSPeakBytes <= 0 {
