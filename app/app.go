@@ -291,7 +291,7 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second, CaptureAfter: cfg.PaymentCaptureAfter,
 			AbandonAfter: cfg.CheckoutAbandonAfter, KeyRetention: cfg.IdempotencyKeyRetention}, logger, now)
 	a.Payments.SetOrderNotifier(a.Orders)
-	events.jobs = append(events.jobs, a.orderJobs(cfg)...)
+	events.jobs = append(events.jobs, a.orderJobs()...)
 	sender, err := a.newSender(cfg)
 	if err != nil {
 		return nil, err

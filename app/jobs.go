@@ -1,9 +1,7 @@
 package app
 
 import (
-	"cmp"
 	"context"
-	"time"
 
 	"github.com/millionshop/million/order"
 )
@@ -12,15 +10,7 @@ import (
 // cluster (events.Broker.Exclusive), and their metrics. The order module
 // owns them because it owns the order's state and the checkout's key, and
 // reaches payments only through its order.Payments interface.
-func (a *App) orderJobs(cfg Config) []periodicJob {
-	captureAfter := cmp.Or(cfg.PaymentCaptureAfter, order.DefaultCaptureAfter)
-	abandonAfter := cmp.Or(cfg.CheckoutAbandonAfter, order.DefaultAbandonAfter)
-	retention := max(cmp.Or(cfg.IdempotencyKeyRetention, order.DefaultKeyRetention), order.MinKeyRetention)
-	// Each job looks a few times per its own horizon, so an order waits
-	// at most a fraction more than configured, without polling the
-	// database needlessly.
-	every := func(horizon, lo, hi time.Duration) time.Duration { return min(max(horizon/3, lo), hi) }
-
+func (a *App) orderJobs() []periodicJob {
 	stats := func(v func(order.JobStats) uint64) func() float64 {
 		return func() float64 { return float64(v(a.Orders.JobStats())) }
 	}
@@ -37,21 +27,15 @@ func (a *App) orderJobs(cfg Config) []periodicJob {
 		"Finished checkout idempotency keys deleted after the retention.",
 		stats(func(s order.JobStats) uint64 { return s.KeysPurged }))
 
-	logged := func(name string, fn func(context.Context) (int, error)) func(context.Context) error {
-		return func(ctx context.Context) error {
-			n, err := fn(ctx)
+	var jobs []periodicJob
+	for _, j := range a.Orders.Jobs() {
+		jobs = append(jobs, periodicJob{name: j.Name, interval: j.Interval, run: func(ctx context.Context) error {
+			n, err := j.Run(ctx)
 			if n > 0 {
-				a.logger.InfoContext(ctx, "job done", "job", name, "count", n)
+				a.logger.InfoContext(ctx, "job done", "job", j.Name, "count", n)
 			}
 			return err
-		}
+		}})
 	}
-	return []periodicJob{
-		{name: "payment-capture", interval: every(captureAfter, time.Second, 10*time.Second),
-			run: logged("payment-capture", a.Orders.CaptureStalled)},
-		{name: "checkout-reaper", interval: every(abandonAfter, time.Second, time.Minute),
-			run: logged("checkout-reaper", a.Orders.ReapAbandoned)},
-		{name: "idempotency-key-purge", interval: every(retention, time.Minute, time.Hour),
-			run: logged("idempotency-key-purge", a.Orders.PurgeKeys)},
-	}
+	return jobs
 }

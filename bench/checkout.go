@@ -244,22 +244,16 @@ func (s *checkoutSide) measure(ctx context.Context, d time.Duration) (*Side, err
 	var elapsed time.Duration
 	// The profile covers the start of the run: a phase lasts as long as
 	// the filled carts do, a few seconds, and filling is not measured.
-	var profiled chan error
-	defer func() {
-		if profiled != nil {
-			if err := <-profiled; err != nil {
-				s.r.logf("    CPU profile not written: %v", err)
-			}
-		}
-	}()
+	// The profile covers the start of the run: a phase lasts as long as
+	// the filled carts do, a few seconds, and filling is not measured.
+	profiled := func() {}
+	defer func() { profiled() }()
 	for elapsed < d && ctx.Err() == nil {
 		if err := s.fill(ctx); err != nil {
 			return m, err
 		}
 		if s.profile != "" {
-			profiled = make(chan error, 1)
-			go func(file string) { profiled <- s.srv.cpuProfile(ctx, file, min(d, 3*time.Second)) }(s.profile)
-			s.profile = ""
+			profiled = s.r.startProfile(ctx, s.srv, &s.profile, min(d, 3*time.Second))
 		}
 		mt.start()
 		p := s.t.saturate(ctx, d-elapsed, s.queue())

@@ -131,23 +131,14 @@ func (s *journeySide) measure(ctx context.Context, d time.Duration) (*Side, erro
 			return nil, err
 		}
 	}
-	var profiled chan error
-	if s.profile != "" {
-		profiled = make(chan error, 1)
-		go func(file string) { profiled <- s.srv.cpuProfile(ctx, file, d) }(s.profile)
-		s.profile = ""
-	}
+	profiled := s.r.startProfile(ctx, s.srv, &s.profile, d)
 	mt := newMeter(s.srv.pid())
 	mt.start()
 	rep, err := loadgen.Execute(ctx, loadgen.Plan{Target: "http://" + s.srv.addr, Stages: []loadgen.Stage{{Rate: s.rate, Duration: d}},
 		Timeout: peakTimeout, Backlog: int(s.rate * peakBacklog), MetricsURL: s.metrics, Steps: s.shop.Steps(),
 		Workload: s.shop.Describe()}, s.shop)
 	mt.stop()
-	if profiled != nil {
-		if perr := <-profiled; perr != nil {
-			s.r.logf("    CPU profile not written: %v", perr)
-		}
-	}
+	profiled()
 	if rep == nil {
 		return nil, err
 	}

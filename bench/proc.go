@@ -229,6 +229,24 @@ func (r *runner) profileFile(scenario string) string {
 	return filepath.Join(r.cfg.CPUProfiles, scenario+".pprof")
 }
 
+// startProfile starts srv's CPU profile over the next d into *file, unless
+// *file is "" (none asked for, or already written), and clears *file so a
+// run profiles once. The returned function waits for the profile and logs
+// a failure.
+func (r *runner) startProfile(ctx context.Context, srv *server, file *string, d time.Duration) (wait func()) {
+	if *file == "" {
+		return func() {}
+	}
+	done := make(chan error, 1)
+	go func(file string) { done <- srv.cpuProfile(ctx, file, d) }(*file)
+	*file = ""
+	return func() {
+		if err := <-done; err != nil {
+			r.logf("    CPU profile not written: %v", err)
+		}
+	}
+}
+
 // cpuProfile writes million's CPU profile over the next d (from its admin
 // listener's /debug/pprof/profile) to file.
 func (s *server) cpuProfile(ctx context.Context, file string, d time.Duration) error {

@@ -54,6 +54,27 @@ type backoff struct {
 	next     time.Time
 }
 
+// Job is one of the order module's periodic jobs: Run does one pass and
+// reports how many orders or keys it settled.
+type Job struct {
+	Name     string
+	Interval time.Duration
+	Run      func(context.Context) (int, error)
+}
+
+// Jobs returns the periodic jobs, each to be run about every Interval on
+// one instance of a cluster. Each looks a few times per its own horizon
+// (the configured ages), so an order waits at most a fraction more than
+// configured, without polling the database needlessly.
+func (s *Orders) Jobs() []Job {
+	every := func(horizon, lo, hi time.Duration) time.Duration { return min(max(horizon/3, lo), hi) }
+	return []Job{
+		{Name: "payment-capture", Interval: every(s.cfg.CaptureAfter, time.Second, 10*time.Second), Run: s.CaptureStalled},
+		{Name: "checkout-reaper", Interval: every(s.cfg.AbandonAfter, time.Second, time.Minute), Run: s.ReapAbandoned},
+		{Name: "idempotency-key-purge", Interval: every(s.cfg.KeyRetention, time.Minute, time.Hour), Run: s.PurgeKeys},
+	}
+}
+
 // JobStats returns the jobs' counters.
 func (s *Orders) JobStats() JobStats {
 	return JobStats{Captured: s.jobs.captured.Load(), CaptureFailures: s.jobs.captureFailures.Load(),
