@@ -244,8 +244,6 @@ func (s *checkoutSide) measure(ctx context.Context, d time.Duration) (*Side, err
 	var elapsed time.Duration
 	// The profile covers the start of the run: a phase lasts as long as
 	// the filled carts do, a few seconds, and filling is not measured.
-	// The profile covers the start of the run: a phase lasts as long as
-	// the filled carts do, a few seconds, and filling is not measured.
 	profiled := func() {}
 	defer func() { profiled() }()
 	for elapsed < d && ctx.Err() == nil {
