@@ -153,7 +153,6 @@ type Gateway struct {
 	metrics   *metrics
 	budget    *retryBudget
 	rr        atomic.Uint64
-	ids       *requestIDs
 
 	mu       sync.RWMutex
 	backends []*backend
@@ -193,7 +192,6 @@ func New(opts Options) (*Gateway, error) {
 		metrics: newMetrics(opts.Registry),
 		budget:  &retryBudget{ratio: opts.RetryRatio, minimum: opts.RetryMin, now: opts.Now},
 		kick:    make(chan struct{}, 1),
-		ids:     newRequestIDs(),
 		dial:    dialer.DialContext,
 	}
 	g.probe = &http.Client{

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -52,36 +50,6 @@ const (
 	hdrConnection     = "Connection"
 )
 
-// requestIDs makes request IDs unique within a gateway process and, by a
-// random prefix, across processes: 32 hex digits like web.NewRequestID, at
-// the cost of an atomic add instead of a read of the system's random
-// source for each request. The IDs trace requests; they are not secrets.
-type requestIDs struct {
-	prefix [16]byte // hex of 8 random bytes
-	n      atomic.Uint64
-}
-
-func newRequestIDs() *requestIDs {
-	var ids requestIDs
-	copy(ids.prefix[:], web.NewRequestID())
-	var seed [8]byte
-	_, _ = rand.Read(seed[:])
-	ids.n.Store(binary.LittleEndian.Uint64(seed[:]) >> 1) // any start; one process never wraps it
-	return &ids
-}
-
-func (ids *requestIDs) next() string {
-	const hexDigits = "0123456789abcdef"
-	var b [32]byte
-	copy(b[:16], ids.prefix[:])
-	n := ids.n.Add(1)
-	for i := 31; i >= 16; i-- {
-		b[i] = hexDigits[n&0xf]
-		n >>= 4
-	}
-	return string(b[:])
-}
-
 // Handler returns the public handler: request IDs, client IP, access log,
 // Options.Wrap, then the proxy.
 func (g *Gateway) Handler() http.Handler {
@@ -98,7 +66,7 @@ func (g *Gateway) Handler() http.Handler {
 		if v := r.Header[hdrRequestID]; len(v) > 0 && web.ValidRequestID(v[0]) {
 			id = v[0]
 		} else {
-			id = g.ids.next()
+			id = web.NewRequestID()
 			r.Header[hdrRequestID] = []string{id}
 		}
 		w.Header()[hdrRequestID] = []string{id}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,27 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	queries  *prometheus.CounterVec
 	queryDur *prometheus.HistogramVec
+
+	// The series already resolved, so that a request or a statement costs
+	// a map read instead of hashing and locking in the vectors.
+	requestSeries sync.Map // requestKey → *series
+	querySeries   sync.Map // queryKey → *series
+}
+
+type requestKey struct {
+	route, method string
+	status        int
+}
+
+type queryKey struct {
+	statement string
+	failed    bool
+}
+
+// series is one counter and the histogram observed beside it.
+type series struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewMetrics returns a registry with Go runtime, process and request metrics.
@@ -69,18 +91,34 @@ func NewMetrics() *Metrics {
 
 // ObserveRequest records one finished request; it implements web.Observer.
 func (m *Metrics) ObserveRequest(route, method string, status int, elapsed time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+	key := requestKey{route, method, status}
+	s, ok := m.requestSeries.Load(key)
+	if !ok {
+		s, _ = m.requestSeries.LoadOrStore(key, &series{
+			count:    m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(route, method),
+		})
+	}
+	s.(*series).count.Inc()
+	s.(*series).duration.Observe(elapsed.Seconds())
 }
 
 // ObserveQuery records one database statement; it implements sqldb.Observer.
 func (m *Metrics) ObserveQuery(statement string, elapsed time.Duration, err error) {
-	outcome := "ok"
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		outcome = "error"
+	key := queryKey{statement, err != nil && !errors.Is(err, sql.ErrNoRows)}
+	s, ok := m.querySeries.Load(key)
+	if !ok {
+		outcome := "ok"
+		if key.failed {
+			outcome = "error"
+		}
+		s, _ = m.querySeries.LoadOrStore(key, &series{
+			count:    m.queries.WithLabelValues(statement, outcome),
+			duration: m.queryDur.WithLabelValues(statement),
+		})
 	}
-	m.queries.WithLabelValues(statement, outcome).Inc()
-	m.queryDur.WithLabelValues(statement).Observe(elapsed.Seconds())
+	s.(*series).count.Inc()
+	s.(*series).duration.Observe(elapsed.Seconds())
 }
 
 // RegisterPgxPool exports a pgx pool's statistics: connections by state,

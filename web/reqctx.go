@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -15,6 +16,7 @@ import (
 type requestContext struct {
 	context.Context // the connection's context
 	id, clientIP    string
+	start           time.Time // when the middleware took the request
 	deadline        time.Time // zero: none beyond the parent's
 
 	once   sync.Once
@@ -79,4 +81,14 @@ func (c *requestContext) end() {
 	if c.cancel != nil {
 		c.cancel()
 	}
+}
+
+// requestStart is when the middleware took r, or now for a request that
+// did not pass through it: one clock read serves the access log and the
+// route's latency.
+func requestStart(r *http.Request) time.Time {
+	if rc, ok := r.Context().(*requestContext); ok {
+		return rc.start
+	}
+	return time.Now()
 }

@@ -41,7 +41,8 @@ const (
 // Router is the public API's request multiplexer. It records every pattern
 // it serves so the OpenAPI document can be checked against it.
 type Router struct {
-	mux      *http.ServeMux
+	mux      *http.ServeMux // every route, and unmatched for the rest
+	routes   *http.ServeMux // every route alone: what a miss should answer
 	logger   *slog.Logger
 	authn    Authenticator
 	observer Observer
@@ -51,7 +52,10 @@ type Router struct {
 // NewRouter returns a router. authn may be nil when no route needs it;
 // observer may be nil.
 func NewRouter(logger *slog.Logger, authn Authenticator, observer Observer) *Router {
-	rt := &Router{mux: http.NewServeMux(), logger: logger, authn: authn, observer: observer}
+	rt := &Router{mux: http.NewServeMux(), routes: http.NewServeMux(), logger: logger, authn: authn, observer: observer}
+	// The catch-all matches only what no route does (it is the least
+	// specific pattern), so a request is looked up once.
+	rt.mux.HandleFunc("/", rt.unmatched)
 	return rt
 }
 
@@ -59,8 +63,9 @@ func NewRouter(logger *slog.Logger, authn Authenticator, observer Observer) *Rou
 func (rt *Router) Handle(pattern string, access Access, h HandlerFunc) {
 	rt.patterns = append(rt.patterns, pattern)
 	method, route, _ := strings.Cut(pattern, " ")
+	rt.routes.Handle(pattern, http.NotFoundHandler()) // only asked which patterns match
 	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		start := requestStart(r)
 		sw := asStatusWriter(w)
 		var err error
 		if access == Public {
@@ -124,13 +129,14 @@ func (rt *Router) Patterns() []string {
 // ServeHTTP dispatches r, answering unknown routes and wrong methods with
 // problem+json instead of the standard library's plain text.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := rt.mux.Handler(r)
-	if pattern != "" {
-		rt.mux.ServeHTTP(w, r) // sets the path values that Handler does not
-		return
-	}
-	// Ask the mux what it would answer (404, 405 with Allow, or a redirect)
-	// without letting it write its plain-text body.
+	rt.mux.ServeHTTP(w, r)
+}
+
+// unmatched answers a request no route matches.
+func (rt *Router) unmatched(w http.ResponseWriter, r *http.Request) {
+	// Ask a mux without the catch-all what it would answer (404, or 405
+	// with Allow) without letting it write its plain-text body.
+	h, _ := rt.routes.Handler(r)
 	probe := &headerProbe{header: http.Header{}}
 	h.ServeHTTP(probe, r)
 	switch probe.status {
@@ -145,8 +151,20 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Detail: "no such route", RequestID: RequestIDFrom(r.Context())})
 	}
 	if rt.observer != nil {
-		rt.observer.ObserveRequest("unmatched", r.Method, probe.status, 0)
+		rt.observer.ObserveRequest("unmatched", methodLabel(r.Method), probe.status, 0)
 	}
+}
+
+// methodLabel is r.Method for the methods of RFC 9110 and PATCH, and
+// "OTHER" for the rest: any token is a method to net/http, and a client
+// must not be able to grow the metrics without bound.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 type headerProbe struct {
@@ -205,8 +223,8 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 		if !ValidRequestID(id) {
 			id = NewRequestID()
 		}
-		w.Header().Set("X-Request-ID", id)
-		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy)}
+		w.Header()["X-Request-Id"] = []string{id} // canonical already
+		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy), start: start}
 		if opts.Timeout > 0 {
 			rc.deadline = start.Add(opts.Timeout)
 		}

@@ -10,7 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/web"
@@ -252,5 +254,73 @@ func TestClientIPFromTrustedProxy(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%s: client IP %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+type recordedRequest struct {
+	route, method string
+	status        int
+}
+
+type recordingObserver struct {
+	mu   sync.Mutex
+	seen []recordedRequest
+}
+
+func (o *recordingObserver) ObserveRequest(route, method string, status int, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen = append(o.seen, recordedRequest{route, method, status})
+}
+
+// TestRouterObservesBoundedLabels: a matched request is recorded under its
+// pattern, an unmatched one under "unmatched", and a method outside the
+// standard ones as OTHER, so that a client cannot mint metric series.
+func TestRouterObservesBoundedLabels(t *testing.T) {
+	t.Parallel()
+	obs := &recordingObserver{}
+	rt := web.NewRouter(slog.New(slog.DiscardHandler), nil, obs)
+	rt.Handle("GET /items/{id}", web.Public, func(w http.ResponseWriter, r *http.Request) error {
+		web.WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id")})
+		return nil
+	})
+	h := web.Middleware(slog.New(slog.DiscardHandler), web.MiddlewareOptions{}, rt)
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/items/a"}, {"DELETE", "/items/a"}, {"BREW", "/items/a"}, {"X-ANYTHING-123", "/nope"}, {"GET", "/nope"},
+	} {
+		webServe(h, req.method, req.path)
+	}
+	want := []recordedRequest{
+		{"/items/{id}", "GET", 200}, {"unmatched", "DELETE", 405}, {"unmatched", "OTHER", 405},
+		{"unmatched", "OTHER", 404}, {"unmatched", "GET", 404},
+	}
+	if !slices.Equal(obs.seen, want) {
+		t.Errorf("observed %v, want %v", obs.seen, want)
+	}
+}
+
+// TestNewRequestIDUnique: IDs drawn at once from many goroutines are all
+// distinct and all 32 hex digits.
+func TestNewRequestIDUnique(t *testing.T) {
+	t.Parallel()
+	const workers, each = 8, 2000
+	ids := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				ids <- web.NewRequestID()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	generated := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	seen := make(map[string]bool, workers*each)
+	for id := range ids {
+		if !generated.MatchString(id) || seen[id] {
+			t.Fatalf("request ID %q: malformed or repeated", id)
+		}
+		seen[id] = true
 	}
 }
