@@ -330,10 +330,11 @@ type Spec struct {
 
 // Entity is a typed view of the cache for one kind of value.
 type Entity[V any] struct {
-	c    *Cache
-	spec Spec
-	gen  atomic.Uint64
-	m    entityMetrics
+	c      *Cache
+	spec   Spec
+	gen    atomic.Uint64
+	m      entityMetrics
+	prefix string // of every key: "v<version>:<name>:"
 }
 
 // Register adds an entity. Register all entities before serving.
@@ -344,7 +345,8 @@ func Register[V any](c *Cache, spec Spec) *Entity[V] {
 	if spec.Jitter <= 0 {
 		spec.Jitter = 0.1
 	}
-	e := &Entity[V]{c: c, spec: spec, m: c.metrics.entity(spec.Name)}
+	e := &Entity[V]{c: c, spec: spec, m: c.metrics.entity(spec.Name),
+		prefix: "v" + strconv.Itoa(spec.Version) + ":" + spec.Name + ":"}
 	if spec.Generational {
 		c.mu.Lock()
 		c.entities[spec.Name] = e
@@ -400,11 +402,10 @@ func (e *Entity[V]) Key(id string) string { return e.keyAt(id, e.gen.Load()) }
 // keyAt is Key in generation gen: a read computes every key from the one
 // generation it read, so an entry is never filed under another.
 func (e *Entity[V]) keyAt(id string, gen uint64) string {
-	k := "v" + strconv.Itoa(e.spec.Version) + ":" + e.spec.Name + ":"
 	if e.spec.Generational {
-		k += "g" + strconv.FormatUint(gen, 10) + ":"
+		return e.prefix + "g" + strconv.FormatUint(gen, 10) + ":" + id
 	}
-	return k + id
+	return e.prefix + id
 }
 
 // TTL returns the configured lifetime of found values.
@@ -779,36 +780,51 @@ func (e *Entity[V]) writeL2(rkey, stamp string, body []byte, en *entry) {
 	})
 }
 
-// GetMany returns the values of ids that exist. Hits come from L1 and L2;
-// the misses are loaded with one call of load (not coalesced across
-// instances: batches are cart and search pages, not hot single keys).
-func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx context.Context, ids []string) (map[string]V, error)) (map[string]V, error) {
+// GetMany returns the values of ids, in their order: vals[i] is the value
+// of ids[i] when found[i] (a duplicate id gets the same value at each of
+// its places). Hits come from L1 and L2; the misses are loaded with one
+// call of load (not coalesced across instances: batches are list, cart and
+// search pages, not hot single keys). An all-hit call, a cached list page,
+// builds no map.
+func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx context.Context, ids []string) (map[string]V, error)) (vals []V, found []bool, err error) {
 	c := e.c
-	out := make(map[string]V, len(ids))
+	vals, found = make([]V, len(ids)), make([]bool, len(ids))
 	gen := e.gen.Load()
 	era := c.era.Load()
 	useL1 := c.l1Usable()
-	var missing []string
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
+	var misses []int // places in ids
+	now := time.Now()
+	for i, id := range ids {
 		if useL1 {
-			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && time.Now().Before(en.expires) {
+			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && now.Before(en.expires) {
 				e.m.hitL1()
 				if en.found {
-					out[id] = en.val.(V)
+					vals[i], found[i] = en.val.(V), true
 				}
 				continue
 			}
 			e.m.missL1()
 		}
-		missing = append(missing, id)
+		misses = append(misses, i)
 	}
-	if len(missing) == 0 {
-		return out, nil
+	if len(misses) == 0 {
+		return vals, found, nil
+	}
+	// The distinct missing ids, each looked up and loaded once, and the
+	// places of each.
+	places := make(map[string][]int, len(misses))
+	var missing []string
+	for _, i := range misses {
+		id := ids[i]
+		if _, dup := places[id]; !dup {
+			missing = append(missing, id)
+		}
+		places[id] = append(places[id], i)
+	}
+	set := func(id string, v V) {
+		for _, i := range places[id] {
+			vals[i], found[i] = v, true
+		}
 	}
 	epochs := make([]uint64, len(missing))
 	for i, id := range missing {
@@ -850,7 +866,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 						e.m.hitL2()
 						fill(i, en)
 						if en.found {
-							out[id] = en.val.(V)
+							set(id, en.val.(V))
 						}
 						continue
 					}
@@ -863,7 +879,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 		}
 	}
 	if len(missing) == 0 {
-		return out, nil
+		return vals, found, nil
 	}
 	start := time.Now()
 	loaded, err := load(ctx, missing)
@@ -871,23 +887,23 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 	c.metrics.loads.WithLabelValues(e.spec.Name, outcome(err)).Inc()
 	c.metrics.loadDur.WithLabelValues(e.spec.Name).Observe(took.Seconds())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, id := range missing {
-		v, found := loaded[id]
-		if found {
-			out[id] = v
+		v, ok := loaded[id]
+		if ok {
+			set(id, v)
 		}
-		en, body, err := e.newEntry(v, found, start, took)
+		en, body, err := e.newEntry(v, ok, start, took)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fill(i, en)
 		if l2ok {
 			e.writeL2(c.opts.Prefix+e.keyAt(id, gen), stamps[i], body, en)
 		}
 	}
-	return out, nil
+	return vals, found, nil
 }
 
 // Target is one part of an invalidation: some keys of an entity, or every

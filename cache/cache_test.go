@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -502,14 +503,14 @@ func TestGetManyLevels(t *testing.T) {
 		}
 		return out, nil
 	}
-	want := map[string]string{"1": "one", "2": "two"}
+	wantVals, wantFound := []string{"one", "two", "", "two"}, []bool{true, true, false, true}
 	for i, e := range []*Entity[string]{ea, ea, eb} {
-		got, err := e.GetMany(context.Background(), []string{"1", "2", "3", "2"}, loadMany)
+		vals, found, err := e.GetMany(context.Background(), []string{"1", "2", "3", "2"}, loadMany)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 2 || got["1"] != want["1"] || got["2"] != want["2"] {
-			t.Fatalf("call %d: got %v, want %v", i, got, want)
+		if !slices.Equal(vals, wantVals) || !slices.Equal(found, wantFound) {
+			t.Fatalf("call %d: got %q %v, want %q %v", i, vals, found, wantVals, wantFound)
 		}
 	}
 	if len(batches) != 1 || len(batches[0]) != 3 {

@@ -158,22 +158,19 @@ func (s *Cached) ListProducts(ctx context.Context, categoryID, sort string, afte
 	if err != nil {
 		return nil, err
 	}
-	found, err := s.productsByID(ctx, ids)
+	products, found, err := s.productsByID(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]catalog.Product, 0, len(ids))
-	for _, id := range ids {
-		p, ok := found[id]
+	for _, ok := range found {
 		if !ok {
 			// Deleted between the list and the products: the list is from
 			// an older generation that this instance has not heard moved
 			// yet. Ask the database.
 			return s.inner.ListProducts(ctx, categoryID, sort, after, limit)
 		}
-		out = append(out, p)
 	}
-	return out, nil
+	return products, nil
 }
 
 // product is one product through the coalesced, cluster-wide
@@ -188,13 +185,15 @@ func (s *Cached) product(ctx context.Context, id string) (catalog.Product, bool,
 	})
 }
 
-func (s *Cached) productsByID(ctx context.Context, ids []string) (map[string]catalog.Product, error) {
+// productsByID is the products of ids, in their order: products[i] is
+// ids[i]'s when found[i].
+func (s *Cached) productsByID(ctx context.Context, ids []string) (products []catalog.Product, found []bool, err error) {
 	if len(ids) == 1 {
-		p, found, err := s.product(ctx, ids[0])
-		if err != nil || !found {
-			return map[string]catalog.Product{}, err
+		p, ok, err := s.product(ctx, ids[0])
+		if err != nil {
+			return nil, nil, err
 		}
-		return map[string]catalog.Product{p.ID: p}, nil
+		return []catalog.Product{p}, []bool{ok}, nil
 	}
 	return s.products.GetMany(ctx, ids, func(ctx context.Context, missing []string) (map[string]catalog.Product, error) {
 		ps, err := s.inner.ProductsByID(ctx, missing)
@@ -228,16 +227,16 @@ func (s *Cached) ProductsByID(ctx context.Context, ids []string) ([]catalog.Prod
 		}
 		return []catalog.Product{p}, nil
 	}
-	found, err := s.productsByID(ctx, ids)
+	products, found, err := s.productsByID(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]catalog.Product, 0, len(found))
-	seen := make(map[string]bool, len(found))
-	for _, id := range ids {
-		if p, ok := found[id]; ok && !seen[id] {
+	out := make([]catalog.Product, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if found[i] && !seen[id] {
 			seen[id] = true
-			out = append(out, p)
+			out = append(out, products[i])
 		}
 	}
 	return out, nil
