@@ -80,7 +80,8 @@ type Config struct {
 	WorkDir string
 	// CPUProfiles, when set, is the directory that gets million's CPU
 	// profile (pprof, from its admin listener) over the first measured run
-	// of the peak and pg-checkout scenarios, as <scenario>.pprof.
+	// of the peak, pg-checkout and HTTP-versus-bare scenarios (the capacity
+	// probe), as <scenario>.pprof.
 	CPUProfiles string
 	Pins        Pins
 	// Command is the command line, for the report.

@@ -369,7 +369,7 @@ func runPgProductGet(ctx context.Context, r *runner, res *ScenarioResult) error 
 	}
 	res.Notes = append(res.Notes, fmt.Sprintf("%s distinct products, drawn uniformly at random", thousands(int64(len(paths)))))
 	target := &httpSide{r: r, name: "million", srv: srv, roots: []int{srv.pid(), pg.cluster.pid()},
-		t: newHTTPTarget(srv.addr, r.cfg.Connections), next: pick(paths), step: "product"}
+		t: newHTTPTarget(srv.addr, r.cfg.Connections), next: pick(paths), step: "product", profile: r.profileFile(res.Name)}
 	defer target.t.close()
 	baseline := &pgbenchSide{r: r, pg: pg, name: "pgbench -S -M prepared", script: []string{"-S"}}
 	return r.compare(ctx, res, baseline, target)

@@ -132,6 +132,9 @@ type httpSide struct {
 	// and database queries per request are to be measured over the
 	// capacity run.
 	metrics string
+	// profile is the file for the server's CPU profile over the next
+	// capacity run, "" for none (or once written).
+	profile string
 }
 
 func (s *httpSide) pause()  { s.srv.pause() }
@@ -164,8 +167,10 @@ func (s *httpSide) capacity(ctx context.Context, d time.Duration) (*Side, error)
 	}
 	mt := newMeter(s.roots...)
 	mt.start()
+	profiled := s.r.startProfile(ctx, s.srv, &s.profile, d)
 	p := s.t.saturate(ctx, d, s.next)
 	mt.stop()
+	profiled()
 	m := &Side{Name: s.name, ThroughputRPS: p.rps(), OK: p.OK, Errors: p.Errors, DurationS: p.Elapsed.Seconds(), ErrorSample: p.Sample}
 	mt.report(s.r.cfg.Pins, m)
 	if before != nil {
@@ -375,6 +380,7 @@ func (r *runner) httpVsBare(ctx context.Context, res *ScenarioResult, srv *serve
 		return errors.New("million serve logged no admin listener, so no metrics")
 	}
 	target.metrics = "http://" + srv.adminAddr + "/metrics"
+	target.profile = r.profileFile(res.Name)
 	if !cached {
 		err := r.compare(ctx, res, baseline, target)
 		lookups := false

@@ -138,14 +138,14 @@ func (c *Catalog) Products(ctx context.Context, q ListQuery) (Page, error) {
 
 // Product implements Service.
 func (c *Catalog) Product(ctx context.Context, id string) (Product, error) {
-	found, err := c.store.ProductsByID(ctx, []string{id})
+	p, found, err := c.store.Product(ctx, id)
 	if err != nil {
 		return Product{}, err
 	}
-	if len(found) == 0 {
+	if !found {
 		return Product{}, errNoProduct
 	}
-	return found[0], nil
+	return p, nil
 }
 
 var errNoProduct = fault.New(fault.NotFound, "", "no such product")

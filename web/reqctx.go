@@ -16,8 +16,9 @@ import (
 type requestContext struct {
 	context.Context // the connection's context
 	id, clientIP    string
-	start           time.Time // when the middleware took the request
-	deadline        time.Time // zero: none beyond the parent's
+	start           time.Time    // when the middleware took the request
+	deadline        time.Time    // zero: none beyond the parent's
+	writer          statusWriter // the response's, in the same allocation
 
 	once   sync.Once
 	timed  context.Context // the parent with the deadline, made on first need

@@ -231,7 +231,8 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 		defer rc.end()
 		ctx := context.Context(rc)
 		r = r.WithContext(ctx)
-		sw := asStatusWriter(w)
+		rc.writer = statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := &rc.writer
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {

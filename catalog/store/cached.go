@@ -177,11 +177,7 @@ func (s *Cached) ListProducts(ctx context.Context, categoryID, sort string, afte
 // single-loader path.
 func (s *Cached) product(ctx context.Context, id string) (catalog.Product, bool, error) {
 	return s.products.Get(ctx, id, func(ctx context.Context) (catalog.Product, bool, error) {
-		ps, err := s.inner.ProductsByID(ctx, []string{id})
-		if err != nil || len(ps) == 0 {
-			return catalog.Product{}, false, err
-		}
-		return ps[0], true, nil
+		return s.inner.Product(ctx, id)
 	})
 }
 
@@ -206,6 +202,14 @@ func (s *Cached) productsByID(ctx context.Context, ids []string) (products []cat
 		}
 		return out, nil
 	})
+}
+
+// Product implements catalog.Store.
+func (s *Cached) Product(ctx context.Context, id string) (catalog.Product, bool, error) {
+	if sqldb.InTransaction(ctx) {
+		return s.inner.Product(ctx, id)
+	}
+	return s.product(ctx, id)
 }
 
 // ProductsByID implements catalog.Store.

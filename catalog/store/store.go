@@ -180,6 +180,15 @@ func (s *Store) ProductsByID(ctx context.Context, ids []string) ([]catalog.Produ
 	return scanProducts(rows)
 }
 
+// Product implements catalog.Store.
+func (s *Store) Product(ctx context.Context, id string) (catalog.Product, bool, error) {
+	ps, err := s.ProductsByID(ctx, []string{id})
+	if err != nil || len(ps) == 0 {
+		return catalog.Product{}, false, err
+	}
+	return ps[0], true, nil
+}
+
 // InsertProduct implements catalog.Store.
 func (s *Store) InsertProduct(ctx context.Context, p catalog.ProductRow) error {
 	if !sqldb.Storable(p.ID, p.SKU, p.Name, p.Description, p.Currency, p.CategoryID, p.ImageURL) {

@@ -110,6 +110,24 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		}
 	})
 
+	t.Run("ProductOne", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustCategory(t, s, "c1", "gear", "Gear")
+		a := mustProduct(t, s, row("p1", "c1", "gear", 100, 1))
+		got, found, err := s.Product(ctx, "p1")
+		if err != nil || !found {
+			t.Fatalf("Product(p1) = found %v, %v; want it", found, err)
+		}
+		if d := productDiff(got, a.Product); d != "" {
+			t.Fatalf("Product(p1): %s", d)
+		}
+		for _, id := range []string{"nope", "", "p1\x00"} {
+			if got, found, err := s.Product(ctx, id); err != nil || found || got.ID != "" {
+				t.Fatalf("Product(%q) = %+v, found %v, %v; want not found", id, got, found, err)
+			}
+		}
+	})
+
 	t.Run("ProductsByIDSkipsMissing", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustCategory(t, s, "c1", "gear", "Gear")

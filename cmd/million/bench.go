@@ -33,7 +33,7 @@ type BenchCmd struct {
 	ServerCPU      int           `name:"server-cpu" default:"0" help:"CPU of the servers and PostgreSQL (taskset -c)."`
 	GeneratorCPU   int           `name:"generator-cpu" default:"1" help:"CPU of the load generator and pgbench."`
 	WorkDir        string        `placeholder:"DIR" help:"Keep the seeded databases here and reuse them next time (default: a temporary directory, removed)."`
-	CPUProfiles    string        `placeholder:"DIR" help:"peak, pg-checkout: write million's CPU profile over the first measured run to DIR/<scenario>.pprof (read it with go tool pprof)."`
+	CPUProfiles    string        `placeholder:"DIR" help:"peak, pg-checkout, product-get, product-get-uncached, product-list, pg-product-get: write million's CPU profile over the first measured run (for those compared with bare net/http or pgbench, the capacity probe) to DIR/<scenario>.pprof (read it with go tool pprof)."`
 	JSON           string        `name:"json" placeholder:"FILE" help:"Write every round of every side as JSON to FILE."`
 	WriteDocs      bool          `help:"Put the rows of the scenarios run into the bench table of --docs, replacing their previous rows."`
 	Docs           string        `default:"docs/benchmarks.md" placeholder:"FILE" help:"The benchmarks document --write-docs updates."`
