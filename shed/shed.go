@@ -100,6 +100,7 @@ type Shedder struct {
 	cpuBits   atomic.Uint64 // smoothed CPU use, as a share of GOMAXPROCS, float64 bits
 	schedP90  atomic.Int64  // smoothed scheduling latency p90, nanoseconds
 	dropBits  atomic.Uint64 // share of requests refused for scheduling latency, float64 bits
+	wasSlow   bool          // the previous sample's waits were over SchedLatency (the sampler's only)
 	lastDrop  atomic.Int64  // unix nanoseconds of the last refusal, 0 if none
 	dropped   atomic.Int64
 	abandoned atomic.Int64 // requests whose client left before they started
@@ -283,12 +284,19 @@ func (s *Shedder) sample(c *cpuSampler) {
 // the process busy, mean more arrives than the CPUs finish: the share
 // grows by a tenth of what is left each sample, and shrinks by three tenths each
 // sample without the wait, so it settles where the wait stays near the
-// target and the CPU stays busy with admitted work.
+// target and the CPU stays busy with admitted work. It grows only after two
+// slow samples in a row: one alone is a burst of arrivals or a collection
+// at moderate load (handlers that each take milliseconds of CPU make
+// goroutines wait that long), and refusing for it fails requests of an
+// instance that keeps up.
 func (s *Shedder) steer(p90 time.Duration) {
 	share := math.Float64frombits(s.dropBits.Load())
+	slow := p90 >= s.opts.SchedLatency
+	lasting := slow && s.wasSlow
+	s.wasSlow = slow
 	// A process that is not busy itself is not the one overloading its
 	// CPUs (a neighbour is): refusing its requests would not help.
-	if p90 >= s.opts.SchedLatency && s.CPUUsage() >= s.opts.CPUThreshold/2 {
+	if lasting && s.CPUUsage() >= s.opts.CPUThreshold/2 {
 		share += (0.95 - share) / 10
 	} else if share *= 0.7; share < 0.01 {
 		share = 0

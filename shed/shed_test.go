@@ -357,3 +357,30 @@ func TestDropShareFollowsSchedulingLatency(t *testing.T) {
 		t.Fatalf("share %v 2 s after the waits ended", s.DropShare())
 	}
 }
+
+// TestDropShareIgnoresOneSlowSample: a single sample of long waits (a
+// burst of arrivals, a garbage collection) at moderate load refuses
+// nothing; the share rises only when the waits last.
+func TestDropShareIgnoresOneSlowSample(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	var wait atomic.Int64
+	s := New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
+	sampler := &cpuSampler{}
+	step := func(n int, cpu float64) {
+		for range n {
+			c.advance(100*time.Millisecond, cpu, gomaxprocs())
+			s.sample(sampler)
+		}
+	}
+	wait.Store(int64(2 * time.Millisecond))
+	step(10, 0.6)
+	for range 5 {
+		wait.Store(int64(25 * time.Millisecond)) // one slow sample in ten
+		step(1, 0.6)
+		if s.DropShare() != 0 {
+			t.Fatalf("share %v after one slow sample at 60 %% CPU", s.DropShare())
+		}
+		wait.Store(int64(2 * time.Millisecond))
+		step(9, 0.6)
+	}
+}
