@@ -58,16 +58,17 @@ func ClientIPFrom(ctx context.Context) string {
 // prefix, across processes, at the cost of an atomic add instead of a read
 // of the system's random source for each request. The IDs trace requests;
 // they are not secrets.
-var requestIDs = func() (ids struct {
+var requestIDs struct {
 	prefix [16]byte // hex of 8 random bytes
 	next   atomic.Uint64
-}) {
+}
+
+func init() {
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
-	hex.Encode(ids.prefix[:], seed[:8])
-	ids.next.Store(binary.LittleEndian.Uint64(seed[8:]) >> 1) // any start: one process never wraps it
-	return ids
-}()
+	hex.Encode(requestIDs.prefix[:], seed[:8])
+	requestIDs.next.Store(binary.LittleEndian.Uint64(seed[8:]) >> 1) // any start: one process never wraps it
+}
 
 // NewRequestID returns a request ID (32 hex digits) that no other request
 // of any process is expected to have.
