@@ -321,16 +321,7 @@ func TestSchedLatencyP90ReadsTheRuntime(t *testing.T) {
 // they run on time it decays to zero; a process that is idle itself (a
 // neighbour takes the CPU) never raises it.
 func TestDropShareFollowsSchedulingLatency(t *testing.T) {
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
-	var wait atomic.Int64
-	s := New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
-	sampler := &cpuSampler{}
-	step := func(n int, cpu float64) {
-		for range n {
-			c.advance(100*time.Millisecond, cpu, gomaxprocs())
-			s.sample(sampler)
-		}
-	}
+	s, wait, step := sampledShedder()
 	wait.Store(int64(30 * time.Millisecond))
 	step(20, 0.1)
 	if s.DropShare() != 0 {
@@ -362,16 +353,7 @@ func TestDropShareFollowsSchedulingLatency(t *testing.T) {
 // burst of arrivals, a garbage collection) at moderate load refuses
 // nothing; the share rises only when the waits last.
 func TestDropShareIgnoresOneSlowSample(t *testing.T) {
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
-	var wait atomic.Int64
-	s := New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
-	sampler := &cpuSampler{}
-	step := func(n int, cpu float64) {
-		for range n {
-			c.advance(100*time.Millisecond, cpu, gomaxprocs())
-			s.sample(sampler)
-		}
-	}
+	s, wait, step := sampledShedder()
 	wait.Store(int64(2 * time.Millisecond))
 	step(10, 0.6)
 	for range 5 {
@@ -382,5 +364,21 @@ func TestDropShareIgnoresOneSlowSample(t *testing.T) {
 		}
 		wait.Store(int64(2 * time.Millisecond))
 		step(9, 0.6)
+	}
+}
+
+// sampledShedder returns a shedder on a fake clock whose scheduling
+// latency is what wait holds, and step, which runs n samples of 100 ms at
+// the given CPU use.
+func sampledShedder() (s *Shedder, wait *atomic.Int64, step func(n int, cpu float64)) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	wait = new(atomic.Int64)
+	s = New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
+	sampler := &cpuSampler{}
+	return s, wait, func(n int, cpu float64) {
+		for range n {
+			c.advance(100*time.Millisecond, cpu, gomaxprocs())
+			s.sample(sampler)
+		}
 	}
 }
