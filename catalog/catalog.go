@@ -183,8 +183,8 @@ type Store interface {
 	// read-modify-write (checkout's reservation, UpdateProduct's patch)
 	// never loses a concurrent update.
 	ProductsByID(ctx context.Context, ids []string) ([]Product, error)
-	// Product is ProductsByID of one id, the product page's read: found is
-	// false when it does not exist.
+	// Product is ProductsByID of one id (locking it inside a transaction
+	// likewise): found is false when it does not exist.
 	Product(ctx context.Context, id string) (p Product, found bool, err error)
 	// InsertProduct inserts a product at version 1. Errors: fault.Conflict (sku_taken),
 	// fault.Invalid (unstorable text).

@@ -225,14 +225,13 @@ func (c *Catalog) UpdateProduct(ctx context.Context, id string, patch ProductPat
 	}
 	var out Product
 	err := c.store.InTx(ctx, func(ctx context.Context) error {
-		found, err := c.store.ProductsByID(ctx, []string{id})
+		p, found, err := c.store.Product(ctx, id) // locks the row until the transaction ends
 		if err != nil {
 			return err
 		}
-		if len(found) == 0 {
+		if !found {
 			return errNoProduct
 		}
-		p := found[0]
 		row := ProductRow{Product: p}
 		if patch.Category != nil {
 			cat, err := c.categoryFor(ctx, *patch.Category)

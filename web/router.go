@@ -224,14 +224,14 @@ func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) 
 			id = NewRequestID()
 		}
 		w.Header()["X-Request-Id"] = []string{id} // canonical already
-		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy), start: start}
+		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy), start: start,
+			writer: statusWriter{ResponseWriter: w, status: http.StatusOK}}
 		if opts.Timeout > 0 {
 			rc.deadline = start.Add(opts.Timeout)
 		}
 		defer rc.end()
 		ctx := context.Context(rc)
 		r = r.WithContext(ctx)
-		rc.writer = statusWriter{ResponseWriter: w, status: http.StatusOK}
 		sw := &rc.writer
 		defer func() {
 			if v := recover(); v != nil {
