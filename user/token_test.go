@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,5 +144,43 @@ func TestTokensVerifyRejects(t *testing.T) {
 				t.Fatalf("Verify accepted %q with claims %+v", tc.token, c)
 			}
 		})
+	}
+}
+
+// TestTokensVerifiedTokenStillExpires: a token Verify accepted (and now
+// remembers) is refused once its expiry passes, and remembering it lets no
+// token through that differs from it by a byte.
+func TestTokensVerifiedTokenStillExpires(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tk, err := user.NewTokens(tokenTestKey, 15*time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tk.Access("user-1", "session-1", user.RoleCustomer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := tk.Verify(tok); err != nil {
+			t.Fatalf("Verify(own token): %v", err)
+		}
+	}
+	sig := strings.LastIndexByte(tok, '.') + 1 // the signature's first character carries 6 bits of it
+	flipped := byte('A')
+	if tok[sig] == 'A' {
+		flipped = 'B'
+	}
+	tampered := tok[:sig] + string(flipped) + tok[sig+1:]
+	if _, err := tk.Verify(tampered); err == nil {
+		t.Fatal("a token one byte off the verified one was accepted")
+	}
+	mu.Lock()
+	now = now.Add(15*time.Minute + time.Second)
+	mu.Unlock()
+	if _, err := tk.Verify(tok); err == nil {
+		t.Fatal("a verified token was accepted after its expiry")
 	}
 }
