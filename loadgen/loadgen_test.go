@@ -137,8 +137,12 @@ func TestOpenModelReportsStall(t *testing.T) {
 		if maxMs < 900 {
 			t.Fatalf("the closed loop never saw the stall (max %.1f ms)", maxMs)
 		}
-		if p99 > 100 {
-			t.Fatalf("closed-loop p99 %.1f ms; expected it to hide the stall", p99)
+		// Hidden: the p99 stays far below the stall that the open model's
+		// p99 shows (≥ 900 ms). Not a fixed 100 ms: on a machine busy with
+		// other tests, 2 of ~200 requests taking over 100 ms is the machine,
+		// not the stall.
+		if limit := ms(micros(stall / 4)); p99 > limit {
+			t.Fatalf("closed-loop p99 %.1f ms, over %.0f ms; expected it to hide the %v stall", p99, limit, stall)
 		}
 		if due := int(rate * dur.Seconds()); sent > due*85/100 {
 			t.Fatalf("closed loop sent %d of %d due; it should have fallen behind by the stall", sent, due)
