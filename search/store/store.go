@@ -190,25 +190,30 @@ func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) (
 		quoted[i] = quote(t)
 	}
 	last := terms[len(terms)-1]
-	words, err := s.completions(ctx, last)
-	if err != nil {
-		return nil, err
+	quoted[len(quoted)-1] = "(" + quote(last) + "*"
+	completions := MaxCompletions
+	if utf8.RuneCountInString(last) < minCompletionRunes {
+		completions = 0
 	}
-	alternatives := []string{quote(last) + "*"}
-	for _, w := range words {
-		alternatives = append(alternatives, quote(w))
-	}
-	quoted[len(quoted)-1] = "(" + strings.Join(alternatives, " OR ") + ")"
 	// bm25 alone cannot keep name hits first: a term in every document
 	// has its weight cut to nearly nothing, and a short prefix matches
 	// some documents through a rare completion and the rest only through
 	// the prefix itself. So the first key is whether the name matched at
 	// all: bm25 over the name alone is below zero exactly then.
+	//
+	// The completions join the query inside the statement, one statement
+	// per search rather than a vocabulary lookup before it. No valid UTF-8
+	// text that starts with the prefix sorts at or after prefix+U+10FFFF,
+	// the last code point, unless that code point follows: the range finds
+	// them in the vocabulary's order, and substr keeps only real prefixes.
 	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT product_id FROM search_products
-		WHERE search_products MATCH ?
+		WHERE search_products MATCH ? || (
+			SELECT coalesce(group_concat(' OR "' || replace(term, '"', '""') || '"', ''), '') FROM (
+				SELECT term FROM search_words_vocab WHERE term > ? AND term < ? AND substr(term, 1, ?) = ?
+				ORDER BY term LIMIT ?)) || ')'
 		ORDER BY bm25(search_products, 0.0, 1.0, 0.0) < 0 DESC, bm25(search_products, 0.0, 10.0, 1.0), product_id
 		LIMIT ? OFFSET ?`,
-		strings.Join(quoted, " AND "), limit, offset)
+		strings.Join(quoted, " AND "), last, last+"\U0010FFFF", utf8.RuneCountInString(last), last, completions, limit, offset)
 	if err != nil {
 		return nil, fault.Wrap(err, "search")
 	}
@@ -229,31 +234,4 @@ func (s *SQLite) Match(ctx context.Context, terms []string, offset, limit int) (
 func quote(term string) string {
 	term = strings.ReplaceAll(term, "\x00", "")
 	return `"` + strings.ReplaceAll(term, `"`, `""`) + `"`
-}
-
-// completions returns up to MaxCompletions indexed words that start with
-// prefix and are longer than it, in alphabetical order.
-func (s *SQLite) completions(ctx context.Context, prefix string) ([]string, error) {
-	if utf8.RuneCountInString(prefix) < minCompletionRunes {
-		return nil, nil
-	}
-	// No valid UTF-8 text that starts with prefix sorts at or after
-	// prefix+U+10FFFF, the last code point, unless that code point follows.
-	rows, err := s.db.Reader(ctx).QueryContext(ctx, `SELECT term FROM search_words_vocab
-		WHERE term > ? AND term < ? ORDER BY term LIMIT ?`, prefix, prefix+"\U0010FFFF", MaxCompletions)
-	if err != nil {
-		return nil, fault.Wrap(err, "complete search term")
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var w string
-		if err := rows.Scan(&w); err != nil {
-			return nil, fault.Wrap(err, "scan completion")
-		}
-		if strings.HasPrefix(w, prefix) {
-			out = append(out, w)
-		}
-	}
-	return out, fault.Wrap(rows.Err(), "complete search term")
 }
