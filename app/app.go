@@ -286,7 +286,7 @@ func wire(cfg Config, db *sqldb.DB, redis rueidis.Client, logger *slog.Logger) (
 		func() float64 { return float64(a.InFlight()) })
 	a.Provider = simulated.New(cfg.PaymentLatency)
 	a.Payments = payment.NewPayments(paymentstore.New(db), a.Provider, a.Outbox, secrets.webhook, cfg.PaymentTimeout, now)
-	a.Orders = order.NewOrders(orderstore.New(db), a.Catalog, a.Carts, a.Payments, a.Outbox,
+	a.Orders = order.NewOrders(stores.orders, a.Catalog, a.Carts, a.Payments, a.Outbox,
 		// The key lease outlasts a whole payment (authorize, capture, void).
 		order.Config{Currency: cfg.Currency, KeyLease: 3*cfg.PaymentTimeout + 15*time.Second, CaptureAfter: cfg.PaymentCaptureAfter,
 			AbandonAfter: cfg.CheckoutAbandonAfter, KeyRetention: cfg.IdempotencyKeyRetention}, logger, now)

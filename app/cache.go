@@ -12,6 +12,8 @@ import (
 	"github.com/millionshop/million/catalog"
 	catalogstore "github.com/millionshop/million/catalog/store"
 	"github.com/millionshop/million/obs"
+	"github.com/millionshop/million/order"
+	orderstore "github.com/millionshop/million/order/store"
 	"github.com/millionshop/million/search"
 	searchstore "github.com/millionshop/million/search/store"
 	"github.com/millionshop/million/sqldb"
@@ -57,10 +59,12 @@ type cachedStores struct {
 	catalog catalog.Store
 	search  search.Store
 	carts   cart.Store
+	orders  order.Store
 }
 
 func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store, metrics *obs.Metrics, logger *slog.Logger) (cachedStores, error) {
-	s := cachedStores{users: users, catalog: catalogstore.New(db), search: searchstore.New(db), carts: cartstore.New(db)}
+	s := cachedStores{users: users, catalog: catalogstore.New(db), search: searchstore.New(db), carts: cartstore.New(db),
+		orders: orderstore.New(db)}
 	if cfg.Cache.Disabled {
 		return s, nil
 	}
@@ -92,5 +96,6 @@ func openStores(cfg Config, db *sqldb.DB, redis rueidis.Client, users user.Store
 	})
 	s.search = searchstore.NewCached(s.search, c, cfg.Cache.SearchTTL)
 	s.carts = cartstore.NewCached(s.carts, c, 0)
+	s.orders = orderstore.NewCached(s.orders, c, 0)
 	return s, nil
 }

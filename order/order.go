@@ -156,10 +156,10 @@ type Store interface {
 	// Errors: fault.Invalid when beforeID is an ID no store can hold, so it
 	// cannot be a position a list returned.
 	Orders(ctx context.Context, userID, beforeID string, limit int) ([]Order, error)
-	// SetStatus moves an order from one of the given statuses to status; it
-	// reports false when the order was in none of them. Errors:
-	// fault.Invalid (unstorable status text).
-	SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error)
+	// SetStatus moves the user's order from one of the given statuses to
+	// status; it reports false when the order was in none of them (or is
+	// not the user's). Errors: fault.Invalid (unstorable status text).
+	SetStatus(ctx context.Context, userID, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error)
 	// Key returns an idempotency record, locked inside a transaction.
 	// Errors: fault.NotFound.
 	Key(ctx context.Context, userID, key string) (KeyRecord, error)

@@ -428,21 +428,27 @@ func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord)
 		return Order{}, payErr
 	}
 	var paid bool
+	now := s.now().UTC().Truncate(time.Microsecond) // as stored
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		paid, err = s.store.SetStatus(ctx, o.ID, []string{StatusPending}, StatusPaid, pay.Status, s.now().UTC())
+		paid, err = s.store.SetStatus(ctx, o.UserID, o.ID, []string{StatusPending}, StatusPaid, pay.Status, now)
 		if err != nil || !paid {
 			return err
 		}
-		o.Status, o.PaymentStatus = StatusPaid, pay.Status
+		o.Status, o.PaymentStatus, o.UpdatedAt = StatusPaid, pay.Status, now
 		return s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
 	})
 	if err != nil {
 		return Order{}, err
 	}
+	if paid {
+		// The order as this checkout left it, row for row what reading it
+		// back would return, without the two statements that would take.
+		return o, nil
+	}
 	cur, err := s.store.OrderByID(ctx, o.ID)
-	if err != nil || paid {
-		return cur, err
+	if err != nil {
+		return Order{}, err
 	}
 	// The order left pending while the payment ran. It may be paid already
 	// (a payment.captured webhook, or another attempt of this checkout):
@@ -464,7 +470,7 @@ func (s *Orders) compensate(ctx context.Context, o Order, paymentStatus string) 
 	var done bool
 	err := s.store.InTx(context.WithoutCancel(ctx), func(ctx context.Context) error {
 		var err error
-		done, err = s.store.SetStatus(ctx, o.ID, []string{StatusPending, StatusPaid}, StatusCancelled, paymentStatus, s.now().UTC())
+		done, err = s.store.SetStatus(ctx, o.UserID, o.ID, []string{StatusPending, StatusPaid}, StatusCancelled, paymentStatus, s.now().UTC())
 		if err != nil || !done {
 			return err
 		}
@@ -549,7 +555,7 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 			return payment.ErrOrderClosed // the payment service refunds it
 		}
 		var done bool
-		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
+		done, err = s.store.SetStatus(ctx, o.UserID, orderID, []string{StatusPending, StatusPaid}, StatusPaid, status, now)
 		if err == nil && done && o.Status == StatusPending {
 			// Paid by the webhook: announced as checkout announces it.
 			o.Status, o.PaymentStatus = StatusPaid, status
@@ -557,13 +563,13 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 		}
 	case payment.StatusRefunded:
 		var done bool
-		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid, StatusFulfilled}, StatusRefunded, status, now)
+		done, err = s.store.SetStatus(ctx, o.UserID, orderID, []string{StatusPending, StatusPaid, StatusFulfilled}, StatusRefunded, status, now)
 		if err == nil && done && o.Status != StatusFulfilled {
 			err = s.stock.Release(ctx, linesOf(o))
 		}
 	case payment.StatusVoided, payment.StatusFailed:
 		var done bool
-		done, err = s.store.SetStatus(ctx, orderID, []string{StatusPending, StatusPaid}, StatusCancelled, status, now)
+		done, err = s.store.SetStatus(ctx, o.UserID, orderID, []string{StatusPending, StatusPaid}, StatusCancelled, status, now)
 		if err == nil && done {
 			if err = s.stock.Release(ctx, linesOf(o)); err == nil {
 				o.Status = StatusCancelled
@@ -571,7 +577,7 @@ func (s *Orders) PaymentChanged(ctx context.Context, orderID, status string) err
 			}
 		}
 	default:
-		_, err = s.store.SetStatus(ctx, orderID, []string{o.Status}, o.Status, status, now)
+		_, err = s.store.SetStatus(ctx, o.UserID, orderID, []string{o.Status}, o.Status, status, now)
 	}
 	return err
 }

@@ -1,7 +1,9 @@
 package order_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -282,6 +284,33 @@ func (h *hookProvider) Authorize(ctx context.Context, key string, amount int64, 
 // placed, a caller that goes away (its context cancelled while the provider
 // works) does not strand it: the payment completes, the outcome is stored,
 // and the retry gets it replayed.
+// TestCheckoutAnswersTheStoredOrder: a paid checkout answers the order
+// without reading it back, so its answer must be, byte for byte, what
+// reading the order returns, on both engines' precision (microseconds).
+func TestCheckoutAnswersTheStoredOrder(t *testing.T) {
+	t.Parallel()
+	f := newOrderFixture(t, "")
+	p := f.product(t, 5)
+	const userID = "user-reads-back"
+	ctx := context.Background()
+	if _, err := f.app.Carts.SetItem(ctx, userID, p.ID, 2); err != nil {
+		t.Fatalf("fill cart: %v", err)
+	}
+	o, _, err := f.orders.Checkout(ctx, userID, "k-read-back", order.CheckoutRequest{Payment: order.PaymentMethod{Method: "card", Token: "tok_visa"}})
+	if err != nil || o.Status != order.StatusPaid {
+		t.Fatalf("checkout = %+v, %v; want it paid", o, err)
+	}
+	stored, err := f.orders.Get(ctx, userID, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered, _ := json.Marshal(o)
+	read, _ := json.Marshal(stored)
+	if !bytes.Equal(answered, read) || o.UserID != stored.UserID {
+		t.Fatalf("checkout answered\n%s\nreading the order returns\n%s", answered, read)
+	}
+}
+
 func TestCheckoutFinishesAfterClientLeaves(t *testing.T) {
 	t.Parallel()
 	f := newOrderFixture(t, "")

@@ -176,22 +176,22 @@ func (s *Store) Orders(ctx context.Context, userID, beforeID string, limit int) 
 }
 
 // SetStatus implements order.Store.
-func (s *Store) SetStatus(ctx context.Context, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
+func (s *Store) SetStatus(ctx context.Context, userID, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
 	if !sqldb.Storable(status, paymentStatus) {
 		return false, sqldb.ErrUnstorable
 	}
-	args := []any{status, paymentStatus, now.UnixMicro(), orderID}
+	args := []any{status, paymentStatus, now.UnixMicro(), orderID, userID}
 	for _, f := range from {
 		if sqldb.Storable(f) {
 			args = append(args, f)
 		}
 	}
-	n := len(args) - 4
-	if n == 0 || !sqldb.Storable(orderID) {
+	n := len(args) - 5
+	if n == 0 || !sqldb.Storable(orderID, userID) {
 		return false, nil // no stored order can match; and "IN ()" is not SQL
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE orders SET status = ?, payment_status = ?, updated_at = ?
-		WHERE id = ? AND status IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
+		WHERE id = ? AND user_id = ? AND status IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
 	if err != nil {
 		return false, fault.Wrap(err, "update order status")
 	}

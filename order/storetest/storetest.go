@@ -165,7 +165,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		mustOrder(t, s, newOrder("o1", "u1", 1))
 		other := mustOrder(t, s, newOrder("o2", "u1", 1))
 		later := when.Add(time.Hour)
-		ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPaid, order.StatusCancelled}, order.StatusRefunded, "refunded", later)
+		ok, err := s.SetStatus(ctx, "u1", "o1", []string{order.StatusPaid, order.StatusCancelled}, order.StatusRefunded, "refunded", later)
 		if err != nil || ok {
 			t.Fatalf("SetStatus(from paid or cancelled) on a pending order = %v, %v; want false", ok, err)
 		}
@@ -173,7 +173,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		if got.Status != order.StatusPending || got.PaymentStatus != "none" || !got.UpdatedAt.Equal(sqldbtest.Stored(when)) {
 			t.Fatalf("order after a refused SetStatus = %+v; want it unchanged", got)
 		}
-		ok, err = s.SetStatus(ctx, "o1", []string{order.StatusCancelled, order.StatusPending}, order.StatusPaid, "captured", later)
+		ok, err = s.SetStatus(ctx, "u1", "o1", []string{order.StatusCancelled, order.StatusPending}, order.StatusPaid, "captured", later)
 		if err != nil || !ok {
 			t.Fatalf("SetStatus(from cancelled or pending) on a pending order = %v, %v; want true", ok, err)
 		}
@@ -185,14 +185,17 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		if d := orderDiff(mustGet(t, s, "o2"), other); d != "" {
 			t.Fatalf("another order after SetStatus: %s", d)
 		}
-		if ok, err := s.SetStatus(ctx, "o1", nil, order.StatusCancelled, "voided", later); err != nil || ok {
+		if ok, err := s.SetStatus(ctx, "u1", "o1", nil, order.StatusCancelled, "voided", later); err != nil || ok {
 			t.Fatalf("SetStatus(from no status) = %v, %v; want false", ok, err)
 		}
-		if ok, err := s.SetStatus(ctx, "nope", []string{order.StatusPending}, order.StatusPaid, "captured", later); err != nil || ok {
+		if ok, err := s.SetStatus(ctx, "u1", "nope", []string{order.StatusPending}, order.StatusPaid, "captured", later); err != nil || ok {
 			t.Fatalf("SetStatus(missing order) = %v, %v; want false", ok, err)
 		}
+		if ok, err := s.SetStatus(ctx, "u2", "o1", []string{order.StatusPaid}, order.StatusCancelled, "voided", later); err != nil || ok {
+			t.Fatalf("SetStatus(another user's order) = %v, %v; want false", ok, err)
+		}
 		// The same status as a source and a target: the payment status moves alone.
-		if ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPaid}, order.StatusPaid, "refunded", later); err != nil || !ok {
+		if ok, err := s.SetStatus(ctx, "u1", "o1", []string{order.StatusPaid}, order.StatusPaid, "refunded", later); err != nil || !ok {
 			t.Fatalf("SetStatus(paid to paid) = %v, %v; want true", ok, err)
 		}
 		if got := mustGet(t, s, "o1"); got.Status != order.StatusPaid || got.PaymentStatus != "refunded" {
@@ -208,7 +211,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			if i%2 == 0 {
 				status = order.StatusCancelled
 			}
-			return s.SetStatus(ctx, "o1", []string{order.StatusPending}, status, "p"+strconv.Itoa(i), when)
+			return s.SetStatus(ctx, "u1", "o1", []string{order.StatusPending}, status, "p"+strconv.Itoa(i), when)
 		})
 		if won != 1 {
 			t.Fatalf("%d of 20 concurrent SetStatus(from pending) succeeded, want exactly 1", won)
@@ -234,7 +237,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 					return err
 				}
 				time.Sleep(5 * time.Millisecond) // let the others read, unless the order is locked
-				_, err = s.SetStatus(ctx, "o1", []string{o.Status}, o.Status, o.PaymentStatus+"+", when)
+				_, err = s.SetStatus(ctx, "u1", "o1", []string{o.Status}, o.Status, o.PaymentStatus+"+", when)
 				return err
 			})
 			return err == nil, err
@@ -270,13 +273,16 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			if got, err := s.Orders(ctx, "u1", bad, 10); !fault.Is(err, fault.Invalid) {
 				t.Errorf("Orders(u1, before %q) = %v, %v; want fault.Invalid", bad, orderIDs(got), err)
 			}
-			if ok, err := s.SetStatus(ctx, bad, []string{order.StatusPending}, order.StatusPaid, "captured", when); err != nil || ok {
+			if ok, err := s.SetStatus(ctx, "u1", bad, []string{order.StatusPending}, order.StatusPaid, "captured", when); err != nil || ok {
 				t.Errorf("SetStatus(%q) = %v, %v; want false", bad, ok, err)
 			}
-			if ok, err := s.SetStatus(ctx, "o1", []string{bad}, order.StatusPaid, "captured", when); err != nil || ok {
+			if ok, err := s.SetStatus(ctx, bad, "o1", []string{order.StatusPending}, order.StatusPaid, "captured", when); err != nil || ok {
+				t.Errorf("SetStatus(user %q, o1) = %v, %v; want false", bad, ok, err)
+			}
+			if ok, err := s.SetStatus(ctx, "u1", "o1", []string{bad}, order.StatusPaid, "captured", when); err != nil || ok {
 				t.Errorf("SetStatus(o1, from %q) = %v, %v; want false", bad, ok, err)
 			}
-			if ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPending}, order.StatusPaid, bad, when); !fault.Is(err, fault.Invalid) || ok {
+			if ok, err := s.SetStatus(ctx, "u1", "o1", []string{order.StatusPending}, order.StatusPaid, bad, when); !fault.Is(err, fault.Invalid) || ok {
 				t.Errorf("SetStatus(o1, payment status %q) = %v, %v; want fault.Invalid", bad, ok, err)
 			}
 			o := newOrder("o2", "u1", 2)
@@ -370,7 +376,7 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 			t.Fatalf("PendingOrders = %+v, %v; want o1 with its item", got, err)
 		}
 		// Leaving pending takes an order out of the list.
-		if ok, err := s.SetStatus(ctx, "o1", []string{order.StatusPending}, order.StatusCancelled, "voided", when); err != nil || !ok {
+		if ok, err := s.SetStatus(ctx, "u1", "o1", []string{order.StatusPending}, order.StatusCancelled, "voided", when); err != nil || !ok {
 			t.Fatalf("SetStatus: %v, %v", ok, err)
 		}
 		if got, err := s.PendingOrders(ctx, when.Add(time.Hour), 10); err != nil || !slices.Equal(orderIDs(got), []string{"o2", "o3", "o4"}) {
