@@ -83,22 +83,45 @@ func (o *Outbox) Poke() {
 	}
 }
 
-// Run relays events until ctx ends. Events are published in order; a
-// failure stops the batch and is retried after the next interval. Several
-// instances may run it against one PostgreSQL database: each claims its own
-// batch, so an event is normally published once, and order then holds
-// within a batch but not across the instances' batches.
+// IdlePoll is how often an idle relay looks for events nobody told it
+// about. Every Add wakes the relay of its own process once its transaction
+// commits, so the poll only finds events recorded by another instance that
+// stopped before relaying them (PostgreSQL), and costs a query each time
+// otherwise: polled every interval, an idle shop ran four queries a second
+// per instance for nothing.
+const IdlePoll = 5 * time.Second
+
+// relayBatch is how many events one pass of the relay publishes at most.
+const relayBatch = 100
+
+// Run relays events until ctx ends. Events are published in order. A pass
+// that fails is retried after interval, one that left events behind (a full
+// batch) at once; otherwise the relay waits to be woken by an Add or for
+// IdlePoll (at least interval). Several instances may run it against one
+// PostgreSQL database: each claims its own batch, so an event is normally
+// published once, and order then holds within a batch but not across the
+// instances' batches.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	idle := max(IdlePoll, interval)
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
 	for {
-		if _, err := o.RelayOnce(ctx, 100); err != nil && ctx.Err() == nil {
-			o.logger.WarnContext(ctx, "outbox relay failed; will retry", "error", err.Error())
+		wait := idle
+		n, err := o.RelayOnce(ctx, relayBatch)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				o.logger.WarnContext(ctx, "outbox relay failed; will retry", "error", err.Error())
+			}
+			wait = interval
+		case n == relayBatch:
+			wait = 0
 		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		case <-o.poke:
 		}
 	}

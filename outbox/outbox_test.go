@@ -519,3 +519,78 @@ func TestPurgeDeletesOnlyOldPublishedEvents(t *testing.T) {
 		}
 	})
 }
+
+// statementCounter counts the statements a database runs on one table.
+type statementCounter struct {
+	table string
+	n     atomic.Int64
+}
+
+func (c *statementCounter) ObserveQuery(statement string, _ time.Duration, _ error) {
+	if strings.HasSuffix(statement, " "+c.table) {
+		c.n.Add(1)
+	}
+}
+
+// runRelay runs o.Run with interval until the test ends.
+func runRelay(t *testing.T, o *outbox.Outbox, interval time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		o.Run(ctx, interval)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// TestRunDrainsABacklogAtOnce: a backlog larger than one batch is relayed
+// batch after batch without waiting for the interval between them.
+func TestRunDrainsABacklogAtOnce(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		for i := range 250 {
+			if err := o.Add(context.Background(), "order.placed", fmt.Sprintf("o-%03d", i), map[string]int{"n": i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runRelay(t, o, time.Hour)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(pub.published()) < 250 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of 250 events relayed in 10 s, with an interval of an hour", len(pub.published()))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
+
+// TestRunIdleDoesNotPoll: a relay with nothing to do reads the outbox only
+// when an Add wakes it (or every IdlePoll), not every interval, and an Add
+// is still relayed at once.
+func TestRunIdleDoesNotPoll(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		reads := &statementCounter{table: "outbox_events"}
+		db.SetObserver(reads)
+		runRelay(t, o, 10*time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
+		// The first pass, at start; polling every interval would be ~50.
+		if n := reads.n.Load(); n > 2 {
+			t.Fatalf("an idle relay ran %d statements on the outbox in 500 ms", n)
+		}
+		if err := db.InTx(context.Background(), func(ctx context.Context) error {
+			return o.Add(ctx, "order.placed", "o-woken", map[string]string{"order_id": "o-woken"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Second)
+		for len(pub.published()) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("an event added to an idle relay's outbox was not relayed within 1 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
