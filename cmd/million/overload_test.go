@@ -28,13 +28,13 @@ import (
 // part of the default suite. Run it alone with
 // `go test -count=1 -tags overload -run Overload -v ./cmd/million`. It is: a real
 // `million serve` process on one CPU (GOMAXPROCS=1, pinned when the machine
-// has a second CPU for the generator) first gets a closed-loop load that
-// measures its capacity for searches, then an open-model load at twice that
-// rate. Adaptive shedding must keep goodput (searches answered 200 within
-// the client's 1 s timeout) near capacity, answer the refused ones with a
-// fast 503 + Retry-After (within half the client's timeout), let no request
-// time out or fail any other way, and serve everything again once the load
-// drops.
+// has a second CPU for the generator) gets, in three alternating rounds, a
+// closed-loop load that measures its capacity for searches, then an
+// open-model load at twice that rate. Adaptive shedding must keep goodput
+// (searches answered 200 within the client's 1 s timeout) near capacity,
+// answer the refused ones with a fast 503 + Retry-After (within half the
+// client's timeout), let no request time out or fail any other way, and
+// serve everything again once the load drops.
 func TestOverloadShedsAndRecovers(t *testing.T) {
 	if runtime.NumCPU() >= 2 && os.Getenv(generatorPinned) == "" {
 		if taskset, err := exec.LookPath("taskset"); err == nil {
@@ -98,20 +98,71 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 		return o
 	}
 
-	// Warm up, then measure capacity with a closed loop of a few workers:
-	// enough to keep one CPU busy, few enough not to queue.
+	// Warm up. Then, as bench.md's protocol asks of every figure on a
+	// shared machine, alternate the baseline and the target: each round
+	// measures capacity with a closed loop of a few workers (enough to keep
+	// one CPU busy, few enough not to queue), then offers twice that rate,
+	// and the goodput is compared with the capacity of its own round. The
+	// machine's speed drifts between rounds (capacity moved from 216 to 494
+	// searches/s between runs), and a ratio of two figures taken seconds
+	// apart is what stays comparable.
 	closedLoop(search, 4, time.Second)
-	results := closedLoop(search, 4, 3*time.Second)
-	capacity := float64(count(results, func(o outcome) bool { return o.status == 200 })) / 3
-	if capacity < 50 {
-		t.Fatalf("capacity %.0f searches/s: too low to test overload meaningfully", capacity)
+	const rounds = 3
+	var ratios []float64
+	var capacity float64
+	for round := 1; round <= rounds; round++ {
+		results := closedLoop(search, 4, 3*time.Second)
+		capacity = float64(count(results, func(o outcome) bool { return o.status == 200 })) / 3
+		if capacity < 50 {
+			t.Fatalf("round %d: capacity %.0f searches/s: too low to test overload meaningfully", round, capacity)
+		}
+		ratio := overloadRound(t, round, search, capacity, adminAddr)
+		ratios = append(ratios, ratio)
+		// The shedder's cool-off, before the next capacity probe.
+		time.Sleep(2 * time.Second)
 	}
-	t.Logf("capacity: %.0f searches/s", capacity)
+	slices.Sort(ratios)
+	median := ratios[len(ratios)/2]
+	t.Logf("goodput under 2x overload over capacity: median %.0f%% (%.0f–%.0f%%) over %d rounds", 100*median, 100*ratios[0], 100*ratios[len(ratios)-1], rounds)
+	// The stage 3 target is 90 %. The test asserts no collapse (80 %) and
+	// logs the figure; the decisive differences from an unshedding server
+	// are the assertions of each round: no request times out (without
+	// shedding, half of them do at this rate) and refusals are fast.
+	if median < 0.8 {
+		t.Errorf("median steady goodput %.0f%% of capacity under 2x overload, below 80%%", 100*median)
+	}
 
-	// Twice the capacity, open model: requests are sent on schedule whether
-	// or not earlier ones were answered.
+	// Recovery: at half the capacity, after the shedder's cool-off (the
+	// rounds' last pause), every request is served.
+	results := openLoop(search, capacity/2, 2*time.Second)
+	if bad := count(results, func(o outcome) bool { return o.err != nil || o.status != 200 }); bad > 0 {
+		var sample []string
+		for _, o := range results {
+			if o.err != nil || o.status != 200 {
+				sample = append(sample, fmt.Sprintf("%d %v after %v", o.status, o.err, o.latency))
+			}
+			if len(sample) == 5 {
+				break
+			}
+		}
+		t.Errorf("%d of %d requests failed at half the capacity after the overload, e.g. %q", bad, len(results), sample)
+	}
+
+	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("server gone after the overload: %v\n%s", err, logs.String())
+	}
+	if err := serve.Wait(); err != nil {
+		t.Fatalf("serve exited with %v\n%s", err, logs.String())
+	}
+}
+
+// overloadRound offers twice capacity for a few seconds in an open model,
+// checks that every request was answered 200 or refused fast with 503 and
+// Retry-After, and returns the steady goodput over capacity.
+func overloadRound(t *testing.T, round int, search func() outcome, capacity float64, adminAddr string) float64 {
+	t.Helper()
 	const overloadFor = 4 * time.Second
-	results = openLoop(search, 2*capacity, overloadFor)
+	results := openLoop(search, 2*capacity, overloadFor)
 	good := count(results, func(o outcome) bool { return o.status == 200 && o.err == nil })
 	var shedLatency []time.Duration
 	var other []string
@@ -145,49 +196,17 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 		}
 	}
 	p99 := percentile(shedLatency, 0.99)
-	t.Logf("at %.0f/s offered: %d sent, goodput %.0f/s after the first second (%.0f%% of capacity; %.0f/s over the whole run), %d shed (p99 %v), %d other failures",
-		2*capacity, len(results), goodput, 100*goodput/capacity, float64(good)/overloadFor.Seconds(), len(shedLatency), p99, len(other))
+	t.Logf("round %d: capacity %.0f searches/s; at %.0f/s offered: %d sent, goodput %.0f/s after the first second (%.0f%% of capacity; %.0f/s over the whole run), %d shed (p99 %v), %d other failures",
+		round, capacity, 2*capacity, len(results), goodput, 100*goodput/capacity, float64(good)/overloadFor.Seconds(), len(shedLatency), p99, len(other))
 	if len(other) > 0 {
-		t.Errorf("%d requests failed other than by shedding, e.g. %q", len(other), other[:min(len(other), 5)])
-	}
-	// The stage 3 target is 90 %. Capacity and goodput are each measured
-	// over seconds on a shared VM and vary by ±15 % from run to run (84 to
-	// 105 % seen), so the test asserts no collapse (80 %) and logs the
-	// figure; the decisive differences from an unshedding server are the
-	// assertions around it: no request times out (without shedding, half
-	// of them do at this rate) and the instance recovers at once.
-	if goodput < 0.8*capacity {
-		t.Errorf("steady goodput %.0f/s under 2x overload is below 80%% of the capacity %.0f/s", goodput, capacity)
+		t.Errorf("round %d: %d requests failed other than by shedding, e.g. %q", round, len(other), other[:min(len(other), 5)])
 	}
 	if len(shedLatency) == 0 {
-		t.Errorf("nothing was shed at twice the capacity")
+		t.Errorf("round %d: nothing was shed at twice the capacity", round)
 	} else if p99 > 500*time.Millisecond {
-		t.Errorf("shed requests took %v (p99): a refusal must be fast", p99)
+		t.Errorf("round %d: shed requests took %v (p99): a refusal must be fast", round, p99)
 	}
-
-	// Recovery: at half the capacity, after the shedder's cool-off, every
-	// request is served.
-	time.Sleep(2 * time.Second)
-	results = openLoop(search, capacity/2, 2*time.Second)
-	if bad := count(results, func(o outcome) bool { return o.err != nil || o.status != 200 }); bad > 0 {
-		var sample []string
-		for _, o := range results {
-			if o.err != nil || o.status != 200 {
-				sample = append(sample, fmt.Sprintf("%d %v after %v", o.status, o.err, o.latency))
-			}
-			if len(sample) == 5 {
-				break
-			}
-		}
-		t.Errorf("%d of %d requests failed at half the capacity after the overload, e.g. %q", bad, len(results), sample)
-	}
-
-	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("server gone after the overload: %v\n%s", err, logs.String())
-	}
-	if err := serve.Wait(); err != nil {
-		t.Fatalf("serve exited with %v\n%s", err, logs.String())
-	}
+	return goodput / capacity
 }
 
 // generatorPinned is set in the environment of the test's run pinned to
