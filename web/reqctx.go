@@ -19,6 +19,7 @@ type requestContext struct {
 	start           time.Time    // when the middleware took the request
 	deadline        time.Time    // zero: none beyond the parent's
 	writer          statusWriter // the response's, in the same allocation
+	idHeader        [1]string    // the X-Request-Id header's value, in the same allocation
 
 	once   sync.Once
 	timed  context.Context // the parent with the deadline, made on first need

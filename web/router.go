@@ -219,13 +219,20 @@ type MiddlewareOptions struct {
 func Middleware(logger *slog.Logger, opts MiddlewareOptions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-ID")
+		// The canonical key, read directly: Header.Get would canonicalize
+		// "X-Request-ID" into a new string on every request.
+		var id string
+		if v := r.Header["X-Request-Id"]; len(v) > 0 {
+			id = v[0]
+		}
 		if !ValidRequestID(id) {
 			id = NewRequestID()
 		}
-		w.Header()["X-Request-Id"] = []string{id} // canonical already
 		rc := &requestContext{Context: r.Context(), id: id, clientIP: ClientIP(r, opts.TrustProxy), start: start,
-			writer: statusWriter{ResponseWriter: w, status: http.StatusOK}}
+			writer: statusWriter{ResponseWriter: w, status: http.StatusOK}, idHeader: [1]string{id}}
+		// Full slice of the context's own array: an Add to the header
+		// copies it rather than writing past it.
+		w.Header()["X-Request-Id"] = rc.idHeader[:1:1]
 		if opts.Timeout > 0 {
 			rc.deadline = start.Add(opts.Timeout)
 		}
