@@ -85,9 +85,10 @@ func (o *Outbox) Poke() {
 
 // IdlePoll is how often an idle relay looks for events nobody told it
 // about. Every Add wakes the relay of its own process once its transaction
-// commits, so the poll only finds events recorded by another instance that
-// stopped before relaying them (PostgreSQL), and costs a query each time
-// otherwise: polled every interval, an idle shop ran four queries a second
+// commits, so the poll only finds events recorded by another process: an
+// instance that stopped before relaying them (PostgreSQL), or a command
+// with no relay of its own (million user create). It costs a query each
+// time otherwise: polled every interval, an idle shop ran four queries a second
 // per instance for nothing.
 const IdlePoll = 5 * time.Second
 

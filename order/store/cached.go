@@ -53,7 +53,7 @@ func NewCached(inner order.Store, c *cache.Cache, ttl time.Duration) *Cached {
 
 // Orders implements order.Store.
 func (s *Cached) Orders(ctx context.Context, userID, beforeID string, limit int) ([]order.Order, error) {
-	if beforeID != "" || limit > newestCached || sqldb.InTransaction(ctx) {
+	if beforeID != "" || limit <= 0 || limit > newestCached || sqldb.InTransaction(ctx) {
 		return s.Store.Orders(ctx, userID, beforeID, limit)
 	}
 	newest, _, err := s.newest.Get(ctx, userID, func(ctx context.Context) ([]order.Order, bool, error) {
@@ -78,26 +78,26 @@ func (s *Cached) Orders(ctx context.Context, userID, beforeID string, limit int)
 
 // InsertOrder implements order.Store.
 func (s *Cached) InsertOrder(ctx context.Context, o order.Order) error {
-	return s.write(ctx, o.UserID, func(ctx context.Context) error { return s.Store.InsertOrder(ctx, o) })
+	return s.invalidate(ctx, o.UserID, s.Store.InsertOrder(ctx, o))
 }
 
-// SetStatus implements order.Store.
+// SetStatus implements order.Store. A transition that did not happen (the
+// order was in none of the from statuses) changed nothing and invalidates
+// nothing: with Redis an invalidation is a journal row and a round of
+// acknowledgements from every instance.
 func (s *Cached) SetStatus(ctx context.Context, userID, orderID string, from []string, status, paymentStatus string, now time.Time) (bool, error) {
-	var moved bool
-	err := s.write(ctx, userID, func(ctx context.Context) error {
-		var err error
-		moved, err = s.Store.SetStatus(ctx, userID, orderID, from, status, paymentStatus, now)
-		return err
-	})
-	return moved, err
+	moved, err := s.Store.SetStatus(ctx, userID, orderID, from, status, paymentStatus, now)
+	if !moved && err == nil {
+		return false, nil
+	}
+	return moved, s.invalidate(ctx, userID, err)
 }
 
-// write runs fn and invalidates the user's newest orders: once ctx's
-// transaction commits (at once outside one), recorded in the cache's
-// journal within the transaction. A failed write invalidates too: it may
-// have half happened as far as a cached copy can tell.
-func (s *Cached) write(ctx context.Context, userID string, fn func(context.Context) error) error {
-	err := fn(ctx)
+// invalidate drops the user's newest orders after a write that ended in
+// err: once ctx's transaction commits (at once outside one), recorded in
+// the cache's journal within the transaction. A failed write invalidates
+// too: it may have half happened as far as a cached copy can tell.
+func (s *Cached) invalidate(ctx context.Context, userID string, err error) error {
 	if ierr := s.cache.Defer(ctx, s.newest.Keys(userID)); err == nil {
 		err = ierr
 	}

@@ -123,6 +123,19 @@ func TestCachedOrdersAcrossInstances(t *testing.T) {
 	if older, err := reader.Orders(ctx, "u1", "o02", 21); err != nil || len(older) != 2 || counted.lists.Load() != reads+1 {
 		t.Fatalf("older page: %d orders, %v, after %d database reads; want 2 and 1", len(older), err, counted.lists.Load()-reads)
 	}
+	// A transition that does not happen changes nothing and drops nothing.
+	list(1)
+	reads = counted.lists.Load()
+	if moved, err := writer.SetStatus(ctx, "u1", "o04", []string{order.StatusCancelled}, order.StatusRefunded, "refunded", when); err != nil || moved {
+		t.Fatalf("SetStatus from a status the order is not in = %v, %v", moved, err)
+	}
+	if got := list(1); got[0].Status != order.StatusPending || counted.lists.Load() != reads {
+		t.Fatalf("after a transition that did not happen: %+v, %d database reads; want pending and none", got[0], counted.lists.Load()-reads)
+	}
+	// A limit no page has goes to the store, as it would without a cache.
+	if _, err := reader.Orders(ctx, "u1", "", 0); err != nil {
+		t.Fatalf("limit 0: %v", err)
+	}
 	// A payment moves an order inside its transaction.
 	if err := db.InTx(ctx, func(ctx context.Context) error {
 		_, err := writer.SetStatus(ctx, "u1", "o04", []string{order.StatusPending}, order.StatusPaid, "captured", when.Add(time.Minute))
