@@ -20,6 +20,16 @@
 // gets less CPU than GOMAXPROCS promises (a busy neighbour, a cgroup
 // quota), where CPU time never reaches the threshold although every
 // request waits.
+//
+// On few CPUs the queue an overloaded instance builds is mostly not in
+// flight at all: it is goroutines of connections whose requests arrived and
+// that wait, runnable, for a CPU to read and parse them, refusals included.
+// Every request then waits behind all of them, and once the wait nears the
+// clients' timeout even a refusal comes too late to help. So an overloaded
+// instance also refuses while more goroutines are runnable than its CPUs
+// can run within MaxQueueDelay, counting each as one request of the
+// window's lowest mean latency; the count is read from the runtime every
+// few milliseconds.
 package shed
 
 import (
@@ -61,6 +71,18 @@ type Options struct {
 	// SchedLatencies, when set, replaces the scheduler-latency reading
 	// (tests).
 	SchedLatencies func() time.Duration
+	// MaxQueueDelay bounds how long the goroutines runnable ahead of a new
+	// request may keep it waiting on an overloaded instance before it is
+	// refused; default 100 ms. Much longer, and a long queue of refusals
+	// makes every refusal late (a timeout for clients waiting 1 s); much
+	// shorter, and the CPU idles between refusals.
+	MaxQueueDelay time.Duration
+	// QueueSampleEvery is how often the runnable goroutines are counted;
+	// default 2 ms.
+	QueueSampleEvery time.Duration
+	// Runnable, when set, replaces the runtime's count of runnable
+	// goroutines (tests).
+	Runnable func() int64
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -84,6 +106,12 @@ func (o *Options) defaults() {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 100 * time.Millisecond
 	}
+	if o.MaxQueueDelay <= 0 {
+		o.MaxQueueDelay = 100 * time.Millisecond
+	}
+	if o.QueueSampleEvery <= 0 {
+		o.QueueSampleEvery = 2 * time.Millisecond
+	}
 	if o.CPU == nil {
 		o.CPU = processCPU
 	}
@@ -105,6 +133,8 @@ type Shedder struct {
 	dropped   atomic.Int64
 	abandoned atomic.Int64 // requests whose client left before they started
 	passed    atomic.Int64
+	runnable  atomic.Int64 // goroutines waiting for a CPU, at the last count
+	maxQueue  atomic.Int64 // runnable goroutines the CPUs run within MaxQueueDelay; 0 until known
 
 	mu      sync.Mutex
 	buckets []bucket // ring, indexed by bucket number modulo len
@@ -163,6 +193,9 @@ func (s *Shedder) shouldDrop() (drop, overloaded bool) {
 	if !overloaded && !s.stillHot() {
 		return false, false
 	}
+	if limit := s.maxQueue.Load(); limit > 0 && s.runnable.Load() > limit {
+		return true, overloaded
+	}
 	flying := s.inFlight.Load()
 	limit, known := s.MaxInFlight()
 	return known && flying > 1 && float64(flying) >= limit, overloaded
@@ -190,15 +223,13 @@ func (s *Shedder) record(start, end time.Time) {
 	s.mu.Unlock()
 }
 
-// MaxInFlight returns how many requests the instance can have in flight
-// and keep up, from the window's best throughput and latency; known is
-// false until a complete bucket has been recorded.
-func (s *Shedder) MaxInFlight() (limit float64, known bool) {
+// window returns the most requests finished in one complete bucket of the
+// window and the lowest mean latency of one (0, 0 when there is none).
+func (s *Shedder) window() (maxPass int64, minRT time.Duration) {
 	current := s.opts.Now().UnixNano() / int64(s.bucket)
 	oldest := current - int64(len(s.buckets)) + 1
-	var maxPass int64
-	minRT := time.Duration(math.MaxInt64)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, b := range s.buckets {
 		// The current bucket is still filling: its count would understate
 		// throughput.
@@ -206,9 +237,18 @@ func (s *Shedder) MaxInFlight() (limit float64, known bool) {
 			continue
 		}
 		maxPass = max(maxPass, b.count)
-		minRT = min(minRT, b.sumRT/time.Duration(b.count))
+		if rt := b.sumRT / time.Duration(b.count); minRT == 0 || rt < minRT {
+			minRT = rt
+		}
 	}
-	s.mu.Unlock()
+	return maxPass, minRT
+}
+
+// MaxInFlight returns how many requests the instance can have in flight
+// and keep up, from the window's best throughput and latency; known is
+// false until a complete bucket has been recorded.
+func (s *Shedder) MaxInFlight() (limit float64, known bool) {
+	maxPass, minRT := s.window()
 	if maxPass == 0 {
 		return 0, false
 	}
@@ -351,19 +391,84 @@ func (c *cpuSampler) schedLatencyP90() time.Duration {
 	return 0
 }
 
-// Run samples CPU use every SampleEvery until stop is closed.
+// Run samples CPU use every SampleEvery, and counts the runnable
+// goroutines every QueueSampleEvery while the process is busy (every
+// SampleEvery otherwise), until stop is closed.
 func (s *Shedder) Run(stop <-chan struct{}) {
 	t := time.NewTicker(s.opts.SampleEvery)
 	defer t.Stop()
+	q := time.NewTicker(s.opts.QueueSampleEvery)
+	defer q.Stop()
 	var c cpuSampler
 	s.sample(&c)
+	s.sizeQueue()
+	count := s.opts.Runnable
+	if count == nil {
+		count = runnableGoroutines()
+	}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 			s.sample(&c)
+			s.sizeQueue()
+			// An idle instance need not wake 500 times a second to count
+			// a queue it does not have: the count speeds up with the load.
+			if s.CPUUsage() >= s.opts.CPUThreshold/2 || s.SchedLatencyP90() >= s.opts.SchedLatency {
+				q.Reset(s.opts.QueueSampleEvery)
+			} else {
+				s.runnable.Store(count())
+				q.Reset(s.opts.SampleEvery)
+			}
+		case <-q.C:
+			s.runnable.Store(count())
 		}
+	}
+}
+
+// SampleQueue counts the runnable goroutines now and sizes the queue the
+// instance allows from the window; Run does both periodically (tests).
+func (s *Shedder) SampleQueue() {
+	count := s.opts.Runnable
+	if count == nil {
+		count = runnableGoroutines()
+	}
+	s.runnable.Store(count())
+	s.sizeQueue()
+}
+
+// sizeQueue sets how many runnable goroutines the CPUs run within
+// MaxQueueDelay, each counted as one request of the window's lowest mean
+// latency (the cheapest requests the instance serves make the longest
+// queue it allows); at least a few, so that one slow request does not
+// close the door.
+func (s *Shedder) sizeQueue() {
+	_, rt := s.window()
+	if rt <= 0 {
+		s.maxQueue.Store(0)
+		return
+	}
+	s.maxQueue.Store(max(8, int64(s.opts.MaxQueueDelay)*int64(runtime.GOMAXPROCS(0))/int64(rt)))
+}
+
+// Runnable returns the goroutines waiting for a CPU at the last count.
+func (s *Shedder) Runnable() int64 { return s.runnable.Load() }
+
+// MaxQueue returns how many runnable goroutines an overloaded instance
+// allows before it refuses requests; 0 until the window has a request.
+func (s *Shedder) MaxQueue() int64 { return s.maxQueue.Load() }
+
+// runnableGoroutines returns a reader of the runtime's count of runnable
+// goroutines (Go 1.26's /sched/goroutines/runnable).
+func runnableGoroutines() func() int64 {
+	sample := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	return func() int64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return int64(sample[0].Value.Uint64())
 	}
 }
 

@@ -389,3 +389,90 @@ func sampledShedder() (s *Shedder, wait *atomic.Int64, step func(n int, cpu floa
 		}
 	}
 }
+
+// TestRefusesWhileTheRunQueueIsLong: with the CPU saturated and one request
+// in flight at a time (handlers that never block, so the in-flight limit
+// never binds), requests are refused while more goroutines wait for a CPU
+// than it runs within MaxQueueDelay, and admitted again once the queue is
+// short; an idle CPU refuses nothing whatever the count says.
+func TestRefusesWhileTheRunQueueIsLong(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	runnable := new(atomic.Int64)
+	s := New(Options{Now: c.Now, CPU: c.CPU, Runnable: runnable.Load})
+	sampler := &cpuSampler{}
+	// Requests of 2 ms: the CPUs run 50 per CPU within the default 100 ms.
+	fill(s, c, 40, 2*time.Millisecond)
+	runnable.Store(1000)
+	s.SampleQueue()
+	if want := int64(50 * gomaxprocs()); s.MaxQueue() != want {
+		t.Fatalf("MaxQueue = %d for 2 ms requests on %d CPUs; want %d", s.MaxQueue(), gomaxprocs(), want)
+	}
+	if d, err := s.Allow(); err != nil {
+		t.Fatalf("refused with an idle CPU and %d runnable goroutines: %v", runnable.Load(), err)
+	} else {
+		d(true)
+	}
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	if u := s.CPUUsage(); u < 0.9 {
+		t.Fatalf("CPU usage %v after 3 saturated seconds", u)
+	}
+	fill(s, c, 40, 2*time.Millisecond) // the window moved on
+	limit := s.MaxQueue()
+	for _, tc := range []struct {
+		runnable int64
+		refused  bool
+	}{{limit + 1, true}, {10 * limit, true}, {limit, false}, {0, false}} {
+		runnable.Store(tc.runnable)
+		s.SampleQueue()
+		d, err := s.Allow()
+		if refused := err == ErrOverloaded; refused != tc.refused {
+			t.Fatalf("with the CPU saturated and %d goroutines runnable (limit %d): refused = %v, want %v",
+				tc.runnable, s.MaxQueue(), refused, tc.refused)
+		}
+		if d != nil {
+			d(true)
+		}
+	}
+}
+
+// TestRunnableGoroutinesReadsTheRuntime: with more CPU-bound goroutines
+// than CPUs, the runtime's count of runnable goroutines is seen above zero.
+func TestRunnableGoroutinesReadsTheRuntime(t *testing.T) {
+	count := runnableGoroutines()
+	var seen int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 * gomaxprocs() {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for seen == 0 && time.Now().Before(deadline) {
+		seen = max(seen, count())
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if seen == 0 {
+		t.Fatalf("no runnable goroutine counted in 2 s with %d spinning on %d CPUs", 4*gomaxprocs(), gomaxprocs())
+	}
+}
+
+// BenchmarkRunnableGoroutines is the cost of one count of the runnable
+// goroutines, which Run takes every QueueSampleEvery (500 a second).
+func BenchmarkRunnableGoroutines(b *testing.B) {
+	count := runnableGoroutines()
+	for b.Loop() {
+		count()
+	}
+}
