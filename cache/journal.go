@@ -36,13 +36,14 @@ type deferred struct {
 // transaction it invalidates at once.
 //
 // With a journal (Options.DB) and Redis, Defer also records the targets in
-// the transaction, and the row is deleted once Redis took the message. A
-// row still there when Options.InvalidateWait has passed since it was
-// written is delivered by whichever instance replays first: the
-// invalidation survives a writer that stops, or that cannot reach Redis
-// while others can. An error means the record failed; returned from inside
-// the transaction, it rolls the write back, so no write commits without
-// its invalidation on record.
+// the transaction: one row for all the targets deferred in it, written
+// just before it commits (sqldb.BeforeCommit), and deleted once Redis took
+// the message. A row still there when Options.InvalidateWait has passed
+// since it was written is delivered by whichever instance replays first:
+// the invalidation survives a writer that stops, or that cannot reach
+// Redis while others can. When the record fails, the transaction rolls
+// back and InTx returns the error, so no write commits without its
+// invalidation on record.
 //
 // Errors of the invalidation itself, after the commit, are not returned:
 // the write is committed. Invalidate logs and counts them, and the journal
@@ -53,6 +54,15 @@ func (c *Cache) Defer(ctx context.Context, targets ...Target) error {
 	}
 	v, inTx := sqldb.TxValue(ctx, c, func() any {
 		d := &deferred{}
+		if c.journaled() {
+			_ = sqldb.BeforeCommit(ctx, func(ctx context.Context) error {
+				id, err := c.record(ctx, d.targets)
+				if id != "" {
+					d.ids = append(d.ids, id)
+				}
+				return err
+			})
+		}
 		sqldb.AfterCommit(ctx, func() { c.flush(ctx, d) })
 		return d
 	})
@@ -67,13 +77,6 @@ func (c *Cache) Defer(ctx context.Context, targets ...Target) error {
 		return nil
 	}
 	d := v.(*deferred)
-	id, err := c.record(ctx, targets)
-	if err != nil {
-		return err
-	}
-	if id != "" {
-		d.ids = append(d.ids, id)
-	}
 	d.targets = append(d.targets, targets...)
 	return nil
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,5 +145,41 @@ func TestJournalFollowsTheTransaction(t *testing.T) {
 	}
 	if l.gen.Load() != 1 {
 		t.Fatalf("generation %d after one transaction, want 1", l.gen.Load())
+	}
+}
+
+// journalInserts counts the rows written to the journal.
+type journalInserts struct{ n atomic.Int64 }
+
+func (j *journalInserts) ObserveQuery(statement string, _ time.Duration, err error) {
+	if statement == "INSERT cache_invalidations" && err == nil {
+		j.n.Add(1)
+	}
+}
+
+// Several writes of one transaction, through as many Defer calls, share
+// one journal row, written in the transaction.
+func TestJournalOneRowPerTransaction(t *testing.T) {
+	t.Parallel()
+	db := sqldbtest.Open(t, sqldb.SQLite, Migrations())
+	inserts := &journalInserts{}
+	db.SetObserver(inserts) // before the cache uses the database
+	srv := redistest.Start(t)
+	c := newCache(t, Options{Redis: openRedis(t, srv.URL()), DB: db})
+	waitReady(t, c)
+	e := Register[string](c, Spec{Name: "p", Version: 1, TTL: time.Hour})
+	ctx := context.Background()
+	if err := db.InTx(ctx, func(ctx context.Context) error {
+		for _, k := range []string{"a", "b", "c"} {
+			if err := c.Defer(ctx, e.Keys(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := inserts.n.Load(); n != 1 {
+		t.Fatalf("three Defer calls of one transaction wrote %d journal rows, want 1", n)
 	}
 }

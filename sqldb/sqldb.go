@@ -170,9 +170,10 @@ type txKey struct{}
 
 // txState is the transaction of a context and what to run once it commits.
 type txState struct {
-	tx          *sql.Tx
-	afterCommit []func()
-	values      map[any]any
+	tx           *sql.Tx
+	beforeCommit []func(ctx context.Context) error
+	afterCommit  []func()
+	values       map[any]any
 }
 
 func stateOf(ctx context.Context) *txState {
@@ -200,8 +201,15 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) erro
 			_ = tx.Rollback()
 		}
 	}()
-	if err := fn(context.WithValue(ctx, txKey{}, st)); err != nil {
+	txCtx := context.WithValue(ctx, txKey{}, st)
+	if err := fn(txCtx); err != nil {
 		return err
+	}
+	// By index: a hook may add another.
+	for i := 0; i < len(st.beforeCommit); i++ {
+		if err := st.beforeCommit[i](txCtx); err != nil {
+			return err
+		}
 	}
 	committed = true
 	if err := tx.Commit(); err != nil {
@@ -211,6 +219,19 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) erro
 		f()
 	}
 	return nil
+}
+
+// BeforeCommit runs f inside the transaction of ctx once its work is done,
+// just before it commits; an error from f rolls the transaction back and
+// is what InTx returns. Without a transaction it runs f at once and
+// returns its error. It lets several writes of one transaction share one
+// statement (one journal row for all their cache invalidations).
+func BeforeCommit(ctx context.Context, f func(ctx context.Context) error) error {
+	if st := stateOf(ctx); st != nil {
+		st.beforeCommit = append(st.beforeCommit, f)
+		return nil
+	}
+	return f(ctx)
 }
 
 // AfterCommit runs f once the transaction of ctx commits, and never if it

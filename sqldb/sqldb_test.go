@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,61 @@ func TestAfterCommitRunsOnlyAfterCommit(t *testing.T) {
 	sqldb.AfterCommit(ctx, func() { ran = 100 })
 	if ran != 100 {
 		t.Fatal("without a transaction the hook must run at once")
+	}
+}
+
+// TestBeforeCommitRunsInsideTheTransaction: a hook runs after the work, in
+// the transaction (its write commits with it, and is seen by nobody before),
+// a hook may add another, and a failing hook rolls everything back.
+func TestBeforeCommitRunsInsideTheTransaction(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	count := func() int {
+		var n int
+		if err := db.Read.QueryRow(`SELECT count(*) FROM kv`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var order []string
+	if err := db.InTx(ctx, func(ctx context.Context) error {
+		if err := sqldb.BeforeCommit(ctx, func(ctx context.Context) error {
+			order = append(order, "hook")
+			if n := count(); n != 0 {
+				t.Errorf("another connection saw %d rows before the commit", n)
+			}
+			if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('h', 1)`); err != nil {
+				return err
+			}
+			return sqldb.BeforeCommit(ctx, func(ctx context.Context) error {
+				order = append(order, "added")
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+		order = append(order, "work")
+		_, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('w', 2)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, ",") != "work,hook,added" || count() != 2 {
+		t.Fatalf("ran %v with %d rows after the commit; want work, hook, added and 2", order, count())
+	}
+	boom := errors.New("hook failed")
+	err := db.InTx(ctx, func(ctx context.Context) error {
+		if _, err := db.Writer(ctx).ExecContext(ctx, `INSERT INTO kv VALUES ('x', 3)`); err != nil {
+			return err
+		}
+		return sqldb.BeforeCommit(ctx, func(context.Context) error { return boom })
+	})
+	if !errors.Is(err, boom) || count() != 2 {
+		t.Fatalf("a failing hook: InTx = %v with %d rows; want its error and the write rolled back", err, count())
+	}
+	if err := sqldb.BeforeCommit(ctx, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("without a transaction the hook must run at once: %v", err)
 	}
 }
 
