@@ -26,10 +26,11 @@
 // that wait, runnable, for a CPU to read and parse them, refusals included.
 // Every request then waits behind all of them, and once the wait nears the
 // clients' timeout even a refusal comes too late to help. So an overloaded
-// instance also refuses while more goroutines are runnable than its CPUs
-// can run within MaxQueueDelay, counting each as one request of the
-// window's lowest mean latency; the count is read from the runtime every
-// few milliseconds.
+// instance also refuses while more goroutines are runnable than it
+// finishes requests in MaxQueueDelay (from the window's best throughput, so
+// the mix of cheap and costly requests it actually serves sets the size);
+// the count is read from the runtime at most every millisecond, and only
+// while overloaded.
 package shed
 
 import (
@@ -77,9 +78,6 @@ type Options struct {
 	// makes every refusal late (a timeout for clients waiting 1 s); much
 	// shorter, and the CPU idles between refusals.
 	MaxQueueDelay time.Duration
-	// QueueSampleEvery is how often the runnable goroutines are counted;
-	// default 2 ms.
-	QueueSampleEvery time.Duration
 	// Runnable, when set, replaces the runtime's count of runnable
 	// goroutines (tests).
 	Runnable func() int64
@@ -109,9 +107,6 @@ func (o *Options) defaults() {
 	if o.MaxQueueDelay <= 0 {
 		o.MaxQueueDelay = 100 * time.Millisecond
 	}
-	if o.QueueSampleEvery <= 0 {
-		o.QueueSampleEvery = 2 * time.Millisecond
-	}
 	if o.CPU == nil {
 		o.CPU = processCPU
 	}
@@ -134,7 +129,10 @@ type Shedder struct {
 	abandoned atomic.Int64 // requests whose client left before they started
 	passed    atomic.Int64
 	runnable  atomic.Int64 // goroutines waiting for a CPU, at the last count
-	maxQueue  atomic.Int64 // runnable goroutines the CPUs run within MaxQueueDelay; 0 until known
+	countedAt atomic.Int64 // unix nanoseconds of the last count
+	maxQueue  atomic.Int64 // runnable goroutines allowed while overloaded; 0 until known
+	countMu   sync.Mutex   // one count at a time (the runtime reader is not concurrent)
+	count     func() int64 // the runtime's count of runnable goroutines
 
 	mu      sync.Mutex
 	buckets []bucket // ring, indexed by bucket number modulo len
@@ -150,8 +148,12 @@ type bucket struct {
 // the CPU use.
 func New(opts Options) *Shedder {
 	opts.defaults()
-	return &Shedder{opts: opts, bucket: opts.Window / time.Duration(opts.Buckets),
-		buckets: make([]bucket, opts.Buckets)}
+	s := &Shedder{opts: opts, bucket: opts.Window / time.Duration(opts.Buckets),
+		buckets: make([]bucket, opts.Buckets), count: opts.Runnable}
+	if s.count == nil {
+		s.count = runnableGoroutines()
+	}
+	return s
 }
 
 // Allow admits a request or refuses it with ErrOverloaded. An admitted
@@ -193,7 +195,7 @@ func (s *Shedder) shouldDrop() (drop, overloaded bool) {
 	if !overloaded && !s.stillHot() {
 		return false, false
 	}
-	if limit := s.maxQueue.Load(); limit > 0 && s.runnable.Load() > limit {
+	if limit := s.maxQueue.Load(); limit > 0 && s.runnableNow() > limit {
 		return true, overloaded
 	}
 	flying := s.inFlight.Load()
@@ -230,6 +232,7 @@ func (s *Shedder) window() (maxPass int64, minRT time.Duration) {
 	oldest := current - int64(len(s.buckets)) + 1
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	found := false
 	for _, b := range s.buckets {
 		// The current bucket is still filling: its count would understate
 		// throughput.
@@ -237,8 +240,8 @@ func (s *Shedder) window() (maxPass int64, minRT time.Duration) {
 			continue
 		}
 		maxPass = max(maxPass, b.count)
-		if rt := b.sumRT / time.Duration(b.count); minRT == 0 || rt < minRT {
-			minRT = rt
+		if rt := b.sumRT / time.Duration(b.count); !found || rt < minRT {
+			minRT, found = rt, true
 		}
 	}
 	return maxPass, minRT
@@ -391,21 +394,13 @@ func (c *cpuSampler) schedLatencyP90() time.Duration {
 	return 0
 }
 
-// Run samples CPU use every SampleEvery, and counts the runnable
-// goroutines every QueueSampleEvery while the process is busy (every
-// SampleEvery otherwise), until stop is closed.
+// Run samples CPU use every SampleEvery until stop is closed.
 func (s *Shedder) Run(stop <-chan struct{}) {
 	t := time.NewTicker(s.opts.SampleEvery)
 	defer t.Stop()
-	q := time.NewTicker(s.opts.QueueSampleEvery)
-	defer q.Stop()
 	var c cpuSampler
 	s.sample(&c)
 	s.sizeQueue()
-	count := s.opts.Runnable
-	if count == nil {
-		count = runnableGoroutines()
-	}
 	for {
 		select {
 		case <-stop:
@@ -413,54 +408,60 @@ func (s *Shedder) Run(stop <-chan struct{}) {
 		case <-t.C:
 			s.sample(&c)
 			s.sizeQueue()
-			// An idle instance need not wake 500 times a second to count
-			// a queue it does not have: the count speeds up with the load.
-			if s.CPUUsage() >= s.opts.CPUThreshold/2 || s.SchedLatencyP90() >= s.opts.SchedLatency {
-				q.Reset(s.opts.QueueSampleEvery)
-			} else {
-				s.runnable.Store(count())
-				q.Reset(s.opts.SampleEvery)
-			}
-		case <-q.C:
-			s.runnable.Store(count())
 		}
 	}
 }
 
-// SampleQueue counts the runnable goroutines now and sizes the queue the
-// instance allows from the window; Run does both periodically (tests).
-func (s *Shedder) SampleQueue() {
-	count := s.opts.Runnable
-	if count == nil {
-		count = runnableGoroutines()
+// queueCountEvery is how often, at most, an overloaded instance counts
+// its runnable goroutines: a count costs about a microsecond (the runtime
+// takes its scheduler lock), and taken on the request path it is fresh
+// when it matters, where a sampler goroutine would wait for a CPU behind
+// the very queue it counts.
+const queueCountEvery = time.Millisecond
+
+// runnableNow returns the runnable goroutines, counted again when the last
+// count is older than queueCountEvery.
+func (s *Shedder) runnableNow() int64 {
+	now := s.opts.Now().UnixNano()
+	if last := s.countedAt.Load(); now-last >= int64(queueCountEvery) && s.countMu.TryLock() {
+		s.runnable.Store(s.count())
+		s.countedAt.Store(now)
+		s.countMu.Unlock()
 	}
-	s.runnable.Store(count())
-	s.sizeQueue()
+	return s.runnable.Load()
 }
 
-// sizeQueue sets how many runnable goroutines the CPUs run within
-// MaxQueueDelay, each counted as one request of the window's lowest mean
-// latency (the cheapest requests the instance serves make the longest
-// queue it allows); at least a few, so that one slow request does not
-// close the door.
+// sizeQueue sets how many runnable goroutines an overloaded instance
+// allows: as many as it finished requests in MaxQueueDelay in the window's
+// best bucket, so that a request arriving behind them waits about that
+// long; at least a few, so that a window of slow requests does not close
+// the door. Throughput rather than latency: it weighs cheap and costly
+// requests as the instance serves them, and leaves out time spent waiting
+// on I/O, which a runnable goroutine does not need a CPU for.
 func (s *Shedder) sizeQueue() {
-	_, rt := s.window()
-	if rt <= 0 {
+	maxPass, _ := s.window()
+	if maxPass == 0 {
 		s.maxQueue.Store(0)
 		return
 	}
-	s.maxQueue.Store(max(8, int64(s.opts.MaxQueueDelay)*int64(runtime.GOMAXPROCS(0))/int64(rt)))
+	s.maxQueue.Store(max(8, maxPass*int64(s.opts.MaxQueueDelay)/int64(s.bucket)))
 }
 
-// Runnable returns the goroutines waiting for a CPU at the last count.
-func (s *Shedder) Runnable() int64 { return s.runnable.Load() }
+// Runnable counts the goroutines waiting for a CPU now.
+func (s *Shedder) Runnable() int64 {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	return s.count()
+}
 
 // MaxQueue returns how many runnable goroutines an overloaded instance
 // allows before it refuses requests; 0 until the window has a request.
 func (s *Shedder) MaxQueue() int64 { return s.maxQueue.Load() }
 
 // runnableGoroutines returns a reader of the runtime's count of runnable
-// goroutines (Go 1.26's /sched/goroutines/runnable).
+// goroutines (Go 1.26's /sched/goroutines/runnable); it reads 0, which
+// turns the queue bound off, on a runtime without the metric. Not safe for
+// concurrent use.
 func runnableGoroutines() func() int64 {
 	sample := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
 	return func() int64 {

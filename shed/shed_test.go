@@ -393,24 +393,32 @@ func sampledShedder() (s *Shedder, wait *atomic.Int64, step func(n int, cpu floa
 // TestRefusesWhileTheRunQueueIsLong: with the CPU saturated and one request
 // in flight at a time (handlers that never block, so the in-flight limit
 // never binds), requests are refused while more goroutines wait for a CPU
-// than it runs within MaxQueueDelay, and admitted again once the queue is
-// short; an idle CPU refuses nothing whatever the count says.
+// than the instance finishes in MaxQueueDelay, and admitted again once the
+// queue is short; an idle CPU refuses nothing whatever the count says.
 func TestRefusesWhileTheRunQueueIsLong(t *testing.T) {
 	c := &clock{now: time.Unix(1_700_000_000, 0)}
 	runnable := new(atomic.Int64)
-	s := New(Options{Now: c.Now, CPU: c.CPU, Runnable: runnable.Load})
+	counts := new(atomic.Int64)
+	s := New(Options{Now: c.Now, CPU: c.CPU, Runnable: func() int64 { counts.Add(1); return runnable.Load() },
+		// The scheduling-latency share is another mechanism; kept at zero
+		// so that only the queue bound decides here.
+		SchedLatencies: func() time.Duration { return 0 }})
 	sampler := &cpuSampler{}
-	// Requests of 2 ms: the CPUs run 50 per CPU within the default 100 ms.
+	// 40 requests of 2 ms finished per 100 ms bucket: 40 in the default
+	// MaxQueueDelay of 100 ms.
 	fill(s, c, 40, 2*time.Millisecond)
-	runnable.Store(1000)
-	s.SampleQueue()
-	if want := int64(50 * gomaxprocs()); s.MaxQueue() != want {
-		t.Fatalf("MaxQueue = %d for 2 ms requests on %d CPUs; want %d", s.MaxQueue(), gomaxprocs(), want)
+	s.sizeQueue()
+	if s.MaxQueue() != 40 {
+		t.Fatalf("MaxQueue = %d after 40 requests per 100 ms; want 40", s.MaxQueue())
 	}
+	runnable.Store(1000)
 	if d, err := s.Allow(); err != nil {
 		t.Fatalf("refused with an idle CPU and %d runnable goroutines: %v", runnable.Load(), err)
 	} else {
 		d(true)
+	}
+	if counts.Load() != 0 {
+		t.Fatalf("an instance that is not overloaded counted its goroutines %d times", counts.Load())
 	}
 	for range 30 {
 		c.advance(100*time.Millisecond, 1, gomaxprocs())
@@ -420,21 +428,32 @@ func TestRefusesWhileTheRunQueueIsLong(t *testing.T) {
 		t.Fatalf("CPU usage %v after 3 saturated seconds", u)
 	}
 	fill(s, c, 40, 2*time.Millisecond) // the window moved on
+	s.sizeQueue()
 	limit := s.MaxQueue()
 	for _, tc := range []struct {
 		runnable int64
 		refused  bool
 	}{{limit + 1, true}, {10 * limit, true}, {limit, false}, {0, false}} {
 		runnable.Store(tc.runnable)
-		s.SampleQueue()
+		c.advance(queueCountEvery, 1, gomaxprocs()) // the last count is old enough to take again
 		d, err := s.Allow()
 		if refused := err == ErrOverloaded; refused != tc.refused {
 			t.Fatalf("with the CPU saturated and %d goroutines runnable (limit %d): refused = %v, want %v",
-				tc.runnable, s.MaxQueue(), refused, tc.refused)
+				tc.runnable, limit, refused, tc.refused)
 		}
 		if d != nil {
 			d(true)
 		}
+	}
+	// Within a millisecond of a count, requests reuse it.
+	before := counts.Load()
+	for range 100 {
+		if d, err := s.Allow(); err == nil {
+			d(true)
+		}
+	}
+	if counts.Load() != before {
+		t.Fatalf("%d counts for 100 requests within a millisecond, want none", counts.Load()-before)
 	}
 }
 
@@ -469,7 +488,7 @@ func TestRunnableGoroutinesReadsTheRuntime(t *testing.T) {
 }
 
 // BenchmarkRunnableGoroutines is the cost of one count of the runnable
-// goroutines, which Run takes every QueueSampleEvery (500 a second).
+// goroutines, which an overloaded instance takes at most every millisecond.
 func BenchmarkRunnableGoroutines(b *testing.B) {
 	count := runnableGoroutines()
 	for b.Loop() {
