@@ -15,6 +15,8 @@ import (
 	"github.com/millionshop/million/cache"
 	"github.com/millionshop/million/redistest"
 	"github.com/millionshop/million/redisx"
+	"github.com/millionshop/million/sqldb"
+	"github.com/millionshop/million/sqldb/sqldbtest"
 )
 
 var prefixes atomic.Int64
@@ -54,4 +56,24 @@ func WaitConnected(t testing.TB, c *cache.Cache) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// EachLevel runs a module's store contract (its storetest.Run) through the
+// module's cache decorator at every level a deployment has: in process only
+// on every engine, and with a real Redis as L2 on SQLite. open returns the
+// decorated store over a fresh database of the engine, with cache c.
+func EachLevel[S any](t *testing.T, run func(t *testing.T, newStore func(t *testing.T) S),
+	open func(t *testing.T, d sqldb.Dialect, c *cache.Cache) S) {
+	t.Helper()
+	redis := Redis(t)
+	for _, d := range sqldbtest.Dialects {
+		t.Run(d.String()+"/l1", func(t *testing.T) {
+			t.Parallel()
+			run(t, func(t *testing.T) S { return open(t, d, New(t, nil)) })
+		})
+	}
+	t.Run("sqlite/l1+redis", func(t *testing.T) {
+		t.Parallel()
+		run(t, func(t *testing.T) S { return open(t, sqldb.SQLite, New(t, redis)) })
+	})
 }

@@ -19,20 +19,8 @@ import (
 // decorator: in process only on every engine, and with a real Redis as L2
 // on SQLite.
 func TestCachedStore(t *testing.T) {
-	redis := cachetest.Redis(t)
-	for _, d := range sqldbtest.Dialects {
-		t.Run(d.String()+"/l1", func(t *testing.T) {
-			t.Parallel()
-			storetest.Run(t, func(t *testing.T) cart.Store {
-				return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), cachetest.New(t, nil), 0)
-			})
-		})
-	}
-	t.Run("sqlite/l1+redis", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(t *testing.T) cart.Store {
-			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), 0)
-		})
+	cachetest.EachLevel(t, storetest.Run, func(t *testing.T, d sqldb.Dialect, c *cache.Cache) cart.Store {
+		return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), c, 0)
 	})
 }
 

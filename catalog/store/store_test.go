@@ -3,6 +3,7 @@ package store_test
 import (
 	"testing"
 
+	"github.com/millionshop/million/cache"
 	"github.com/millionshop/million/cache/cachetest"
 
 	"github.com/millionshop/million/catalog"
@@ -30,19 +31,7 @@ func TestStore(t *testing.T) {
 // TestCachedStore runs the same contract through the cache decorator: in
 // process only on every engine, and with a real Redis as L2 on SQLite.
 func TestCachedStore(t *testing.T) {
-	redis := cachetest.Redis(t)
-	for _, dialect := range sqldbtest.Dialects {
-		t.Run(dialect.String()+"/l1", func(t *testing.T) {
-			t.Parallel()
-			storetest.Run(t, func(t *testing.T) catalog.Store {
-				return store.NewCached(store.New(sqldbtest.Open(t, dialect, store.Migrations())), cachetest.New(t, nil), store.CacheTTLs{})
-			})
-		})
-	}
-	t.Run("sqlite/l1+redis", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(t *testing.T) catalog.Store {
-			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), store.CacheTTLs{})
-		})
+	cachetest.EachLevel(t, storetest.Run, func(t *testing.T, d sqldb.Dialect, c *cache.Cache) catalog.Store {
+		return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), c, store.CacheTTLs{})
 	})
 }

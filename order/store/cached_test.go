@@ -21,20 +21,8 @@ import (
 // on SQLite.
 func TestCachedStore(t *testing.T) {
 	t.Parallel()
-	redis := cachetest.Redis(t)
-	for _, d := range sqldbtest.Dialects {
-		t.Run(d.String()+"/l1", func(t *testing.T) {
-			t.Parallel()
-			storetest.Run(t, func(t *testing.T) order.Store {
-				return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), cachetest.New(t, nil), 0)
-			})
-		})
-	}
-	t.Run("sqlite/l1+redis", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(t *testing.T) order.Store {
-			return store.NewCached(store.New(sqldbtest.Open(t, sqldb.SQLite, store.Migrations())), cachetest.New(t, redis), 0)
-		})
+	cachetest.EachLevel(t, storetest.Run, func(t *testing.T, d sqldb.Dialect, c *cache.Cache) order.Store {
+		return store.NewCached(store.New(sqldbtest.Open(t, d, store.Migrations())), c, 0)
 	})
 }
 
