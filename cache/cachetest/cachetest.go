@@ -45,6 +45,20 @@ func New(t testing.TB, redis rueidis.Client) *cache.Cache {
 	return c
 }
 
+// Instance returns the cache of one instance among several that share db
+// (its invalidation journal) and redis under prefix, closed when t ends and
+// listening on the invalidation channel when returned.
+func Instance(t testing.TB, redis rueidis.Client, db *sqldb.DB, prefix string) *cache.Cache {
+	t.Helper()
+	c, err := cache.New(cache.Options{Redis: redis, DB: db, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	WaitConnected(t, c)
+	return c
+}
+
 // WaitConnected waits until c listens on its invalidation channel, so that
 // it hears other instances' writes from then on.
 func WaitConnected(t testing.TB, c *cache.Cache) {

@@ -46,12 +46,7 @@ func TestCachedOrdersAcrossInstances(t *testing.T) {
 	redis := cachetest.Redis(t)
 	db := sqldbtest.Open(t, sqldb.SQLite, store.Migrations(), cache.Migrations())
 	open := func() (*store.Cached, *countingStore) {
-		c, err := cache.New(cache.Options{Redis: redis, DB: db, Prefix: "orders:"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		cachetest.WaitConnected(t, c)
+		c := cachetest.Instance(t, redis, db, "orders:")
 		inner := &countingStore{Store: store.New(db)}
 		return store.NewCached(inner, c, 0), inner
 	}
