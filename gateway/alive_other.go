@@ -2,8 +2,8 @@
 
 package gateway
 
-import "net"
+import "syscall"
 
-// alive cannot peek without blocking here; a stale connection then fails
-// on use, and only replayable requests are sent again.
-func alive(net.Conn) bool { return true }
+// peekQuiet cannot peek without blocking here; a stale connection then
+// fails on use, and only requests that may run twice are sent again.
+func peekQuiet(syscall.RawConn) bool { return true }

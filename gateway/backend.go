@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // backend is one upstream instance and everything the gateway knows about
@@ -20,7 +22,10 @@ type backend struct {
 	inFlight atomic.Int64
 	requests atomic.Int64
 	metrics  *backendMetrics
-	h1       *h1pool // body-less requests to an http backend; nil for https
+	client   *fasthttp.HostClient
+	scheme   []byte // of url, as the request URI takes it
+	host     []byte
+	prefix   string // url's path, put before every request's
 
 	mu           sync.Mutex
 	healthy      bool // active health state; optimistic until the first check
@@ -34,7 +39,8 @@ type backend struct {
 
 func newBackend(u *url.URL, m *metrics) *backend {
 	key := u.String()
-	return &backend{url: u, key: key, healthy: true, metrics: &backendMetrics{m: m, key: key}}
+	return &backend{url: u, key: key, healthy: true, metrics: &backendMetrics{m: m, key: key},
+		scheme: []byte(u.Scheme), host: []byte(u.Host), prefix: u.Path}
 }
 
 // available reports whether new requests may go to b: healthy by the

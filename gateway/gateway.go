@@ -7,8 +7,7 @@
 // cannot run a request twice, within a retry budget. The backend list can
 // change at run time (file poll or Reload on SIGHUP).
 //
-// Rate limiting is not here: Options.Wrap is where package ratelimit's
-// middleware goes.
+// The data path is fasthttp's server and client: see Server.
 package gateway
 
 import (
@@ -17,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/millionshop/million/obs"
+	"github.com/millionshop/million/ratelimit"
+	"github.com/millionshop/million/web"
 )
 
 // Options configure a Gateway. Zero values take the defaults named on each
@@ -50,10 +52,11 @@ type Options struct {
 	EjectMax        time.Duration // ejection time cap; default 2m
 	MaxEjectPercent int           // at most this share of backends ejected at once (at least one, never all); default 50
 
-	MaxAttempts   int     // attempts per request, the first included; default 3
-	RetryRatio    float64 // retries allowed as a share of requests over the last 10 s; default 0.2
-	RetryMin      int     // retries always allowed per 10 s; default 30
-	MaxReplayBody int64   // request bodies up to this size are buffered so they can be replayed; default 1 MiB
+	MaxAttempts     int     // attempts per request, the first included; default 3
+	RetryRatio      float64 // retries allowed as a share of requests over the last 10 s; default 0.2
+	RetryMin        int     // retries always allowed per 10 s; default 30
+	MaxRequestBody  int64   // larger request bodies are refused with 413; default 8 MiB
+	MaxResponseBody int64   // a larger answer is a failed attempt (502); default 64 MiB
 	// IdempotentPOST lists the paths whose POST handlers deduplicate by
 	// Idempotency-Key, so such a POST with the header may be retried;
 	// default /v1/checkout, million's one.
@@ -63,17 +66,20 @@ type Options struct {
 	DialTimeout           time.Duration // default 2s
 	ResponseHeaderTimeout time.Duration // wait for a backend's response headers; default 35s (above serve's request timeout)
 	RequestTimeout        time.Duration // whole request, retries included; default 60s
-	MaxIdleConnsPerHost   int           // keep-alive pool per backend; default 256
+	MaxConnsPerBackend    int           // connections to one backend, idle or busy; default 1024
 
 	TrustForwardedFor bool // take the client IP from the last X-Forwarded-For entry (only behind one trusted proxy)
 	AccessLog         bool
 	Logger            *slog.Logger
 	Registry          prometheus.Registerer // where the metrics go; default a new registry
 
-	// Wrap, when set, wraps the proxy after request IDs and client IPs are
-	// known (ClientIPFrom), e.g. with a rate limiter. Its own responses are
-	// logged like any other.
-	Wrap func(http.Handler) http.Handler
+	// RateLimit, when enabled, limits requests per client IP and per user
+	// (429 with Retry-After and RateLimit-* fields), /healthz and /readyz
+	// exempt.
+	RateLimit *ratelimit.Policy
+	// Subject returns the user a bearer token names when it verifies, else
+	// "": the key of the per-user limit.
+	Subject func(token string) string
 
 	Now func() time.Time // clock of ejections and the retry budget; default time.Now
 }
@@ -116,8 +122,11 @@ func (o *Options) defaults() {
 	if o.IdempotentPOST == nil {
 		o.IdempotentPOST = []string{"/v1/checkout"}
 	}
-	if o.MaxReplayBody <= 0 {
-		o.MaxReplayBody = 1 << 20
+	if o.MaxRequestBody <= 0 {
+		o.MaxRequestBody = 8 << 20
+	}
+	if o.MaxResponseBody <= 0 {
+		o.MaxResponseBody = 64 << 20
 	}
 	if o.RetryOnStatuses == nil {
 		o.RetryOnStatuses = []int{500, 502, 503, 504}
@@ -125,7 +134,7 @@ func (o *Options) defaults() {
 	setD(&o.DialTimeout, 2*time.Second)
 	setD(&o.ResponseHeaderTimeout, 35*time.Second)
 	setD(&o.RequestTimeout, 60*time.Second)
-	setI(&o.MaxIdleConnsPerHost, 256)
+	setI(&o.MaxConnsPerBackend, 1024)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,22 +146,17 @@ func (o *Options) defaults() {
 	}
 }
 
-// idleConnTimeout is how long a keep-alive connection to a backend may stay
-// idle: below serve's 120 s, so the gateway closes first.
-const idleConnTimeout = 90 * time.Second
-
 // Gateway is the reverse proxy. Create it with New, start its health
-// checks and file watch with Run, and serve Handler.
+// checks and file watch with Run, and serve Server.
 type Gateway struct {
-	opts      Options
-	logger    *slog.Logger
-	now       func() time.Time
-	transport *http.Transport
-	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	probe     *http.Client
-	metrics   *metrics
-	budget    *retryBudget
-	rr        atomic.Uint64
+	opts    Options
+	logger  *slog.Logger
+	now     func() time.Time
+	dialer  *net.Dialer
+	probe   *http.Client
+	metrics *metrics
+	budget  *retryBudget
+	rr      atomic.Uint64
 
 	mu       sync.RWMutex
 	backends []*backend
@@ -177,22 +181,13 @@ func New(opts Options) (*Gateway, error) {
 	}
 	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
 	g := &Gateway{
-		opts:   opts,
-		logger: opts.Logger,
-		now:    opts.Now,
-		transport: &http.Transport{
-			DialContext:           dialer.DialContext,
-			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-			IdleConnTimeout:       idleConnTimeout,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
-		},
+		opts:    opts,
+		logger:  opts.Logger,
+		now:     opts.Now,
 		metrics: newMetrics(opts.Registry),
 		budget:  &retryBudget{ratio: opts.RetryRatio, minimum: opts.RetryMin, now: opts.Now},
 		kick:    make(chan struct{}, 1),
-		dial:    dialer.DialContext,
+		dialer:  dialer,
 	}
 	g.probe = &http.Client{
 		Timeout: opts.HealthTimeout,
@@ -259,9 +254,7 @@ func (g *Gateway) setBackends(raw []string) error {
 		b, ok := current[key]
 		if !ok {
 			b = newBackend(u, g.metrics)
-			if u.Scheme == "http" {
-				b.h1 = newH1Pool(u, g.dial, g.opts.MaxIdleConnsPerHost, idleConnTimeout, g.opts.ResponseHeaderTimeout)
-			}
+			b.client = newUpstream(u, &g.opts, g.dialer)
 			added = append(added, key)
 			g.metrics.healthy.WithLabelValues(key).Set(1)
 			g.metrics.ejected.WithLabelValues(key).Set(0)
@@ -276,9 +269,7 @@ func (g *Gateway) setBackends(raw []string) error {
 		if !seen[key] {
 			removed = append(removed, key)
 			g.metrics.forget(key)
-			if b.h1 != nil {
-				b.h1.close(true)
-			}
+			b.client.CloseIdleConnections()
 		}
 	}
 	g.mu.Lock()
@@ -324,11 +315,8 @@ func (g *Gateway) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			g.transport.CloseIdleConnections()
 			for _, b := range g.snapshot() {
-				if b.h1 != nil {
-					b.h1.close(false)
-				}
+				b.client.CloseIdleConnections()
 			}
 			return
 		case <-t.C:
@@ -382,7 +370,7 @@ func (g *Gateway) check(ctx context.Context, b *backend) error {
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = copyDiscard(resp.Body, 64<<10)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("%s answered %d", g.opts.HealthPath, resp.StatusCode)
 	}
@@ -506,7 +494,8 @@ func (g *Gateway) AdminHandler(m *obs.Metrics) http.Handler {
 			}
 		}
 		w.Header().Set("Retry-After", "1")
-		g.problem(w, r, http.StatusServiceUnavailable, "no_backend", "no backend is available")
+		web.WriteProblem(w, web.Problem{Type: "urn:million:problem:no_backend", Title: http.StatusText(http.StatusServiceUnavailable),
+			Status: http.StatusServiceUnavailable, Detail: "no backend is available", Code: "no_backend"})
 	})
 	health := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/millionshop/million/gateway"
 	"github.com/millionshop/million/obs"
+	"github.com/millionshop/million/ratelimit"
 )
 
 // upstream is a real HTTP backend whose answers a test can switch.
@@ -119,8 +120,24 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 type fixture struct {
 	gw  *gateway.Gateway
-	srv *httptest.Server
+	srv *served
 	reg *obs.Metrics
+}
+
+// served is a gateway's public server, listening on loopback.
+type served struct{ URL string }
+
+// serveGateway serves gw's public server until the test ends.
+func serveGateway(t testing.TB, gw *gateway.Gateway) *served {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gw.Server()
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return &served{URL: "http://" + ln.Addr().String()}
 }
 
 func setup(t *testing.T, opts gateway.Options, backends ...string) *fixture {
@@ -135,9 +152,7 @@ func setup(t *testing.T, opts gateway.Options, backends ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
-	return &fixture{gw: gw, srv: srv, reg: m}
+	return &fixture{gw: gw, srv: serveGateway(t, gw), reg: m}
 }
 
 type result struct {
@@ -563,38 +578,40 @@ func TestRetryBudgetCapsRetries(t *testing.T) {
 	}
 }
 
+// TestBodiesAreReplayedUpToTheLimit: a request body is read whole, so an
+// idempotent request is replayed byte for byte on the next backend, and a
+// POST past a refused connection too; a body over MaxRequestBody is refused
+// with 413 problem+json before any backend sees it.
 func TestBodiesAreReplayedUpToTheLimit(t *testing.T) {
 	t.Parallel()
 	a, b := newUpstream(t, "a"), newUpstream(t, "b")
 	a.status.Store(503)
-	f := setup(t, gateway.Options{MaxReplayBody: 1024}, a.URL, b.URL)
-	small := bytes.Repeat([]byte("s"), 1000)
+	f := setup(t, gateway.Options{MaxRequestBody: 4096}, a.URL, b.URL)
+	body := bytes.Repeat([]byte("s"), 4000)
 	for range 4 {
-		r := f.do(t, "PUT", "/v1/cart/items/1", small)
-		if r.status != 200 || r.header.Get("X-Body-Sha256") != sha(small) {
-			t.Fatalf("small PUT: %d, body hash %s; want it replayed whole on b", r.status, r.header.Get("X-Body-Sha256"))
+		r := f.do(t, "PUT", "/v1/cart/items/1", body)
+		if r.status != 200 || r.header.Get("X-Body-Sha256") != sha(body) {
+			t.Fatalf("PUT: %d, body hash %s; want it replayed whole on b", r.status, r.header.Get("X-Body-Sha256"))
 		}
 	}
-	large := bytes.Repeat([]byte("L"), 4096)
-	seen := map[int]int{}
-	for range 4 {
-		r := f.do(t, "PUT", "/v1/cart/items/1", large)
-		seen[r.status]++
-		if r.header.Get("X-Body-Sha256") != sha(large) {
-			t.Fatal("the large body arrived altered")
-		}
+	hitsBefore := a.hits.Load() + b.hits.Load()
+	large := bytes.Repeat([]byte("L"), 5000)
+	r := f.do(t, "PUT", "/v1/cart/items/1", large)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over the limit: %d, want 413", r.status)
 	}
-	if seen[503] != 2 || seen[200] != 2 {
-		t.Fatalf("large PUTs: %v, want the 2 sent to a answered 503 (not replayable, not retried)", seen)
+	checkProblem(t, r, "body_too_large")
+	if n := a.hits.Load() + b.hits.Load(); n != hitsBefore {
+		t.Fatalf("a refused body reached the backends (%d requests)", n-hitsBefore)
 	}
 
-	// A large body a refused connection never read is still whole: retried.
+	// A POST a refused connection never received is retried, whole.
 	c := newUpstream(t, "c")
-	g := setup(t, gateway.Options{MaxReplayBody: 1024}, refusedURL(t), c.URL)
+	g := setup(t, gateway.Options{}, refusedURL(t), c.URL)
 	for range 4 {
 		r := g.do(t, "POST", "/v1/upload", large)
 		if r.status != 200 || r.header.Get("X-Body-Sha256") != sha(large) {
-			t.Fatalf("large POST past a refused backend: %d", r.status)
+			t.Fatalf("POST past a refused backend: %d", r.status)
 		}
 	}
 }
@@ -650,17 +667,50 @@ func TestGatewayErrorsAreProblems(t *testing.T) {
 	}
 	checkProblem(t, r, "gateway_timeout")
 
-	h := setup(t, gateway.Options{Wrap: func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if gateway.ClientIPFrom(r.Context()) == "127.0.0.1" && r.URL.Path == "/limited" {
-				w.WriteHeader(http.StatusTooManyRequests)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}}, slow.URL)
-	if r := h.do(t, "GET", "/limited", nil); r.status != 429 {
-		t.Fatalf("Wrap did not run: %d", r.status)
+}
+
+// TestRateLimits: over the per-IP limit a client gets 429 problem+json with
+// Retry-After and RateLimit-*; allowed answers carry RateLimit-*; a user's
+// limit follows a verified bearer token, not the address; health checks
+// are exempt.
+func TestRateLimits(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "a")
+	policy := &ratelimit.Policy{Limiter: ratelimit.NewMemory(time.Now),
+		PerIP: ratelimit.Rate{Limit: 3, Period: time.Minute}, PerUser: ratelimit.Rate{Limit: 1, Period: time.Minute}}
+	f := setup(t, gateway.Options{RateLimit: policy, Subject: func(token string) string {
+		if token == "good" {
+			return "user-1"
+		}
+		return ""
+	}}, a.URL)
+	r := f.do(t, "GET", "/v1/me", nil, "Authorization", "Bearer good")
+	if r.status != 200 || r.header.Get("RateLimit-Limit") != "1" || r.header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("user's first request: %d, RateLimit-Limit %q, -Remaining %q", r.status,
+			r.header.Get("RateLimit-Limit"), r.header.Get("RateLimit-Remaining"))
+	}
+	r = f.do(t, "GET", "/v1/me", nil, "Authorization", "Bearer good")
+	if r.status != 429 || r.header.Get("Retry-After") == "" || r.header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("user over the limit: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
+	}
+	checkProblem(t, r, "rate_limited")
+	// Anonymous requests (and an unverifiable token) from the same address
+	// count against the address: two more are allowed, then 429.
+	for i, auth := range []string{"", "Bearer forged"} {
+		if r := f.do(t, "GET", "/v1/products", nil, "Authorization", auth); r.status != 200 || r.header.Get("RateLimit-Limit") != "3" {
+			t.Fatalf("anonymous request %d: %d, RateLimit-Limit %q", i, r.status, r.header.Get("RateLimit-Limit"))
+		}
+	}
+	r = f.do(t, "GET", "/v1/products", nil)
+	if r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("address over the limit: %d", r.status)
+	}
+	checkProblem(t, r, "rate_limited")
+	if r := f.do(t, "GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("/readyz over the limit: %d, want it exempt", r.status)
+	}
+	if n := a.hits.Load(); n != 3 {
+		t.Fatalf("the backend saw %d requests, want the 3 allowed", n)
 	}
 }
 
@@ -750,8 +800,10 @@ func TestAdminListener(t *testing.T) {
 	}
 }
 
-// A backend that dies mid-body must not look, to the client, like a
-// complete (shorter) response.
+// TestBackendFailingMidBodyAbortsTheResponse: a backend that dies
+// mid-body must not look, to the client, like a complete (shorter)
+// response: the gateway reads answers whole, so the client gets a 502
+// problem, and an idempotent request is first retried on another backend.
 func TestBackendFailingMidBodyAbortsTheResponse(t *testing.T) {
 	t.Parallel()
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -767,14 +819,18 @@ func TestBackendFailingMidBodyAbortsTheResponse(t *testing.T) {
 	}))
 	t.Cleanup(broken.Close)
 	f := setup(t, gateway.Options{}, broken.URL)
-	resp, err := http.Get(f.srv.URL + "/stream")
-	if err != nil {
-		t.Fatal(err)
+	r := f.do(t, "GET", "/stream", nil)
+	if r.status != http.StatusBadGateway || strings.Contains(r.body, "xxx") {
+		t.Fatalf("cut answer: %d %q, want 502 problem+json", r.status, r.body)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil {
-		t.Fatalf("read %d bytes and a clean end; the cut should surface as an error", len(b))
+	checkProblem(t, r, "bad_gateway")
+
+	whole := newUpstream(t, "whole")
+	g := setup(t, gateway.Options{}, broken.URL, whole.URL)
+	for range 4 {
+		if r := g.do(t, "GET", "/stream", nil); r.status != 200 || r.body != "whole" {
+			t.Fatalf("GET beside a breaking backend: %d %q, want the whole backend's answer", r.status, r.body)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,6 +39,68 @@ type HTTPOptions struct {
 	Logger *slog.Logger
 }
 
+// Policy is the pair of limits a request passes: one per client address,
+// one per authenticated user. Middleware applies it to net/http handlers;
+// million gateway calls Check on its own request path.
+type Policy struct {
+	// Limiter decides; required.
+	Limiter Limiter
+	// PerIP and PerUser are the limits; zero disables either.
+	PerIP, PerUser Rate
+	// Logger receives limiter errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// Enabled reports whether the policy limits anything.
+func (p *Policy) Enabled() bool {
+	return p != nil && p.Limiter != nil && (p.PerIP.Enabled() || p.PerUser.Enabled())
+}
+
+// Check counts one request from ip by subject ("" when anonymous) and
+// returns the decision of the tighter limit; applied is false when no limit
+// applied to the request.
+func (p *Policy) Check(ctx context.Context, ip, subject string) (d Decision, applied bool) {
+	check := func(key string, rate Rate) bool {
+		if !rate.Enabled() {
+			return true
+		}
+		got, err := p.Limiter.Allow(ctx, key, rate)
+		if err != nil {
+			// Limiters fall back on their own; an error here is a bug, and
+			// refusing every request would be worse.
+			if p.Logger != nil {
+				p.Logger.ErrorContext(ctx, "rate limiter failed", "key", key, "error", err.Error())
+			}
+			return true
+		}
+		if !applied || !got.Allowed || (d.Allowed && got.Remaining < d.Remaining) {
+			d, applied = got, true
+		}
+		return got.Allowed
+	}
+	// The user's limit first: a refused user does not also spend the quota
+	// of everyone behind the same address.
+	if subject != "" && !check("user:"+subject, p.PerUser) {
+		return d, applied
+	}
+	check("ip:"+ip, p.PerIP)
+	return d, applied
+}
+
+// Error is the refusal of a request d did not allow, as web.WriteError
+// answers it: 429 with Retry-After and the RateLimit-* fields.
+func (d Decision) Error() *fault.Error {
+	return &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
+		Message:    "too many requests; slow down and retry after the time in Retry-After",
+		RetryAfter: max(d.RetryAfter, time.Millisecond), Limit: d.Limit}
+}
+
+// Headers returns the RateLimit-Limit, RateLimit-Remaining and
+// RateLimit-Reset field values of an allowed request's decision.
+func (d Decision) Headers() (limit, remaining, reset string) {
+	return strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(ceilSeconds(d.ResetAfter))
+}
+
 // Middleware limits requests per client IP and per authenticated user. A
 // request over either limit gets 429 problem+json with Retry-After and the
 // RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers;
@@ -47,11 +110,9 @@ func Middleware(opts HTTPOptions) func(http.Handler) http.Handler {
 	if opts.ClientIP == nil {
 		opts.ClientIP = remoteHost
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	policy := &Policy{Limiter: opts.Limiter, PerIP: opts.PerIP, PerUser: opts.PerUser, Logger: opts.Logger}
 	return func(next http.Handler) http.Handler {
-		if opts.Limiter == nil || (!opts.PerIP.Enabled() && !opts.PerUser.Enabled()) {
+		if !policy.Enabled() {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,53 +120,24 @@ func Middleware(opts HTTPOptions) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			var (
-				tightest Decision
-				have     bool
-			)
-			check := func(key string, rate Rate) bool {
-				if !rate.Enabled() {
-					return true
-				}
-				d, err := opts.Limiter.Allow(r.Context(), key, rate)
-				if err != nil {
-					// Limiters fall back on their own; an error here is a
-					// bug, and refusing every request would be worse.
-					opts.Logger.ErrorContext(r.Context(), "rate limiter failed", "key", key, "error", err.Error())
-					return true
-				}
-				if !have || !d.Allowed || (tightest.Allowed && d.Remaining < tightest.Remaining) {
-					tightest, have = d, true
-				}
-				return d.Allowed
-			}
-			// The user's limit first: a refused user does not also spend
-			// the quota of everyone behind the same address.
-			ok := true
+			subject := ""
 			if opts.Subject != nil && opts.PerUser.Enabled() {
-				if sub := opts.Subject(r); sub != "" {
-					ok = check("user:"+sub, opts.PerUser)
-				}
+				subject = opts.Subject(r)
 			}
-			if ok {
-				ok = check("ip:"+opts.ClientIP(r), opts.PerIP)
-			}
-			if !have {
+			d, applied := policy.Check(r.Context(), opts.ClientIP(r), subject)
+			if !applied {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if !ok {
-				// WriteError sets Retry-After and the RateLimit-* fields
-				// from RetryAfter and Limit.
-				web.WriteError(w, r, nil, &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
-					Message:    "too many requests; slow down and retry after the time in Retry-After",
-					RetryAfter: max(tightest.RetryAfter, time.Millisecond), Limit: tightest.Limit})
+			if !d.Allowed {
+				web.WriteError(w, r, nil, d.Error())
 				return
 			}
+			limit, remaining, reset := d.Headers()
 			h := w.Header()
-			h.Set("RateLimit-Limit", strconv.Itoa(tightest.Limit))
-			h.Set("RateLimit-Remaining", strconv.Itoa(tightest.Remaining))
-			h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(tightest.ResetAfter)))
+			h.Set("RateLimit-Limit", limit)
+			h.Set("RateLimit-Remaining", remaining)
+			h.Set("RateLimit-Reset", reset)
 			next.ServeHTTP(w, r)
 		})
 	}
@@ -124,16 +156,22 @@ func remoteHost(r *http.Request) string {
 	return host
 }
 
+// BearerToken returns the token of an "Authorization: Bearer" field value,
+// or "".
+func BearerToken(authorization string) string {
+	scheme, token, found := strings.Cut(authorization, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
 // BearerSubject returns an HTTPOptions.Subject that reads the request's
 // "Authorization: Bearer" token and returns the subject verify vouches
 // for, or "" when there is no token or it does not verify.
 func BearerSubject(verify func(token string) (subject string, ok bool)) func(*http.Request) string {
 	return func(r *http.Request) string {
-		scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !found || !strings.EqualFold(scheme, "Bearer") {
-			return ""
-		}
-		token = strings.TrimSpace(token)
+		token := BearerToken(r.Header.Get("Authorization"))
 		if token == "" {
 			return ""
 		}

@@ -41,16 +41,17 @@ type GatewayCmd struct {
 	EjectMax        time.Duration `default:"2m" help:"Longest ejection."`
 	MaxEjectPercent int           `default:"50" help:"At most this share of the backends is ejected at once (at least one, never all)."`
 
-	MaxAttempts    int      `default:"3" help:"Attempts per request, the first included."`
-	RetryRatio     float64  `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
-	RetryMin       int      `default:"30" help:"Retries always allowed per 10 s."`
-	MaxReplayBody  int64    `default:"1048576" help:"Request bodies up to this many bytes are buffered so they can be retried."`
-	IdempotentPOST []string `name:"idempotent-post" default:"/v1/checkout" placeholder:"PATH" help:"Paths whose POST handlers deduplicate by Idempotency-Key, so such a POST with the header may be retried (repeat)."`
+	MaxAttempts     int      `default:"3" help:"Attempts per request, the first included."`
+	RetryRatio      float64  `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
+	RetryMin        int      `default:"30" help:"Retries always allowed per 10 s."`
+	MaxRequestBody  int64    `default:"8388608" help:"Largest request body in bytes; larger ones get 413. Bodies are read whole, so any request may be retried."`
+	MaxResponseBody int64    `default:"67108864" help:"Largest backend answer in bytes; a larger one is a failed attempt (502)."`
+	IdempotentPOST  []string `name:"idempotent-post" default:"/v1/checkout" placeholder:"PATH" help:"Paths whose POST handlers deduplicate by Idempotency-Key, so such a POST with the header may be retried (repeat)."`
 
 	DialTimeout           time.Duration `default:"2s" help:"Timeout of a connection to a backend."`
-	ResponseHeaderTimeout time.Duration `default:"35s" help:"Wait for a backend's response headers."`
+	ResponseHeaderTimeout time.Duration `default:"35s" help:"Wait for a backend's whole answer (read in full before the client gets it)."`
 	RequestTimeout        time.Duration `default:"60s" help:"Upper bound on one request, retries included."`
-	MaxIdleConnsPerHost   int           `default:"256" help:"Keep-alive connections kept per backend."`
+	MaxConnsPerBackend    int           `default:"1024" help:"Connections to one backend, busy or idle (kept alive; idle ones close after 90 s); a request waits up to --dial-timeout for one."`
 	ShutdownTimeout       time.Duration `default:"15s" help:"How long in-flight requests may finish after SIGTERM/SIGINT."`
 
 	RateLimitIP   string `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP (N/s, N/m or N/h, optional :burst); 0 disables. Shared by every gateway with --redis."`
@@ -71,20 +72,21 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 		debug.SetGCPercent(c.GCPercent)
 	}
 	metrics := obs.NewMetrics()
-	limits, closeLimits, err := c.limits(ctx, logger)
+	limits, subject, closeLimits, err := c.limits(ctx, logger)
 	if err != nil {
 		return err
 	}
 	defer closeLimits()
 	gw, err := gateway.New(gateway.Options{
-		Wrap:     limits,
+		RateLimit: limits, Subject: subject,
 		Backends: c.Backend, BackendsFile: c.BackendsFile, FilePoll: c.FilePoll, Strategy: gateway.Strategy(c.Strategy),
 		HealthPath: c.HealthPath, HealthInterval: c.HealthInterval, HealthTimeout: c.HealthTimeout, Rise: c.Rise, Fall: c.Fall,
 		EjectAfter: c.EjectAfter, EjectBase: c.EjectBase, EjectMax: c.EjectMax, MaxEjectPercent: c.MaxEjectPercent,
-		MaxAttempts: c.MaxAttempts, RetryRatio: c.RetryRatio, RetryMin: c.RetryMin, MaxReplayBody: c.MaxReplayBody,
-		IdempotentPOST: c.IdempotentPOST,
-		DialTimeout:    c.DialTimeout, ResponseHeaderTimeout: c.ResponseHeaderTimeout, RequestTimeout: c.RequestTimeout,
-		MaxIdleConnsPerHost: c.MaxIdleConnsPerHost, TrustForwardedFor: c.TrustForwardedFor, AccessLog: c.AccessLog,
+		MaxAttempts: c.MaxAttempts, RetryRatio: c.RetryRatio, RetryMin: c.RetryMin, MaxRequestBody: c.MaxRequestBody,
+		MaxResponseBody: c.MaxResponseBody,
+		IdempotentPOST:  c.IdempotentPOST,
+		DialTimeout:     c.DialTimeout, ResponseHeaderTimeout: c.ResponseHeaderTimeout, RequestTimeout: c.RequestTimeout,
+		MaxConnsPerBackend: c.MaxConnsPerBackend, TrustForwardedFor: c.TrustForwardedFor, AccessLog: c.AccessLog,
 		Logger: logger, Registry: metrics.Registry,
 	})
 	if err != nil {
@@ -125,15 +127,7 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 		}
 	})
 
-	srv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       c.RequestTimeout,
-		WriteTimeout:      c.RequestTimeout + 5*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := gw.Server()
 	adminSrv := &http.Server{Handler: gw.AdminHandler(metrics), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
 	errs := make(chan error, 2)
 	go func() { errs <- srv.Serve(public) }()
@@ -151,50 +145,48 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 	logger.Info("shutting down", "timeout", c.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
-	err = errors.Join(srv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
+	err = errors.Join(srv.ShutdownWithContext(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}
 	return err
 }
 
-// limits returns the request-limit middleware of the gateway: the same
-// limiter as `million serve`, in Redis when --redis is given.
-func (c *GatewayCmd) limits(ctx context.Context, logger *slog.Logger) (func(http.Handler) http.Handler, func(), error) {
+// limits returns the gateway's rate limits, the same limiter as `million
+// serve`'s (in Redis when --redis is given), and the per-user key: the
+// subject of a bearer token that verifies.
+func (c *GatewayCmd) limits(ctx context.Context, logger *slog.Logger) (*ratelimit.Policy, func(string) string, func(), error) {
 	perIP, err := ratelimit.ParseRate(c.RateLimitIP)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--rate-limit-ip: %w", err)
+		return nil, nil, nil, fmt.Errorf("--rate-limit-ip: %w", err)
 	}
 	perUser, err := ratelimit.ParseRate(c.RateLimitUser)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--rate-limit-user: %w", err)
+		return nil, nil, nil, fmt.Errorf("--rate-limit-user: %w", err)
 	}
 	var limiter ratelimit.Limiter = ratelimit.NewMemory(time.Now)
 	closeFn := func() {}
 	if c.Redis != "" {
 		client, err := redisx.Open(ctx, c.Redis, redisx.Options{})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		limiter, closeFn = ratelimit.NewRedis(client, ratelimit.RedisOptions{Logger: logger}), client.Close
 	}
-	subject := func(*http.Request) string { return "" }
+	var subject func(string) string
 	if c.JWTSecret != "" {
 		tokens, err := user.NewTokens([]byte(c.JWTSecret), time.Hour, time.Now)
 		if err != nil {
 			closeFn()
-			return nil, nil, fmt.Errorf("--jwt-secret: %w", err)
+			return nil, nil, nil, fmt.Errorf("--jwt-secret: %w", err)
 		}
-		subject = ratelimit.BearerSubject(func(token string) (string, bool) {
+		subject = func(token string) string {
 			claims, err := tokens.Verify(token)
-			return claims.Subject, err == nil
-		})
+			if err != nil {
+				return ""
+			}
+			return claims.Subject
+		}
 	}
-	return ratelimit.Middleware(ratelimit.HTTPOptions{
-		Limiter: limiter, PerIP: perIP, PerUser: perUser,
-		ClientIP: func(r *http.Request) string { return gateway.ClientIPFrom(r.Context()) },
-		Subject:  subject,
-		Skip:     func(r *http.Request) bool { return r.URL.Path == "/healthz" || r.URL.Path == "/readyz" },
-		Logger:   logger,
-	}), closeFn, nil
+	return &ratelimit.Policy{Limiter: limiter, PerIP: perIP, PerUser: perUser, Logger: logger}, subject, closeFn, nil
 }

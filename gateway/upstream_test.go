@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -59,10 +58,11 @@ func TestKeepAliveToBackends(t *testing.T) {
 	}
 }
 
-// TestClientLeavingAnEndlessStream: when the client goes away in the middle
-// of an endless response (server-sent events), the gateway closes its
-// connection to the backend instead of reading the stream on for nobody.
-func TestClientLeavingAnEndlessStream(t *testing.T) {
+// TestAnswerOverTheLimit: the gateway reads answers whole, so an endless
+// one (server-sent events) or one over MaxResponseBody is a failed attempt:
+// the client gets 502 problem+json at once and the gateway drops its
+// connection to the backend instead of reading on.
+func TestAnswerOverTheLimit(t *testing.T) {
 	t.Parallel()
 	ended := make(chan struct{})
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -82,32 +82,32 @@ func TestClientLeavingAnEndlessStream(t *testing.T) {
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(time.Millisecond):
 			}
 		}
 	}))
 	t.Cleanup(be.Close)
-	f := setup(t, gateway.Options{}, be.URL)
-	resp, err := http.Get(f.srv.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
+	f := setup(t, gateway.Options{MaxResponseBody: 4 << 10, MaxAttempts: 1}, be.URL)
+	start := time.Now()
+	r := f.do(t, "GET", "/events", nil)
+	if r.status != http.StatusBadGateway {
+		t.Fatalf("endless answer: %d %q, want 502", r.status, r.body)
 	}
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || line != "data: tick\n" {
-		t.Fatalf("first event: %q, %v", line, err)
+	checkProblem(t, r, "bad_gateway")
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("endless answer: 502 after %v", d)
 	}
-	resp.Body.Close() // the client leaves
 	select {
 	case <-ended:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the backend's stream went on 30 s after the client left")
+		t.Fatal("the backend's stream went on 30 s after the gateway gave up on it")
 	}
 }
 
 // TestRequestTimeoutBoundsTheWholeRequest: Options.RequestTimeout ends a
 // request whose backend is too slow, both before its headers (504, even
-// with a longer ResponseHeaderTimeout) and while it trickles its body (the
-// response is cut, not ended cleanly).
+// with a longer ResponseHeaderTimeout) and while it trickles its body (504
+// too: the client never sees a partial answer).
 func TestRequestTimeoutBoundsTheWholeRequest(t *testing.T) {
 	t.Parallel()
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -146,16 +146,12 @@ func TestRequestTimeoutBoundsTheWholeRequest(t *testing.T) {
 		t.Fatalf("silent backend: answered after %v, the request timeout is 300ms", d)
 	}
 	start = time.Now()
-	resp, err := http.Get(f.srv.URL + "/trickle")
-	if err != nil {
-		t.Fatal(err)
+	r = f.do(t, "GET", "/trickle", nil)
+	if r.status != http.StatusGatewayTimeout {
+		t.Fatalf("trickling backend: %d, want 504", r.status)
 	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err == nil {
-		t.Fatalf("trickling backend: %d bytes and a clean end; the request timeout should cut the response", len(b))
-	}
+	checkProblem(t, r, "gateway_timeout")
 	if d := time.Since(start); d > 20*time.Second {
-		t.Fatalf("trickling backend: cut after %v, the request timeout is 300ms", d)
+		t.Fatalf("trickling backend: answered after %v, the request timeout is 300ms", d)
 	}
 }
