@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -162,14 +163,7 @@ func (g *Gateway) clientIP(ctx *fasthttp.RequestCtx) string {
 			}
 		}
 	}
-	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, err := net.SplitHostPort(ctx.RemoteAddr().String())
-	if err != nil {
-		return ctx.RemoteAddr().String()
-	}
-	return host
+	return g.remoteIP(ctx)
 }
 
 // idempotent reports whether running the request twice has the effect of
@@ -293,7 +287,10 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *reqState) target {
 	removeHopHeaders(h)
 	h.ResetConnectionClose()
 	h.Del("Expect") // the server answered 100-continue and read the body already
-	ip := g.remoteIP(ctx)
+	ip := st.ip     // the peer's address, unless taken from X-Forwarded-For
+	if g.opts.TrustForwardedFor {
+		ip = g.remoteIP(ctx)
+	}
 	if prior := h.Peek(hdrForwardedFor); len(prior) > 0 {
 		h.Set(hdrForwardedFor, string(prior)+", "+ip)
 	} else {
@@ -311,11 +308,8 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *reqState) target {
 
 // remoteIP is the TCP peer's address, which X-Forwarded-For gains.
 func (g *Gateway) remoteIP(ctx *fasthttp.RequestCtx) string {
-	if !g.opts.TrustForwardedFor {
-		// clientIP took the same address already; this is the common case.
-		if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-			return a.IP.String()
-		}
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
 	}
 	host, _, err := net.SplitHostPort(ctx.RemoteAddr().String())
 	if err != nil {
@@ -324,29 +318,51 @@ func (g *Gateway) remoteIP(ctx *fasthttp.RequestCtx) string {
 	return host
 }
 
-// hopHeaders are meaningful for one connection only (RFC 9110 7.6.1).
-// Connection, Content-Length and Transfer-Encoding are fasthttp's to write.
-var hopHeaders = []string{"Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Upgrade"}
-
 // headerFields is the part of fasthttp's request and response headers
 // removeHopHeaders needs.
 type headerFields interface {
-	Peek(key string) []byte
+	All() iter.Seq2[[]byte, []byte]
 	Del(key string)
 }
 
+// isHopHeader reports whether k is meaningful for one connection only (RFC
+// 9110 7.6.1). Connection, Content-Length and Transfer-Encoding are
+// fasthttp's to write.
+func isHopHeader(k []byte) bool {
+	switch len(k) {
+	case 2:
+		return bytes.EqualFold(k, []byte("Te"))
+	case 7:
+		return bytes.EqualFold(k, []byte("Upgrade")) || bytes.EqualFold(k, []byte("Trailer"))
+	case 10:
+		return bytes.EqualFold(k, []byte("Keep-Alive"))
+	case 16:
+		return bytes.EqualFold(k, []byte("Proxy-Connection"))
+	case 18:
+		return bytes.EqualFold(k, []byte("Proxy-Authenticate"))
+	case 19:
+		return bytes.EqualFold(k, []byte("Proxy-Authorization"))
+	}
+	return false
+}
+
 // removeHopHeaders deletes the hop-by-hop fields, and those the Connection
-// field names.
+// field names. One pass over the fields; deletions (rare) after it.
 func removeHopHeaders(h headerFields) {
-	if conn := h.Peek("Connection"); len(conn) > 0 {
-		for f := range bytes.SplitSeq(conn, []byte{','}) {
-			if f = bytes.TrimSpace(f); len(f) > 0 && !bytes.EqualFold(f, []byte("close")) && !bytes.EqualFold(f, []byte("keep-alive")) {
-				h.Del(string(f))
+	var drop []string
+	for k, v := range h.All() {
+		switch {
+		case isHopHeader(k):
+			drop = append(drop, string(k))
+		case len(k) == 10 && bytes.EqualFold(k, []byte("Connection")):
+			for f := range bytes.SplitSeq(v, []byte{','}) {
+				if f = bytes.TrimSpace(f); len(f) > 0 && !bytes.EqualFold(f, []byte("close")) && !bytes.EqualFold(f, []byte("keep-alive")) {
+					drop = append(drop, string(f))
+				}
 			}
 		}
 	}
-	for _, k := range hopHeaders {
+	for _, k := range drop {
 		h.Del(k)
 	}
 }
