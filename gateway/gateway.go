@@ -123,7 +123,7 @@ func (o *Options) defaults() {
 		o.IdempotentPOST = []string{"/v1/checkout"}
 	}
 	if o.MaxRequestBody <= 0 {
-		o.MaxRequestBody = 8 << 20
+		o.MaxRequestBody = 1 << 20
 	}
 	if o.MaxResponseBody <= 0 {
 		o.MaxResponseBody = 64 << 20

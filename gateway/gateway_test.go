@@ -636,6 +636,7 @@ func TestForwardingHeaders(t *testing.T) {
 		{"X-Forwarded-Host", h1.Get("X-Forwarded-Host"), host},
 		{"X-Request-ID", h1.Get("X-Request-ID"), "req-123"},
 		{"hop-by-hop X-Secret-Hop", h1.Get("X-Secret-Hop"), ""},
+		{"Connection", strings.Join(h1.Values("Connection"), ","), ""},
 		{"X-Forwarded-For without a prior hop", h2.Get("X-Forwarded-For"), "127.0.0.1"},
 	}
 	for _, c := range checks {

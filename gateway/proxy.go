@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -56,14 +55,28 @@ func (g *Gateway) Server() *fasthttp.Server {
 		NoDefaultDate:                 true,
 		DisableHeaderNamesNormalizing: false,
 		DisablePreParseMultipartForm:  true,
-		ReadTimeout:                   g.opts.RequestTimeout,
+		ReadTimeout:                   headerTimeout, // a body gets RequestTimeout (bodyTimeout)
+		HeaderReceived:                g.bodyTimeout,
 		WriteTimeout:                  g.opts.RequestTimeout + 5*time.Second,
 		IdleTimeout:                   120 * time.Second,
 		MaxRequestBodySize:            int(g.opts.MaxRequestBody),
-		ReadBufferSize:                16 << 10, // also the limit of a request's head
+		ReadBufferSize:                32 << 10, // also the limit of a request's head (431 beyond)
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{g},
 	}
+}
+
+// headerTimeout bounds the wait for a request's head, so that connections
+// trickling headers cannot hold the server (slowloris).
+const headerTimeout = 5 * time.Second
+
+// bodyTimeout gives a request with a body the whole RequestTimeout to send
+// it; a body-less one keeps the head's deadline.
+func (g *Gateway) bodyTimeout(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if h.ContentLength() == 0 {
+		return fasthttp.RequestConfig{}
+	}
+	return fasthttp.RequestConfig{ReadTimeout: g.opts.RequestTimeout}
 }
 
 // fasthttpLogger sends the server's own complaints (a broken connection)
@@ -74,16 +87,24 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.g.logger.Debug("http server", "message", strconv.Quote(format), "args", args)
 }
 
-// badRequest answers what fasthttp could not parse, as problem+json.
+// badRequest answers what fasthttp could not read, as problem+json.
 func (g *Gateway) badRequest(ctx *fasthttp.RequestCtx, err error) {
 	st := &reqState{id: web.NewRequestID()}
 	ctx.SetConnectionClose() // what is left of the request on the connection is unread
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		g.problem(ctx, st, http.StatusRequestEntityTooLarge, "body_too_large",
 			"the request body is larger than the gateway accepts ("+strconv.FormatInt(g.opts.MaxRequestBody, 10)+" bytes)")
-		return
+	case errors.As(err, &small):
+		g.problem(ctx, st, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+			"the request head is larger than the gateway accepts")
+	case errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout():
+		g.problem(ctx, st, http.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+	default:
+		g.problem(ctx, st, http.StatusBadRequest, "malformed_request", "the request could not be parsed as HTTP/1.1")
 	}
-	g.problem(ctx, st, http.StatusBadRequest, "malformed_request", "the request could not be parsed as HTTP/1.1")
 }
 
 // serve is the public handler: request ID, client IP, rate limits, the
@@ -95,6 +116,10 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	}
 	req := &ctx.Request
 	st := &reqState{ip: g.clientIP(ctx)}
+	var path string
+	if g.opts.AccessLog {
+		path = string(req.URI().PathOriginal())
+	}
 	if v := req.Header.Peek(hdrRequestID); len(v) > 0 && web.ValidRequestID(unsafeString(v)) {
 		st.id = string(v)
 	} else {
@@ -104,7 +129,7 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set(hdrRequestID, st.id)
 	}
 	if g.opts.AccessLog {
-		g.logger.Info("request", "method", string(req.Header.Method()), "path", string(req.URI().PathOriginal()),
+		g.logger.Info("request", "method", string(req.Header.Method()), "path", path,
 			"status", ctx.Response.StatusCode(), "duration_ms", float64(time.Since(start).Microseconds())/1000,
 			"backend", st.backend, "attempts", st.attempts, "client_ip", st.ip, "request_id", st.id)
 	}
@@ -123,7 +148,9 @@ func (g *Gateway) limitAndProxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 				subject = g.opts.Subject(token)
 			}
 		}
-		decision, limited = g.opts.RateLimit.Check(ctx, st.ip, subject)
+		// Not ctx itself: its Done is the server's shutdown, which would
+		// turn a draining gateway's checks into local fallbacks.
+		decision, limited = g.opts.RateLimit.Check(context.WithoutCancel(ctx), st.ip, subject)
 		if limited && !decision.Allowed {
 			g.metrics.gwErrors.WithLabelValues("rate_limited").Inc()
 			g.writeError(ctx, st, decision.Error())
@@ -147,7 +174,7 @@ func (g *Gateway) limitAndProxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 // exempt reports whether the request skips the rate limits: the health
 // checks of whatever balances in front of the gateway.
 func (g *Gateway) exempt(ctx *fasthttp.RequestCtx) bool {
-	p := ctx.Path()
+	p := ctx.Request.URI().PathOriginal() // as the backend will see it
 	return string(p) == "/healthz" || string(p) == "/readyz"
 }
 
@@ -156,7 +183,10 @@ func (g *Gateway) exempt(ctx *fasthttp.RequestCtx) bool {
 // client's to forge).
 func (g *Gateway) clientIP(ctx *fasthttp.RequestCtx) string {
 	if g.opts.TrustForwardedFor {
-		if xff := ctx.Request.Header.Peek(hdrForwardedFor); len(xff) > 0 {
+		// The last entry of the last line: a proxy adds its own line after
+		// whatever lines the client sent.
+		if lines := ctx.Request.Header.PeekAll(hdrForwardedFor); len(lines) > 0 {
+			xff := lines[len(lines)-1]
 			last := bytes.TrimSpace(xff[bytes.LastIndexByte(xff, ',')+1:])
 			if ip := net.ParseIP(unsafeString(last)); ip != nil {
 				return ip.String()
@@ -212,6 +242,13 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 		st.backend, st.attempts = be.key, len(tried)
 		aerr := g.roundTrip(ctx, st, be, &target, deadline)
 		expired := !time.Now().Before(deadline)
+		if aerr != nil && overLimit(aerr.err) {
+			// Another backend would send the same answer.
+			ctx.Response.Reset()
+			g.problem(ctx, st, http.StatusBadGateway, "response_too_large",
+				"the backend's answer is larger than the gateway passes on")
+			return false
+		}
 		if aerr != nil {
 			// A timeout after sending is not retried: the backend may still
 			// be working on it, and the client has waited long enough.
@@ -266,12 +303,16 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 // asked to close its connection (which must not close the backend's).
 type target struct {
 	path        []byte // as sent, for backends with a path prefix
+	prefixed    bool   // the request's path has a backend's prefix now
 	clientClose bool
 }
 
 // restore puts back what the client sent, for the server's keep-alive
 // decision and the access log.
 func (t *target) restore(req *fasthttp.Request) {
+	if t.prefixed {
+		req.URI().SetPathBytes(t.path)
+	}
 	if t.clientClose {
 		req.Header.SetConnectionClose()
 	}
@@ -285,16 +326,19 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *reqState) target {
 	h := &req.Header
 	t := target{path: slices.Clone(req.URI().PathOriginal()), clientClose: h.ConnectionClose()}
 	removeHopHeaders(h)
-	h.ResetConnectionClose()
-	h.Del("Expect") // the server answered 100-continue and read the body already
-	ip := st.ip     // the peer's address, unless taken from X-Forwarded-For
+	h.ResetConnectionClose() // the server answered 100-continue and read the body already
+	ip := st.ip              // the peer's address, unless taken from X-Forwarded-For
 	if g.opts.TrustForwardedFor {
 		ip = g.remoteIP(ctx)
 	}
-	if prior := h.Peek(hdrForwardedFor); len(prior) > 0 {
-		h.Set(hdrForwardedFor, string(prior)+", "+ip)
-	} else {
+	switch prior := h.PeekAll(hdrForwardedFor); len(prior) {
+	case 0:
 		h.Set(hdrForwardedFor, ip)
+	case 1:
+		h.Set(hdrForwardedFor, string(prior[0])+", "+ip)
+	default:
+		// Set keeps one line: the others' entries go into it, in order.
+		h.Set(hdrForwardedFor, string(bytes.Join(prior, []byte(", ")))+", "+ip)
 	}
 	if ctx.IsTLS() {
 		h.Set(hdrForwardedProto, "https")
@@ -321,49 +365,35 @@ func (g *Gateway) remoteIP(ctx *fasthttp.RequestCtx) string {
 // headerFields is the part of fasthttp's request and response headers
 // removeHopHeaders needs.
 type headerFields interface {
-	All() iter.Seq2[[]byte, []byte]
+	Peek(key string) []byte
 	Del(key string)
 }
 
-// isHopHeader reports whether k is meaningful for one connection only (RFC
-// 9110 7.6.1). Connection, Content-Length and Transfer-Encoding are
-// fasthttp's to write.
-func isHopHeader(k []byte) bool {
-	switch len(k) {
-	case 2:
-		return bytes.EqualFold(k, []byte("Te"))
-	case 7:
-		return bytes.EqualFold(k, []byte("Upgrade")) || bytes.EqualFold(k, []byte("Trailer"))
-	case 10:
-		return bytes.EqualFold(k, []byte("Keep-Alive"))
-	case 16:
-		return bytes.EqualFold(k, []byte("Proxy-Connection"))
-	case 18:
-		return bytes.EqualFold(k, []byte("Proxy-Authenticate"))
-	case 19:
-		return bytes.EqualFold(k, []byte("Proxy-Authorization"))
-	}
-	return false
-}
+// hopHeaders are meaningful for one connection only (RFC 9110 7.6.1), and
+// Expect, which the gateway's server answered already (it has the body).
+// Content-Length and Transfer-Encoding are fasthttp's to write.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Upgrade", "Expect"}
 
-// removeHopHeaders deletes the hop-by-hop fields, and those the Connection
-// field names. One pass over the fields; deletions (rare) after it.
+// removeHopHeaders deletes the hop-by-hop fields, those the Connection
+// field names included. It looks fields up by name rather than walking
+// them, which would make fasthttp parse and rewrite the cookies.
 func removeHopHeaders(h headerFields) {
-	var drop []string
-	for k, v := range h.All() {
-		switch {
-		case isHopHeader(k):
-			drop = append(drop, string(k))
-		case len(k) == 10 && bytes.EqualFold(k, []byte("Connection")):
-			for f := range bytes.SplitSeq(v, []byte{','}) {
-				if f = bytes.TrimSpace(f); len(f) > 0 && !bytes.EqualFold(f, []byte("close")) && !bytes.EqualFold(f, []byte("keep-alive")) {
-					drop = append(drop, string(f))
-				}
+	if conn := h.Peek("Connection"); len(conn) > 0 {
+		var named []string
+		for f := range bytes.SplitSeq(conn, []byte{','}) {
+			if f = bytes.TrimSpace(f); len(f) > 0 && !bytes.EqualFold(f, []byte("close")) && !bytes.EqualFold(f, []byte("keep-alive")) {
+				named = append(named, string(f))
 			}
 		}
+		for _, k := range named {
+			h.Del(k)
+		}
 	}
-	for _, k := range drop {
-		h.Del(k)
+	for _, k := range hopHeaders {
+		if len(h.Peek(k)) > 0 {
+			h.Del(k)
+		}
 	}
 }
 
@@ -380,8 +410,9 @@ func cleanResponse(resp *fasthttp.Response) {
 func (g *Gateway) roundTrip(ctx *fasthttp.RequestCtx, st *reqState, be *backend, t *target, deadline time.Time) *attemptErr {
 	req := &ctx.Request
 	u := req.URI()
-	if be.prefix != "" {
+	if be.prefix != "" || t.prefixed {
 		u.SetPathBytes(append([]byte(be.prefix), t.path...))
+		t.prefixed = be.prefix != ""
 	}
 	u.SetSchemeBytes(be.scheme)
 	u.SetHostBytes(be.host)
@@ -398,7 +429,9 @@ func (g *Gateway) roundTrip(ctx *fasthttp.RequestCtx, st *reqState, be *backend,
 	bm.addInFlight(-1)
 	if err != nil {
 		bm.request(classError).Inc()
-		g.observe(be, true)
+		if backendAtFault(err) {
+			g.observe(be, true)
+		}
 		sent := !sentNothing(err)
 		g.logger.Warn("backend attempt failed", "backend", be.key, "error", err.Error(), "sent", sent, "request_id", st.id)
 		return &attemptErr{err: err, sent: sent, timeout: timedOut(err)}

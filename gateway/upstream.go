@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -40,6 +41,7 @@ func newUpstream(u *url.URL, opts *Options, dialer *net.Dialer) *fasthttp.HostCl
 			port = "443"
 		}
 	}
+	tlsConfig := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	c := &fasthttp.HostClient{
 		Addr:  net.JoinHostPort(u.Hostname(), port),
 		IsTLS: u.Scheme == "https",
@@ -49,9 +51,19 @@ func newUpstream(u *url.URL, opts *Options, dialer *net.Dialer) *fasthttp.HostCl
 				return nil, &dialError{err}
 			}
 			if u.Scheme == "https" {
-				// TLS may send unasked records (session tickets) on an idle
-				// connection, which a peek would take for a dead one.
-				return nc, nil
+				// The handshake belongs to the dial: a backend that cannot
+				// complete it never received the request, which may then go
+				// to another backend whatever its method. (TLS may also send
+				// unasked records on an idle connection, which a peek would
+				// take for a dead one: no peekConn here.)
+				tc := tls.Client(nc, tlsConfig)
+				ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
+				defer cancel()
+				if err := tc.HandshakeContext(ctx); err != nil {
+					nc.Close()
+					return nil, &dialError{err}
+				}
+				return tc, nil
 			}
 			return &peekConn{Conn: nc}, nil
 		},
@@ -64,12 +76,12 @@ func newUpstream(u *url.URL, opts *Options, dialer *net.Dialer) *fasthttp.HostCl
 		RetryIfErr:                    retryStale,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: false,
-		DisablePathNormalizing:        true, // forward the path as the client wrote it
-		ReadBufferSize:                8 << 10,
+		DisablePathNormalizing:        true,     // forward the path as the client wrote it
+		ReadBufferSize:                64 << 10, // also the limit of an answer's head, as large as a Go backend may send
 		WriteBufferSize:               8 << 10,
 	}
 	if c.IsTLS {
-		c.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		c.TLSConfig = tlsConfig
 	}
 	return c
 }
@@ -124,6 +136,21 @@ func alive(nc net.Conn) bool {
 		return false
 	}
 	return peekQuiet(raw)
+}
+
+// backendAtFault reports whether a failed attempt says something about the
+// backend's health: not an answer over the gateway's own limits, nor a
+// backend merely busy with all its connections.
+func backendAtFault(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.As(err, &small) && !errors.Is(err, fasthttp.ErrNoFreeConns)
+}
+
+// overLimit reports whether the answer broke the gateway's size limits:
+// another backend would send the same.
+func overLimit(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	return errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &small)
 }
 
 // sentNothing reports whether err means the request never reached the
