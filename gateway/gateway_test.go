@@ -38,7 +38,7 @@ type upstream struct {
 	bodies  [][]byte
 }
 
-func newUpstream(t *testing.T, name string) *upstream {
+func newUpstream(t testing.TB, name string) *upstream {
 	t.Helper()
 	u := &upstream{name: name}
 	u.status.Store(200)
@@ -140,7 +140,7 @@ func serveGateway(t testing.TB, gw *gateway.Gateway) *served {
 	return &served{URL: "http://" + ln.Addr().String()}
 }
 
-func setup(t *testing.T, opts gateway.Options, backends ...string) *fixture {
+func setup(t testing.TB, opts gateway.Options, backends ...string) *fixture {
 	t.Helper()
 	m := obs.NewMetrics()
 	opts.Backends = append(opts.Backends, backends...)

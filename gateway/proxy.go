@@ -125,7 +125,12 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	} else {
 		st.id = web.NewRequestID()
 	}
-	if g.limitAndProxy(ctx, st) {
+	if p := req.Header.Protocol(); !bytes.Equal(p, []byte("HTTP/1.1")) && !bytes.Equal(p, []byte("HTTP/1.0")) {
+		// fasthttp reads any version and would pass it on.
+		ctx.SetConnectionClose()
+		g.problem(ctx, st, http.StatusHTTPVersionNotSupported, "http_version_not_supported",
+			"the gateway speaks HTTP/1.1 and HTTP/1.0")
+	} else if g.limitAndProxy(ctx, st) {
 		ctx.Response.Header.Set(hdrRequestID, st.id)
 	}
 	if g.opts.AccessLog {

@@ -76,16 +76,21 @@ func TestJourneysAgainstMillion(t *testing.T) {
 			sum.Scheduled, sum.Completed, sum.OK, sum.Errors, rep.Errors, text(t, rep))
 	}
 	for step := range DefaultMix() {
-		if st := rep.Step(step); st == nil || st.Count == 0 {
+		// A checkout needs an idle virtual user holding a cart: on a
+		// machine slow enough that carts are still being filled when the
+		// 3 s end, the mix may draw none. checkoutPhase below proves the
+		// step in any case.
+		if st := rep.Step(step); step != StepCheckout && (st == nil || st.Count == 0) {
 			t.Errorf("step %s never ran\n%s", step, text(t, rep))
 		}
 	}
 	if st := rep.Step(StepProduct); st.Statuses["304"] == 0 {
 		t.Errorf("no product page was revalidated with If-None-Match: %v", st.Statuses)
 	}
-	if st := rep.Step(StepCheckout); st.Statuses["201"] != st.Count {
+	if st := rep.Step(StepCheckout); st != nil && st.Statuses["201"] != st.Count {
 		t.Errorf("checkouts %v; want every one 201", st.Statuses)
 	}
+	checkoutPhase(t, srv, client)
 
 	sv := rep.Server
 	if sv == nil || sv.Error != "" {
@@ -128,6 +133,39 @@ func TestJourneysAgainstMillion(t *testing.T) {
 		len(back.Meta.Stages) != 1 || back.Meta.Stages[0].Duration != 3*time.Second ||
 		len(back.SLO) != 1 || !back.SLO[0].Pass || !strings.Contains(string(b), `"expr": "errors<=0"`) {
 		t.Fatalf("report JSON lacks parts of the run:\n%s", b)
+	}
+}
+
+// checkoutPhase runs a mix of checkouts alone against srv: virtual users
+// log in, fill a cart and check out, each of them at its own pace, so that
+// checkouts happen however slow the machine; every one must succeed. More
+// virtual users than requests in flight: a draw always finds an idle one.
+func checkoutPhase(t *testing.T, srv shop, client *http.Client) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := New(ctx, Config{Target: srv.URL, Users: 300, VirtualUsers: 40, Mix: Mix{StepCheckout: 1}, Client: client})
+	if err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	var checkouts *loadgen.StepReport
+	for round := 0; round < 5 && (checkouts == nil || checkouts.Count == 0); round++ {
+		rep, err := loadgen.Execute(ctx, loadgen.Plan{
+			Target: srv.URL, Stages: []loadgen.Stage{{Rate: 20, Duration: 2 * time.Second}}, Concurrency: 20,
+			Timeout: 20 * time.Second, Steps: s.Steps(), Workload: s.Describe(),
+		}, s)
+		if err != nil {
+			t.Fatalf("checkouts: %v\n%s", err, text(t, rep))
+		}
+		if rep.Summary.Errors != 0 {
+			t.Fatalf("checkout phase: %d errors (%v)\n%s", rep.Summary.Errors, rep.Errors, text(t, rep))
+		}
+		checkouts = rep.Step(StepCheckout)
+		if checkouts != nil && checkouts.Statuses["201"] != checkouts.Count {
+			t.Fatalf("checkouts %v; want every one 201", checkouts.Statuses)
+		}
+	}
+	if checkouts == nil || checkouts.Count == 0 {
+		t.Fatal("no checkout ran in 5 rounds of a checkout-only mix")
 	}
 }
 
