@@ -74,13 +74,17 @@ func newCache(t *testing.T, opts Options) *Cache {
 	return c
 }
 
-// waitReady waits until c serves L1 (subscribed, heartbeats fresh).
+// waitReady waits until c serves L1 (subscribed, nothing pending, own
+// heartbeat fresh). The bound is generous: once in CI, under -race beside
+// other packages' tests, a cache reconnecting through toxiproxy was not
+// ready within 10 s; the message says which condition was missing.
 func waitReady(t *testing.T, c *Cache) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !c.l1Usable() {
 		if time.Now().After(deadline) {
-			t.Fatal("cache never subscribed to the invalidation channel")
+			t.Fatalf("cache not ready after 30 s: subscribed %v, invalidations pending %d, last own heartbeat %v ago",
+				c.subscribed.Load(), c.pendingN.Load(), time.Since(c.born)-time.Duration(c.lastBeat.Load()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
