@@ -2,10 +2,14 @@ package gateway_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,5 +141,54 @@ func TestIdleConnectionOutlivesTheReadDeadline(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d backend connections for 3 requests spaced past the read deadline, want 1", n)
+	}
+}
+
+// TestRemovedBackendConnectionsClose: a backend taken out of the list loses
+// its idle connections at once and, once the requests then in flight are
+// answered, their connections too.
+func TestRemovedBackendConnectionsClose(t *testing.T) {
+	t.Parallel()
+	var open atomic.Int64
+	leaving := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, "leaving")
+	}))
+	leaving.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	leaving.Start()
+	t.Cleanup(leaving.Close)
+	staying := newUpstream(t, "staying")
+	file := filepath.Join(t.TempDir(), "backends")
+	if err := os.WriteFile(file, []byte(leaving.URL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := setup(t, gateway.Options{BackendsFile: file, RequestTimeout: time.Second}, staying.URL)
+	var wg sync.WaitGroup
+	for range 4 { // round robin: two reach the leaving backend
+		wg.Go(func() { f.do(t, "GET", "/slow", nil) })
+	}
+	time.Sleep(100 * time.Millisecond) // the slow requests are in flight
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections to the removed backend still open 10 s after its requests were answered", open.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -270,6 +270,9 @@ func (g *Gateway) setBackends(raw []string) error {
 			removed = append(removed, key)
 			g.metrics.forget(key)
 			b.client.CloseIdleConnections()
+			// Requests still in flight give their connections back to the
+			// pool afterwards: close those once they are done too.
+			time.AfterFunc(g.opts.RequestTimeout+time.Second, b.client.CloseIdleConnections)
 		}
 	}
 	g.mu.Lock()
