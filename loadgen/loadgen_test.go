@@ -95,8 +95,11 @@ func TestOpenModelReportsStall(t *testing.T) {
 		if s.Latency.P99 < 900 || s.Latency.Max < 950 || s.Latency.Max > 1500 {
 			t.Fatalf("p99 %.1f ms, max %.1f ms; want p99 ≥ 900 ms and max ≈ 1000 ms", s.Latency.P99, s.Latency.Max)
 		}
-		if s.Latency.P50 > 100 {
-			t.Fatalf("p50 %.1f ms; most requests were not due during the stall and must stay fast", s.Latency.P50)
+		// Fast is within 100 ms, plus however long this machine stalled
+		// the generator itself (its send lag): a CI machine busy with other
+		// packages' tests has delayed everything by over 100 ms.
+		if limit := 100 + s.SendLag.Max; s.Latency.P50 > limit {
+			t.Fatalf("p50 %.1f ms, over %.1f ms; most requests were not due during the stall and must stay fast", s.Latency.P50, limit)
 		}
 		// The per-second series shows the stall too: a second without
 		// completions, then one whose p99 is the stall.
@@ -139,9 +142,9 @@ func TestOpenModelReportsStall(t *testing.T) {
 		}
 		// Hidden: the p99 stays far below the stall that the open model's
 		// p99 shows (≥ 900 ms). Not a fixed 100 ms: on a machine busy with
-		// other tests, 2 of ~200 requests taking over 100 ms is the machine,
+		// other tests, requests taking over 250 ms have been the machine,
 		// not the stall.
-		if limit := ms(micros(stall / 4)); p99 > limit {
+		if limit := ms(micros(stall / 2)); p99 > limit {
 			t.Fatalf("closed-loop p99 %.1f ms, over %.0f ms; expected it to hide the %v stall", p99, limit, stall)
 		}
 		if due := int(rate * dur.Seconds()); sent > due*85/100 {
