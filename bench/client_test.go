@@ -84,7 +84,9 @@ func TestSaturateCountsOnlyTheExpectedStatus(t *testing.T) {
 	if ratio := float64(p.Errors) / float64(p.OK+p.Errors); ratio < 0.05 || ratio > 0.15 {
 		t.Errorf("error share %.2f, want ~0.10", ratio)
 	}
-	if p.Elapsed < 250*time.Millisecond || p.Elapsed > 300*time.Millisecond || p.rps() <= 0 {
+	// Up to the last answer within the 300 ms: half of it at least, on a
+	// machine that may stall the test for tens of milliseconds.
+	if p.Elapsed < 150*time.Millisecond || p.Elapsed > 300*time.Millisecond || p.rps() <= 0 {
 		t.Errorf("elapsed %s, %.0f/s", p.Elapsed, p.rps())
 	}
 	if c := conns.Load(); c > 4+int64(p.Errors) {

@@ -58,7 +58,7 @@ func TestLoadCommand(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "load.json")
 	var out bytes.Buffer
 	err := runLoad(t, &out, "--target", srv.URL, "--ramp", "100:500ms,200:1s", "--mix", "product=60,list=25,search=10,categories=5",
-		"--users", "20", "--virtual-users", "20", "--metrics", srv.MetricsURL, "--slo", "p99<5s,errors<0.1%,rps>=140,product.max<5s",
+		"--users", "20", "--virtual-users", "20", "--metrics", srv.MetricsURL, "--slo", "p99<5s,errors<0.1%,rps>=50,product.max<5s",
 		"--report", path)
 	if err != nil {
 		t.Fatalf("million load: %v\n%s", err, out.String())
