@@ -55,7 +55,7 @@ type Options struct {
 	MaxAttempts     int     // attempts per request, the first included; default 3
 	RetryRatio      float64 // retries allowed as a share of requests over the last 10 s; default 0.2
 	RetryMin        int     // retries always allowed per 10 s; default 30
-	MaxRequestBody  int64   // larger request bodies are refused with 413; default 8 MiB
+	MaxRequestBody  int64   // larger request bodies are refused with 413; default 1 MiB, million serve's limit
 	MaxResponseBody int64   // a larger answer is a failed attempt (502); default 64 MiB
 	// IdempotentPOST lists the paths whose POST handlers deduplicate by
 	// Idempotency-Key, so such a POST with the header may be retried;
@@ -64,7 +64,7 @@ type Options struct {
 	RetryOnStatuses []int // backend statuses retried for idempotent requests; default 500, 502, 503, 504
 
 	DialTimeout           time.Duration // default 2s
-	ResponseHeaderTimeout time.Duration // wait for a backend's response headers; default 35s (above serve's request timeout)
+	ResponseHeaderTimeout time.Duration // wait for a backend's whole answer; default 35s (above serve's request timeout)
 	RequestTimeout        time.Duration // whole request, retries included; default 60s
 	MaxConnsPerBackend    int           // connections to one backend, idle or busy; default 1024
 

@@ -47,22 +47,20 @@ type reqState struct {
 // has none).
 func (g *Gateway) Server() *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:                       g.serve,
-		ErrorHandler:                  g.badRequest,
-		Name:                          "",
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		NoDefaultDate:                 true,
-		DisableHeaderNamesNormalizing: false,
-		DisablePreParseMultipartForm:  true,
-		ReadTimeout:                   headerTimeout, // a body gets RequestTimeout (bodyTimeout)
-		HeaderReceived:                g.bodyTimeout,
-		WriteTimeout:                  g.opts.RequestTimeout + 5*time.Second,
-		IdleTimeout:                   120 * time.Second,
-		MaxRequestBodySize:            int(g.opts.MaxRequestBody),
-		ReadBufferSize:                32 << 10, // also the limit of a request's head (431 beyond)
-		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{g},
+		Handler:                      g.serve,
+		ErrorHandler:                 g.badRequest,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                true,
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  headerTimeout, // a body gets RequestTimeout (bodyTimeout)
+		HeaderReceived:               g.bodyTimeout,
+		WriteTimeout:                 g.opts.RequestTimeout + 5*time.Second,
+		IdleTimeout:                  120 * time.Second,
+		MaxRequestBodySize:           int(g.opts.MaxRequestBody),
+		ReadBufferSize:               32 << 10, // also the limit of a request's head (431 beyond)
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{g},
 	}
 }
 
@@ -125,7 +123,7 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	} else {
 		st.id = web.NewRequestID()
 	}
-	if p := req.Header.Protocol(); !bytes.Equal(p, []byte("HTTP/1.1")) && !bytes.Equal(p, []byte("HTTP/1.0")) {
+	if p := string(req.Header.Protocol()); p != "HTTP/1.1" && p != "HTTP/1.0" {
 		// fasthttp reads any version and would pass it on.
 		ctx.SetConnectionClose()
 		g.problem(ctx, st, http.StatusHTTPVersionNotSupported, "http_version_not_supported",
@@ -158,7 +156,7 @@ func (g *Gateway) limitAndProxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 		decision, limited = g.opts.RateLimit.Check(context.WithoutCancel(ctx), st.ip, subject)
 		if limited && !decision.Allowed {
 			g.metrics.gwErrors.WithLabelValues("rate_limited").Inc()
-			g.writeError(ctx, st, decision.Error())
+			g.writeError(ctx, st, decision.Refusal())
 			return false
 		}
 	}
@@ -303,11 +301,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 	}
 }
 
-// target is the request as the client sent it, where each attempt's
-// backend changes it: the original URI and host, and whether the client
-// asked to close its connection (which must not close the backend's).
+// target is what each attempt's backend changes in the client's request:
+// the path (for backends with a path prefix), and whether the client asked
+// to close its connection (which must not close the backend's).
 type target struct {
-	path        []byte // as sent, for backends with a path prefix
+	path        []byte // as sent; copied only when a prefixed backend is tried
 	prefixed    bool   // the request's path has a backend's prefix now
 	clientClose bool
 }
@@ -329,9 +327,9 @@ func (t *target) restore(req *fasthttp.Request) {
 func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *reqState) target {
 	req := &ctx.Request
 	h := &req.Header
-	t := target{path: slices.Clone(req.URI().PathOriginal()), clientClose: h.ConnectionClose()}
+	t := target{clientClose: h.ConnectionClose()}
 	removeHopHeaders(h)
-	h.ResetConnectionClose() // the server answered 100-continue and read the body already
+	h.ResetConnectionClose() // restored after the attempts (target.restore)
 	ip := st.ip              // the peer's address, unless taken from X-Forwarded-For
 	if g.opts.TrustForwardedFor {
 		ip = g.remoteIP(ctx)
@@ -416,6 +414,9 @@ func (g *Gateway) roundTrip(ctx *fasthttp.RequestCtx, st *reqState, be *backend,
 	req := &ctx.Request
 	u := req.URI()
 	if be.prefix != "" || t.prefixed {
+		if t.path == nil {
+			t.path = slices.Clone(u.PathOriginal())
+		}
 		u.SetPathBytes(append([]byte(be.prefix), t.path...))
 		t.prefixed = be.prefix != ""
 	}

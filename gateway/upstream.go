@@ -67,18 +67,17 @@ func newUpstream(u *url.URL, opts *Options, dialer *net.Dialer) *fasthttp.HostCl
 			}
 			return &peekConn{Conn: nc}, nil
 		},
-		MaxConns:                      opts.MaxConnsPerBackend,
-		MaxConnWaitTimeout:            opts.DialTimeout,
-		MaxIdleConnDuration:           idleConnTimeout,
-		ReadTimeout:                   opts.ResponseHeaderTimeout,
-		MaxResponseBodySize:           int(opts.MaxResponseBody),
-		MaxIdemponentCallAttempts:     1 << 20, // RetryIfErr decides, and only retries stale connections
-		RetryIfErr:                    retryStale,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: false,
-		DisablePathNormalizing:        true,     // forward the path as the client wrote it
-		ReadBufferSize:                64 << 10, // also the limit of an answer's head, as large as a Go backend may send
-		WriteBufferSize:               8 << 10,
+		MaxConns:                  opts.MaxConnsPerBackend,
+		MaxConnWaitTimeout:        opts.DialTimeout,
+		MaxIdleConnDuration:       idleConnTimeout,
+		ReadTimeout:               opts.ResponseHeaderTimeout,
+		MaxResponseBodySize:       int(opts.MaxResponseBody),
+		MaxIdemponentCallAttempts: 1 << 20, // RetryIfErr decides, and only retries stale connections
+		RetryIfErr:                retryStale,
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,     // forward the path as the client wrote it
+		ReadBufferSize:            64 << 10, // also the limit of an answer's head, as large as a Go backend may send
+		WriteBufferSize:           8 << 10,
 	}
 	if c.IsTLS {
 		c.TLSConfig = tlsConfig
@@ -142,8 +141,7 @@ func alive(nc net.Conn) bool {
 // backend's health: not an answer over the gateway's own limits, nor a
 // backend merely busy with all its connections.
 func backendAtFault(err error) bool {
-	var small *fasthttp.ErrSmallBuffer
-	return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.As(err, &small) && !errors.Is(err, fasthttp.ErrNoFreeConns)
+	return !overLimit(err) && !errors.Is(err, fasthttp.ErrNoFreeConns)
 }
 
 // overLimit reports whether the answer broke the gateway's size limits:
@@ -154,16 +152,16 @@ func overLimit(err error) bool {
 }
 
 // sentNothing reports whether err means the request never reached the
-// backend: no connection, or none free in time.
+// backend: no connection (the gateway's own Dial marks every failure,
+// timeouts and TLS handshakes included), a pooled one found dead, or none
+// free in time.
 func sentNothing(err error) bool {
 	var de *dialError
-	return errors.As(err, &de) || errors.Is(err, errStaleConn) || errors.Is(err, fasthttp.ErrNoFreeConns) ||
-		errors.Is(err, fasthttp.ErrDialTimeout)
+	return errors.As(err, &de) || errors.Is(err, errStaleConn) || errors.Is(err, fasthttp.ErrNoFreeConns)
 }
 
 // timedOut reports whether err is a deadline passing.
 func timedOut(err error) bool {
 	var ne net.Error
-	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -87,9 +87,9 @@ func (p *Policy) Check(ctx context.Context, ip, subject string) (d Decision, app
 	return d, applied
 }
 
-// Error is the refusal of a request d did not allow, as web.WriteError
+// Refusal is the error of a request d did not allow, as web.WriteError
 // answers it: 429 with Retry-After and the RateLimit-* fields.
-func (d Decision) Error() *fault.Error {
+func (d Decision) Refusal() *fault.Error {
 	return &fault.Error{Kind: fault.TooManyRequests, Code: "rate_limited",
 		Message:    "too many requests; slow down and retry after the time in Retry-After",
 		RetryAfter: max(d.RetryAfter, time.Millisecond), Limit: d.Limit}
@@ -130,7 +130,7 @@ func Middleware(opts HTTPOptions) func(http.Handler) http.Handler {
 				return
 			}
 			if !d.Allowed {
-				web.WriteError(w, r, nil, d.Error())
+				web.WriteError(w, r, nil, d.Refusal())
 				return
 			}
 			limit, remaining, reset := d.Headers()
