@@ -44,7 +44,7 @@ type GatewayCmd struct {
 	MaxAttempts     int      `default:"3" help:"Attempts per request, the first included."`
 	RetryRatio      float64  `default:"0.2" help:"Retries allowed as a share of the requests of the last 10 s."`
 	RetryMin        int      `default:"30" help:"Retries always allowed per 10 s."`
-	MaxRequestBody  int64    `default:"8388608" help:"Largest request body in bytes; larger ones get 413. Bodies are read whole, so any request may be retried."`
+	MaxRequestBody  int64    `default:"${max_body}" help:"Largest request body in bytes (million serve's own limit, ${max_body}); larger ones get 413. Bodies are read whole, so any request may be retried."`
 	MaxResponseBody int64    `default:"67108864" help:"Largest backend answer in bytes; a larger one is a failed attempt (502)."`
 	IdempotentPOST  []string `name:"idempotent-post" default:"/v1/checkout" placeholder:"PATH" help:"Paths whose POST handlers deduplicate by Idempotency-Key, so such a POST with the header may be retried (repeat)."`
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/millionshop/million/e2e"
+	"github.com/millionshop/million/web"
 	"io"
 	"os"
 	"os/exec"
@@ -34,7 +35,7 @@ func startLoadTarget(t *testing.T, users, products int) loadTarget {
 func runLoad(t *testing.T, out io.Writer, args ...string) error {
 	t.Helper()
 	var cli CLI
-	parser, err := kong.New(&cli, kong.Name("million"), kong.Vars{"version": "test"}, kong.DefaultEnvars("MILLION"),
+	parser, err := kong.New(&cli, kong.Name("million"), cliVars("test"), kong.DefaultEnvars("MILLION"),
 		kong.Exit(func(code int) { t.Fatalf("kong exited with %d", code) }))
 	if err != nil {
 		t.Fatal(err)
@@ -114,5 +115,25 @@ func TestLoadCommandSLOMissed(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "20 due, 20 sent, 20 completed, 0 errors") || !strings.Contains(stdout.String(), "MISSED") {
 		t.Fatalf("stdout:\n%s", stdout.String())
+	}
+}
+
+// TestGatewayBodyLimitIsServes: million gateway refuses bodies above the
+// size million serve accepts, by default, rather than forwarding one that
+// serve would refuse mid-upload (a reset the gateway would count against
+// the backend).
+func TestGatewayBodyLimitIsServes(t *testing.T) {
+	t.Parallel()
+	var cli CLI
+	parser, err := kong.New(&cli, kong.Name("million"), cliVars("test"), kong.DefaultEnvars("MILLION"),
+		kong.Exit(func(code int) { t.Fatalf("kong exited with %d", code) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"gateway", "--backend", "http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if cli.Gateway.MaxRequestBody != web.MaxBodyBytes {
+		t.Fatalf("--max-request-body defaults to %d, want serve's %d", cli.Gateway.MaxRequestBody, web.MaxBodyBytes)
 	}
 }

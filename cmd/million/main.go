@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/millionshop/million/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,7 +38,7 @@ func main() {
 	kctx := kong.Parse(&cli,
 		kong.Name("million"),
 		kong.Description("An e-commerce backend that grows from one user to a million without a rewrite."),
-		kong.Vars{"version": version},
+		cliVars(version),
 		kong.UsageOnError(),
 		kong.DefaultEnvars("MILLION"),
 	)
@@ -46,4 +49,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "million:", err)
 		os.Exit(1)
 	}
+}
+
+// cliVars are the values the flags' defaults and help refer to: the
+// version, and limits that belong to other packages (a default written
+// there as a literal would drift from them).
+func cliVars(version string) kong.Vars {
+	return kong.Vars{"version": version, "max_body": strconv.Itoa(web.MaxBodyBytes)}
 }
