@@ -1,11 +1,16 @@
 package shed
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+)
 
 // Handler admits requests to next through s. Requests for which exempt
 // reports true (health probes: shedding them would make a load balancer
 // eject a busy instance, moving its load to the others) always pass;
-// refused requests go to refuse, which must answer quickly. A response of
+// requests over the limit of an overloaded instance wait their turn briefly
+// (Admit); refused requests go to refuse, which must answer quickly, and
+// requests whose client left get nothing. A response of
 // 500 or more counts as a failure and stays out of the capacity estimate.
 func (s *Shedder) Handler(next http.Handler, exempt func(*http.Request) bool, refuse http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -20,10 +25,12 @@ func (s *Shedder) Handler(next http.Handler, exempt func(*http.Request) bool, re
 			s.abandoned.Add(1)
 			return
 		}
-		done, err := s.Allow()
-		if err != nil {
+		done, err := s.Admit(r.Context())
+		if errors.Is(err, ErrOverloaded) {
 			refuse.ServeHTTP(w, r)
 			return
+		} else if err != nil {
+			return // the client left while the request was queued
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		// A panic propagates to net/http's recovery but must not leak an

@@ -1,16 +1,27 @@
-// Package shed is adaptive load shedding: when an instance has more work in
-// flight than it can finish in time, new requests are refused at once with
-// 503 and Retry-After instead of queueing behind the others. Refusing early
-// keeps goodput near capacity under overload; queueing would make every
-// request late, so that clients time out and retry and nobody is served.
+// Package shed is adaptive load shedding: when an instance has more work
+// than it can finish in time, new requests are refused at once with 503 and
+// Retry-After instead of queueing without bound behind the others.
+// Refusing early keeps goodput near capacity under overload; an unbounded
+// queue would make every request late, so that clients time out and retry
+// and nobody is served.
 //
-// The algorithm is go-zero's adaptive shedder. The instance tracks, over a
-// rolling window, the most requests it finished in one bucket (maxPass) and
-// the lowest mean latency of a bucket (minRT). By Little's law
-// maxPass × buckets-per-second × minRT is how much work it can have in
+// The in-flight limit is go-zero's adaptive shedder. The instance tracks,
+// over a rolling window, the most requests it finished in one bucket
+// (maxPass) and the lowest mean latency of a bucket (minRT). By Little's
+// law maxPass × buckets-per-second × minRT is how much work it can have in
 // flight while keeping up. When the process's CPU use is above the
 // threshold (or it shed within the cool-off), a request that would put more
-// than that in flight is refused.
+// than that in flight (and at least one more than there are CPUs) waits.
+//
+// Unlike go-zero's, the request over the limit is not refused at once: it
+// waits, parked, in a short first-come first-served queue and takes the
+// slot of the next request to finish. Refusing it would leave the CPU idle
+// from the moment a request finishes until the next one arrives below the
+// limit: on one CPU with millisecond requests, a fifth of the capacity at
+// twice the load. The queue holds what the instance finishes in
+// MaxQueueDelay at its best (from the window's throughput, so the mix of
+// cheap and costly requests it actually serves sets the size) and nobody
+// waits in it longer than MaxQueueDelay: beyond that a request is refused.
 //
 // The trigger is CPU, not latency alone, because latency cannot tell a slow
 // dependency from an overloaded instance, and shedding does not help the
@@ -21,22 +32,20 @@
 // quota), where CPU time never reaches the threshold although every
 // request waits.
 //
-// On few CPUs the queue an overloaded instance builds is mostly not in
-// flight at all: it is goroutines of connections whose requests arrived and
-// that wait, runnable, for a CPU to read and parse them, refusals included.
-// Every request then waits behind all of them, and once the wait nears the
-// clients' timeout even a refusal comes too late to help. So an overloaded
-// instance also refuses while more goroutines are runnable than it
-// finishes requests in MaxQueueDelay (from the window's best throughput, so
-// the mix of cheap and costly requests it actually serves sets the size);
-// the count is read from the runtime at most every millisecond, and only
-// while overloaded.
+// Requests also queue where the shedder cannot see them: as goroutines of
+// connections whose requests arrived and that wait, runnable, for a CPU to
+// read and parse them, refusals included. Every request then waits behind
+// all of them, and once the wait nears the clients' timeout even a refusal
+// comes too late to help. So an overloaded instance also refuses while more
+// goroutines are runnable than fit in its queue; the count is read from the
+// runtime at most every millisecond, and only while overloaded.
 package shed
 
 import (
+	"container/list"
+	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -72,11 +81,12 @@ type Options struct {
 	// SchedLatencies, when set, replaces the scheduler-latency reading
 	// (tests).
 	SchedLatencies func() time.Duration
-	// MaxQueueDelay bounds how long the goroutines runnable ahead of a new
-	// request may keep it waiting on an overloaded instance before it is
-	// refused; default 100 ms. Much longer, and a long queue of refusals
-	// makes every refusal late (a timeout for clients waiting 1 s); much
-	// shorter, and the CPU idles between refusals.
+	// MaxQueueDelay bounds how long a request of an overloaded instance
+	// waits for an in-flight slot, and sizes both its queue and the runnable
+	// goroutines it allows (what it finishes in that time); default 100 ms.
+	// Much longer, and a long queue makes every answer, refusals included,
+	// late (a timeout for clients waiting 1 s); much shorter, and the CPU
+	// idles between refusals.
 	MaxQueueDelay time.Duration
 	// Runnable, when set, replaces the runtime's count of runnable
 	// goroutines (tests).
@@ -122,8 +132,6 @@ type Shedder struct {
 	inFlight  atomic.Int64
 	cpuBits   atomic.Uint64 // smoothed CPU use, as a share of GOMAXPROCS, float64 bits
 	schedP90  atomic.Int64  // smoothed scheduling latency p90, nanoseconds
-	dropBits  atomic.Uint64 // share of requests refused for scheduling latency, float64 bits
-	wasSlow   bool          // the previous sample's waits were over SchedLatency (the sampler's only)
 	lastDrop  atomic.Int64  // unix nanoseconds of the last refusal, 0 if none
 	dropped   atomic.Int64
 	abandoned atomic.Int64 // requests whose client left before they started
@@ -132,7 +140,11 @@ type Shedder struct {
 	countedAt atomic.Int64 // unix nanoseconds of the last count
 	maxQueue  atomic.Int64 // runnable goroutines allowed while overloaded; 0 until known
 	countMu   sync.Mutex   // one count at a time (the runtime reader is not concurrent)
-	count     func() int64 // the runtime's count of runnable goroutines
+	queued    atomic.Int64 // requests waiting in queue, read without the lock
+
+	queueMu sync.Mutex
+	queue   list.List    // of *waiter, first come first
+	count   func() int64 // the runtime's count of runnable goroutines
 
 	mu      sync.Mutex
 	buckets []bucket // ring, indexed by bucket number modulo len
@@ -156,51 +168,170 @@ func New(opts Options) *Shedder {
 	return s
 }
 
-// Allow admits a request or refuses it with ErrOverloaded. An admitted
-// request must call done exactly once when it finishes; ok=false (the
-// request failed on its own) keeps its latency out of the capacity estimate.
+// Allow admits a request or refuses it with ErrOverloaded, without
+// waiting. An admitted request must call done exactly once when it
+// finishes; ok=false (the request failed on its own) keeps its latency out
+// of the capacity estimate.
 func (s *Shedder) Allow() (done func(ok bool), err error) {
-	if drop, overloaded := s.shouldDrop(); drop {
-		// Only a refusal while overloaded extends the cool-off: refusals
-		// made within it must not keep it going once the CPU has calmed
-		// down, or a slow dependency would be shed forever.
-		if overloaded {
-			s.lastDrop.Store(s.opts.Now().UnixNano())
-		}
-		s.dropped.Add(1)
-		return nil, ErrOverloaded
+	switch v, overloaded := s.decide(); v {
+	case admit:
+		s.inFlight.Add(1)
+		return s.started(), nil
+	default:
+		return nil, s.refuse(overloaded)
 	}
-	s.inFlight.Add(1)
+}
+
+// Admit is Allow for a request that may wait: on an overloaded instance
+// with its in-flight limit reached, the request joins a first-come,
+// first-served queue and takes the slot of the next request to finish,
+// unless MaxQueueDelay passes, the queue already holds what the instance
+// finishes in that time, or ctx ends first; then it is refused. Without
+// the queue, the CPU would idle between one request finishing and the next
+// arriving below the limit, and goodput would fall short of capacity by as
+// much; with it, the waiting requests cost no CPU (they are parked, not
+// runnable) and each waits at most MaxQueueDelay.
+func (s *Shedder) Admit(ctx context.Context) (done func(ok bool), err error) {
+	v, overloaded := s.decide()
+	switch v {
+	case admit:
+		s.inFlight.Add(1)
+		return s.started(), nil
+	case refuse:
+		return nil, s.refuse(overloaded)
+	}
+	s.queueMu.Lock()
+	if s.queue.Len() == 0 && s.inFlight.Load() < s.admitLimit() {
+		// A slot freed since decide looked.
+		s.inFlight.Add(1)
+		s.queueMu.Unlock()
+		return s.started(), nil
+	}
+	if int64(s.queue.Len()) >= max(minQueue, s.maxQueue.Load()) { // maxQueue is 0 until sized
+		s.queueMu.Unlock()
+		return nil, s.refuse(overloaded)
+	}
+	w := &waiter{ready: make(chan struct{})}
+	e := s.queue.PushBack(w)
+	s.queued.Store(int64(s.queue.Len()))
+	s.queueMu.Unlock()
+
+	timer := time.NewTimer(s.opts.MaxQueueDelay)
+	defer timer.Stop()
+	select {
+	case <-w.ready:
+		return s.started(), nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	s.queueMu.Lock()
+	if w.granted {
+		// The slot came as the wait ended: it is this request's now.
+		s.queueMu.Unlock()
+		return s.started(), nil
+	}
+	s.queue.Remove(e)
+	s.queued.Store(int64(s.queue.Len()))
+	s.queueMu.Unlock()
+	if ctx.Err() != nil {
+		s.abandoned.Add(1)
+		return nil, ctx.Err()
+	}
+	return nil, s.refuse(true)
+}
+
+// minQueue is the shortest queue an overloaded instance keeps, so that a
+// window of slow requests does not close the door.
+const minQueue = 8
+
+// waiter is a request queued for an in-flight slot. granted is set, under
+// queueMu, when a finishing request hands it its slot.
+type waiter struct {
+	ready   chan struct{}
+	granted bool
+}
+
+// refuse counts a refusal and returns ErrOverloaded.
+func (s *Shedder) refuse(overloaded bool) error {
+	// Only a refusal while overloaded extends the cool-off: refusals made
+	// within it must not keep it going once the CPU has calmed down, or a
+	// slow dependency would be shed forever.
+	if overloaded {
+		s.lastDrop.Store(s.opts.Now().UnixNano())
+	}
+	s.dropped.Add(1)
+	return ErrOverloaded
+}
+
+// started returns the done function of a request that holds an in-flight
+// slot from now.
+func (s *Shedder) started() func(ok bool) {
 	start := s.opts.Now()
 	var once atomic.Bool
 	return func(ok bool) {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		s.inFlight.Add(-1)
+		s.release()
 		s.passed.Add(1)
 		if ok {
 			s.record(start, s.opts.Now())
 		}
-	}, nil
+	}
 }
 
-// shouldDrop reports whether to refuse a request now, and whether the
-// instance is overloaded (rather than within the cool-off of an overload).
-func (s *Shedder) shouldDrop() (drop, overloaded bool) {
-	if share := s.DropShare(); share > 0 && rand.Float64() < share {
-		return true, true
+// release frees an in-flight slot, or hands it to the first queued
+// request. Under queueMu, so that a request queueing as the last slot
+// frees is always seen.
+func (s *Shedder) release() {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	e := s.queue.Front()
+	if e == nil {
+		s.inFlight.Add(-1)
+		return
 	}
+	w := s.queue.Remove(e).(*waiter)
+	s.queued.Store(int64(s.queue.Len()))
+	w.granted = true
+	close(w.ready)
+}
+
+// verdict is what decide makes of a new request.
+type verdict int
+
+const (
+	admit  verdict = iota
+	refuse         // refuse at once
+	wait           // over the in-flight limit: queue for a slot (Admit) or refuse (Allow)
+)
+
+// decide judges a new request, and reports whether the instance is
+// overloaded (rather than within the cool-off of an overload).
+func (s *Shedder) decide() (v verdict, overloaded bool) {
 	overloaded = s.overloaded()
 	if !overloaded && !s.stillHot() {
-		return false, false
+		return admit, false
 	}
 	if limit := s.maxQueue.Load(); limit > 0 && s.runnableNow() > limit {
-		return true, overloaded
+		return refuse, overloaded
 	}
-	flying := s.inFlight.Load()
+	if s.queued.Load() > 0 || s.inFlight.Load() >= s.admitLimit() {
+		return wait, overloaded
+	}
+	return admit, overloaded
+}
+
+// admitLimit is how many requests an overloaded instance runs at once: the
+// Little's-law estimate, and at least one more than it has CPUs so that a
+// request finishing never leaves a CPU without work. Unbounded until the
+// window has a complete bucket.
+func (s *Shedder) admitLimit() int64 {
 	limit, known := s.MaxInFlight()
-	return known && flying > 1 && float64(flying) >= limit, overloaded
+	if !known {
+		return math.MaxInt64
+	}
+	return max(int64(limit), int64(runtime.GOMAXPROCS(0))+1)
 }
 
 func (s *Shedder) overloaded() bool {
@@ -246,6 +377,9 @@ func (s *Shedder) window() (maxPass int64, minRT time.Duration) {
 	}
 	return maxPass, minRT
 }
+
+// Queued returns the requests waiting for an in-flight slot.
+func (s *Shedder) Queued() int64 { return s.queued.Load() }
 
 // MaxInFlight returns how many requests the instance can have in flight
 // and keep up, from the window's best throughput and latency; known is
@@ -315,41 +449,7 @@ func (s *Shedder) sample(c *cpuSampler) {
 	// Smoothed like CPU use, so one garbage collection or one burst does
 	// not count as overload.
 	s.schedP90.Store(int64(float64(s.schedP90.Load())*cpuBeta + float64(p90)*(1-cpuBeta)))
-	s.steer(p90)
 }
-
-// steer adjusts the share of new requests refused before they start, from
-// the last sample's scheduling latency. It covers what the in-flight limit
-// cannot see: with few CPUs and handlers that never block, admitted
-// requests finish one after another and in flight stays at one or two,
-// while new requests queue as runnable goroutines before they reach the
-// shedder at all. Goroutines waiting longer than SchedLatency to run, with
-// the process busy, mean more arrives than the CPUs finish: the share
-// grows by a tenth of what is left each sample, and shrinks by three tenths each
-// sample without the wait, so it settles where the wait stays near the
-// target and the CPU stays busy with admitted work. It grows only after two
-// slow samples in a row: one alone is a burst of arrivals or a collection
-// at moderate load (handlers that each take milliseconds of CPU make
-// goroutines wait that long), and refusing for it fails requests of an
-// instance that keeps up.
-func (s *Shedder) steer(p90 time.Duration) {
-	share := math.Float64frombits(s.dropBits.Load())
-	slow := p90 >= s.opts.SchedLatency
-	lasting := slow && s.wasSlow
-	s.wasSlow = slow
-	// A process that is not busy itself is not the one overloading its
-	// CPUs (a neighbour is): refusing its requests would not help.
-	if lasting && s.CPUUsage() >= s.opts.CPUThreshold/2 {
-		share += (0.95 - share) / 10
-	} else if share *= 0.7; share < 0.01 {
-		share = 0
-	}
-	s.dropBits.Store(math.Float64bits(share))
-}
-
-// DropShare returns the share of new requests currently refused for
-// scheduling latency (0 when goroutines run on time).
-func (s *Shedder) DropShare() float64 { return math.Float64frombits(s.dropBits.Load()) }
 
 // schedLatencyP90 reads the runtime's cumulative scheduling-latency
 // histogram and returns the 90th percentile of what was added since the
@@ -444,7 +544,7 @@ func (s *Shedder) sizeQueue() {
 		s.maxQueue.Store(0)
 		return
 	}
-	s.maxQueue.Store(max(8, maxPass*int64(s.opts.MaxQueueDelay)/int64(s.bucket)))
+	s.maxQueue.Store(max(minQueue, maxPass*int64(s.opts.MaxQueueDelay)/int64(s.bucket)))
 }
 
 // Runnable counts the goroutines waiting for a CPU now.

@@ -1,6 +1,8 @@
 package shed
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -193,23 +195,35 @@ func TestHandlerExemptsAndRefuses(t *testing.T) {
 	})
 	h := s.Handler(next, func(r *http.Request) bool { return r.URL.Path == "/readyz" }, refuse)
 
-	// Two slow requests fill the instance (a limit of 1, and one request in
-	// flight is always allowed).
+	// Slow requests fill the instance: a limit of 1, raised to one more
+	// than the CPUs so that none idles.
+	slots := gomaxprocs() + 1
 	var wg sync.WaitGroup
-	for range 2 {
+	for range slots {
 		wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/slow", nil)) })
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for s.InFlight() < 2 {
+	for s.InFlight() < int64(slots) {
 		if time.Now().After(deadline) {
 			t.Fatal("slow requests never got in flight")
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// Over the limit, a request waits its MaxQueueDelay for a slot, and is
+	// refused when none frees.
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/fast", nil))
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("over the limit: %d %v", rec.Code, rec.Header())
+	}
+	// A request whose client has gone is dropped without an answer, from
+	// the queue as before it.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/fast", nil).WithContext(ctx))
+	if rec.Code != http.StatusOK || rec.Body.Len() != 0 || s.Abandoned() != 1 {
+		t.Fatalf("a request of a client that left: %d %q, %d abandoned", rec.Code, rec.Body, s.Abandoned())
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
@@ -323,73 +337,6 @@ func TestSchedLatencyP90ReadsTheRuntime(t *testing.T) {
 	t.Fatalf("p90 scheduling latency %v in each of 10 intervals after CPU-bound goroutines outnumbered the CPUs", got)
 }
 
-// TestDropShareFollowsSchedulingLatency: goroutines waiting over the
-// target with the process busy raise the share of refused requests; once
-// they run on time it decays to zero; a process that is idle itself (a
-// neighbour takes the CPU) never raises it.
-func TestDropShareFollowsSchedulingLatency(t *testing.T) {
-	s, wait, step := sampledShedder()
-	wait.Store(int64(30 * time.Millisecond))
-	step(20, 0.1)
-	if s.DropShare() != 0 {
-		t.Fatalf("share %v with the process idle: a neighbour's load is not ours to shed", s.DropShare())
-	}
-	step(20, 1)
-	if s.DropShare() < 0.5 {
-		t.Fatalf("share %v after 2 s of 30 ms waits with the CPU busy", s.DropShare())
-	}
-	refused := 0
-	for range 1000 {
-		if d, err := s.Allow(); err != nil {
-			refused++
-		} else {
-			d(true)
-		}
-	}
-	if refused < 400 {
-		t.Fatalf("%d of 1,000 refused at share %v", refused, s.DropShare())
-	}
-	wait.Store(int64(time.Millisecond))
-	step(20, 1)
-	if s.DropShare() != 0 {
-		t.Fatalf("share %v 2 s after the waits ended", s.DropShare())
-	}
-}
-
-// TestDropShareIgnoresOneSlowSample: a single sample of long waits (a
-// burst of arrivals, a garbage collection) at moderate load refuses
-// nothing; the share rises only when the waits last.
-func TestDropShareIgnoresOneSlowSample(t *testing.T) {
-	s, wait, step := sampledShedder()
-	wait.Store(int64(2 * time.Millisecond))
-	step(10, 0.6)
-	for range 5 {
-		wait.Store(int64(25 * time.Millisecond)) // one slow sample in ten
-		step(1, 0.6)
-		if s.DropShare() != 0 {
-			t.Fatalf("share %v after one slow sample at 60 %% CPU", s.DropShare())
-		}
-		wait.Store(int64(2 * time.Millisecond))
-		step(9, 0.6)
-	}
-}
-
-// sampledShedder returns a shedder on a fake clock whose scheduling
-// latency is what wait holds, and step, which runs n samples of 100 ms at
-// the given CPU use.
-func sampledShedder() (s *Shedder, wait *atomic.Int64, step func(n int, cpu float64)) {
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
-	wait = new(atomic.Int64)
-	s = New(Options{Now: c.Now, CPU: c.CPU, SchedLatencies: func() time.Duration { return time.Duration(wait.Load()) }})
-	sampler := &cpuSampler{}
-	return s, wait, func(n int, cpu float64) {
-		for range n {
-			c.advance(100*time.Millisecond, cpu, gomaxprocs())
-			s.sample(sampler)
-		}
-	}
-}
-
 // TestRefusesWhileTheRunQueueIsLong: with the CPU saturated and one request
 // in flight at a time (handlers that never block, so the in-flight limit
 // never binds), requests are refused while more goroutines wait for a CPU
@@ -400,8 +347,8 @@ func TestRefusesWhileTheRunQueueIsLong(t *testing.T) {
 	runnable := new(atomic.Int64)
 	counts := new(atomic.Int64)
 	s := New(Options{Now: c.Now, CPU: c.CPU, Runnable: func() int64 { counts.Add(1); return runnable.Load() },
-		// The scheduling-latency share is another mechanism; kept at zero
-		// so that only the queue bound decides here.
+		// Scheduling latency is the other overload signal; kept at zero so
+		// that CPU use alone decides here.
 		SchedLatencies: func() time.Duration { return 0 }})
 	sampler := &cpuSampler{}
 	// 40 requests of 2 ms finished per 100 ms bucket: 40 in the default
@@ -493,5 +440,220 @@ func BenchmarkRunnableGoroutines(b *testing.B) {
 	count := runnableGoroutines()
 	for b.Loop() {
 		count()
+	}
+}
+
+// hotShedder returns a shedder whose CPU is saturated and whose in-flight
+// limit is one more than the CPUs, with a queue of queueLen and the given
+// MaxQueueDelay, and the done functions of requests filling its slots.
+func hotShedder(t *testing.T, queueLen int64, delay time.Duration) (*Shedder, []func(bool)) {
+	t.Helper()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	s := New(Options{Now: c.Now, CPU: c.CPU, MaxQueueDelay: delay,
+		Runnable: func() int64 { return 0 }, SchedLatencies: func() time.Duration { return 0 }})
+	sampler := &cpuSampler{}
+	fill(s, c, 10, 10*time.Millisecond) // limit: 100/s × 10 ms = 1
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	fill(s, c, 10, 10*time.Millisecond) // the window moved on
+	s.maxQueue.Store(queueLen)
+	var slots []func(bool)
+	for range gomaxprocs() + 1 {
+		done, err := s.Admit(context.Background())
+		if err != nil {
+			t.Fatalf("refused below the limit: %v", err)
+		}
+		slots = append(slots, done)
+	}
+	return s, slots
+}
+
+// queueUp starts Admit on its own goroutine, returns once it is queued,
+// and delivers its result on the channel.
+func queueUp(t *testing.T, s *Shedder, ctx context.Context) <-chan error {
+	t.Helper()
+	before := s.Queued()
+	result := make(chan error, 1)
+	go func() {
+		done, err := s.Admit(ctx)
+		if err == nil {
+			done(true)
+		}
+		result <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); s.Queued() == before; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never queued")
+		}
+	}
+	return result
+}
+
+// TestAdmitQueuesForTheNextFreeSlot: over the limit of an overloaded
+// instance, requests wait and take the slots of finishing requests in the
+// order they came, without the in-flight count ever passing the limit.
+func TestAdmitQueuesForTheNextFreeSlot(t *testing.T) {
+	s, slots := hotShedder(t, 8, time.Minute)
+	limit := s.InFlight()
+	var order []int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 3 {
+		before := s.Queued()
+		wg.Go(func() {
+			done, err := s.Admit(context.Background())
+			if err != nil {
+				t.Errorf("queued request %d refused: %v", i, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			done(true)
+		})
+		for deadline := time.Now().Add(5 * time.Second); s.Queued() == before; time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("request %d never queued", i)
+			}
+		}
+	}
+	if _, err := s.Allow(); err != ErrOverloaded {
+		t.Fatalf("Allow with requests queued: %v, want ErrOverloaded (it never waits)", err)
+	}
+	// One slot frees: it passes down the queue (each queued request
+	// finishes at once and hands it on), and the others stay in flight.
+	slots[0](true)
+	wg.Wait()
+	if len(order) != 3 || order[0] != 0 || order[1] != 1 || order[2] != 2 {
+		t.Fatalf("served in order %v, want [0 1 2]", order)
+	}
+	if got := s.InFlight(); got != limit-1 {
+		t.Fatalf("InFlight = %d after one of %d finished and the queue drained", got, limit)
+	}
+	for _, done := range slots[1:] {
+		done(true)
+	}
+	if s.InFlight() != 0 || s.Queued() != 0 {
+		t.Fatalf("InFlight = %d, Queued = %d after everything finished", s.InFlight(), s.Queued())
+	}
+}
+
+// TestAdmitWaitsAtMostMaxQueueDelay: a queued request is refused once
+// MaxQueueDelay passes without a free slot, and one whose client leaves
+// goes at once, counted as abandoned rather than refused.
+func TestAdmitWaitsAtMostMaxQueueDelay(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	s, slots := hotShedder(t, 8, delay)
+	start := time.Now()
+	if _, err := s.Admit(context.Background()); err != ErrOverloaded {
+		t.Fatalf("Admit with every slot busy: %v, want ErrOverloaded", err)
+	}
+	if waited := time.Since(start); waited < delay {
+		t.Fatalf("refused after %v, before MaxQueueDelay (%v)", waited, delay)
+	}
+	if s.Dropped() != 1 || s.Queued() != 0 {
+		t.Fatalf("Dropped = %d, Queued = %d after a wait that ran out", s.Dropped(), s.Queued())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	result := queueUp(t, s, ctx)
+	cancel()
+	if err := <-result; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Admit after its client left: %v, want context.Canceled", err)
+	}
+	if s.Abandoned() != 1 || s.Dropped() != 1 || s.Queued() != 0 {
+		t.Fatalf("Abandoned = %d, Dropped = %d, Queued = %d after a client left the queue", s.Abandoned(), s.Dropped(), s.Queued())
+	}
+	for _, done := range slots {
+		done(true)
+	}
+	if s.InFlight() != 0 {
+		t.Fatalf("InFlight = %d: a request that left the queue kept a slot", s.InFlight())
+	}
+}
+
+// TestAdmitRefusesAtOnceWhenTheQueueIsFull: the queue holds what the
+// instance finishes in MaxQueueDelay; the request after that is refused
+// without waiting.
+func TestAdmitRefusesAtOnceWhenTheQueueIsFull(t *testing.T) {
+	s, slots := hotShedder(t, minQueue, time.Minute)
+	var queued []<-chan error
+	for range minQueue {
+		queued = append(queued, queueUp(t, s, context.Background()))
+	}
+	start := time.Now()
+	if _, err := s.Admit(context.Background()); err != ErrOverloaded {
+		t.Fatalf("Admit with the queue full: %v, want ErrOverloaded", err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("refused after %v: it waited", waited)
+	}
+	for _, done := range slots {
+		done(true)
+	}
+	for i, result := range queued {
+		if err := <-result; err != nil {
+			t.Fatalf("queued request %d: %v", i, err)
+		}
+	}
+	if s.InFlight() != 0 || s.Queued() != 0 {
+		t.Fatalf("InFlight = %d, Queued = %d after everything finished", s.InFlight(), s.Queued())
+	}
+}
+
+// TestAdmitUnderContention: many requests admitted, queued, timed out and
+// abandoned at once (under -race) never pass the in-flight limit and leak
+// no slot: every request is counted once, and everything ends at zero.
+func TestAdmitUnderContention(t *testing.T) {
+	s, slots := hotShedder(t, 16, 2*time.Millisecond)
+	limit := s.InFlight()
+	for _, done := range slots {
+		done(true)
+	}
+	var over atomic.Int64
+	var admitted, refused, abandoned atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 200 {
+				ctx, cancel := context.WithCancel(context.Background())
+				if (g+i)%7 == 0 {
+					cancel()
+				}
+				done, err := s.Admit(ctx)
+				cancel()
+				switch {
+				case err == nil:
+					admitted.Add(1)
+					if n := s.InFlight(); n > limit {
+						over.Store(n)
+					}
+					time.Sleep(50 * time.Microsecond)
+					done(i%5 != 0)
+				case errors.Is(err, ErrOverloaded):
+					refused.Add(1)
+				default:
+					abandoned.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if over.Load() != 0 {
+		t.Fatalf("%d in flight over a limit of %d", over.Load(), limit)
+	}
+	if total := admitted.Load() + refused.Load() + abandoned.Load(); total != 32*200 {
+		t.Fatalf("%d outcomes for %d requests", total, 32*200)
+	}
+	if admitted.Load() == 0 || refused.Load() == 0 {
+		t.Fatalf("%d admitted, %d refused: the test did not contend", admitted.Load(), refused.Load())
+	}
+	if s.InFlight() != 0 || s.Queued() != 0 {
+		t.Fatalf("InFlight = %d, Queued = %d after everything finished", s.InFlight(), s.Queued())
+	}
+	if s.Dropped() != refused.Load() || s.Passed() != int64(len(slots))+admitted.Load() {
+		t.Fatalf("Dropped = %d for %d refusals, Passed = %d for %d admissions", s.Dropped(), refused.Load(), s.Passed(), int64(len(slots))+admitted.Load())
 	}
 }

@@ -63,7 +63,11 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 		// Uncached searches: each costs the server about a millisecond of CPU,
 		// so twice its capacity is a rate the generator can offer.
 		"--no-cache"}
-	if runtime.NumCPU() >= 2 {
+	// In the run pinned to CPU 1, runtime.NumCPU counts the CPUs this
+	// process may use, one: the server must still go to CPU 0, or it
+	// inherits CPU 1 and shares it with the generator, whose share grows
+	// with the load it offers (the goodput then measured the generator).
+	if runtime.NumCPU() >= 2 || os.Getenv(generatorPinned) != "" {
 		if taskset, err := exec.LookPath("taskset"); err == nil {
 			args = append([]string{taskset, "-c", "0"}, args...)
 		}
@@ -100,18 +104,19 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 
 	// Warm up. Then, as bench.md's protocol asks of every figure on a
 	// shared machine, alternate the baseline and the target: each round
-	// measures capacity with a closed loop of a few workers (enough to keep
-	// one CPU busy, few enough not to queue), then offers twice that rate,
+	// measures capacity with a closed loop of eight workers (with four, the
+	// server still idled between answers and capacity read about a tenth
+	// low), then offers twice that rate,
 	// and the goodput is compared with the capacity of its own round. The
 	// machine's speed drifts between rounds (capacity moved from 216 to 494
 	// searches/s between runs), and a ratio of two figures taken seconds
 	// apart is what stays comparable.
-	closedLoop(search, 4, time.Second)
+	closedLoop(search, 8, time.Second)
 	const rounds = 3
 	var ratios []float64
 	var capacity float64
 	for round := 1; round <= rounds; round++ {
-		results := closedLoop(search, 4, 3*time.Second)
+		results := closedLoop(search, 8, 3*time.Second)
 		capacity = float64(count(results, func(o outcome) bool { return o.status == 200 })) / 3
 		if capacity < 50 {
 			t.Fatalf("round %d: capacity %.0f searches/s: too low to test overload meaningfully", round, capacity)
@@ -124,12 +129,12 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 	slices.Sort(ratios)
 	median := ratios[len(ratios)/2]
 	t.Logf("goodput under 2x overload over capacity: median %.0f%% (%.0f–%.0f%%) over %d rounds", 100*median, 100*ratios[0], 100*ratios[len(ratios)-1], rounds)
-	// The stage 3 target is 90 %. The test asserts no collapse (80 %) and
-	// logs the figure; the decisive differences from an unshedding server
-	// are the assertions of each round: no request times out (without
-	// shedding, half of them do at this rate) and refusals are fast.
-	if median < 0.8 {
-		t.Errorf("median steady goodput %.0f%% of capacity under 2x overload, below 80%%", 100*median)
+	// The stage 3 target. Each round also asserts what sets a shedding
+	// server apart from one that queues everything: no request times out
+	// (without shedding, half of them do at this rate) and refusals are
+	// fast.
+	if median < 0.9 {
+		t.Errorf("median steady goodput %.0f%% of capacity under 2x overload, below 90%%", 100*median)
 	}
 
 	// Recovery: at half the capacity, after the shedder's cool-off (the
