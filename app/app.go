@@ -86,6 +86,9 @@ type Config struct {
 	NoShedding bool
 	// ShedCPUThreshold is the CPU share above which shedding may start; 0 means 0.9.
 	ShedCPUThreshold float64
+	// ShedMaxWait is how long a request over an overloaded instance's
+	// in-flight limit waits for a slot before it is refused; 0 means 100 ms.
+	ShedMaxWait time.Duration
 	// RateLimitIP and RateLimitUser are request limits per client address
 	// and per authenticated user ("200/s", "6000/m:500" with a burst; "0"
 	// disables); empty means DefaultRateLimitIP and DefaultRateLimitUser.

@@ -11,16 +11,16 @@ import (
 
 // newShedder returns the instance's load shedder with its metrics exported.
 func newShedder(cfg Config, m *obs.Metrics) *shed.Shedder {
-	s := shed.New(shed.Options{CPUThreshold: cfg.ShedCPUThreshold})
+	s := shed.New(shed.Options{CPUThreshold: cfg.ShedCPUThreshold, MaxQueueDelay: cfg.ShedMaxWait})
 	m.RegisterCounter("million_shed_refused_total", "Requests refused with 503 because the instance was overloaded.",
 		func() float64 { return float64(s.Dropped()) })
 	m.RegisterGauge("million_shed_cpu_usage", "Smoothed CPU use of the process as a share of GOMAXPROCS, as the load shedder sees it.",
 		s.CPUUsage)
-	m.RegisterGauge("million_shed_queued_requests", "Requests of an overloaded instance waiting for an in-flight slot (at most 100 ms each).",
+	m.RegisterGauge("million_shed_queued_requests", "Requests of an overloaded instance waiting for an in-flight slot (each at most --shed-max-wait).",
 		func() float64 { return float64(s.Queued()) })
 	m.RegisterGauge("million_shed_runnable_goroutines", "Goroutines waiting for a CPU now (the load shedder refuses requests while an overloaded instance has more than million_shed_max_queue).",
 		func() float64 { return float64(s.Runnable()) })
-	m.RegisterGauge("million_shed_max_queue", "Requests an overloaded instance queues, and runnable goroutines it allows, before it refuses requests (what it finishes in 100 ms at its best over the last 5 s); 0 until measured.",
+	m.RegisterGauge("million_shed_max_queue", "Requests an overloaded instance queues, and runnable goroutines it allows, before it refuses requests (what it finishes in --shed-max-wait at its best over the last 5 s); 0 until measured.",
 		func() float64 { return float64(s.MaxQueue()) })
 	m.RegisterGauge("million_shed_max_in_flight", "Requests the instance can have in flight and keep up (Little's law over the last 5 s); 0 until measured.",
 		func() float64 { limit, _ := s.MaxInFlight(); return limit })

@@ -43,6 +43,7 @@ type ServeCmd struct {
 	Redis                string        `name:"redis" env:"MILLION_REDIS_URL" placeholder:"URL" help:"Redis URL (redis://host:6379/0) for state shared by several instances: sessions, rate limits, cache. Without it all state is in-process."`
 	Shed                 bool          `default:"true" negatable:"" help:"Refuse requests with 503 and Retry-After when the instance is CPU-bound and has more in flight than it can finish in time (adaptive load shedding)."`
 	ShedCPUThreshold     float64       `default:"0.9" help:"CPU share (of GOMAXPROCS) above which load shedding may start."`
+	ShedMaxWait          time.Duration `default:"100ms" help:"How long a request of an overloaded instance may wait for a free slot before it is refused; also sizes the queue (what the instance finishes in that time). Keep it well under the clients' timeout."`
 	RateLimitIP          string        `name:"rate-limit-ip" default:"500/s" placeholder:"RATE" help:"Requests allowed per client IP, as N/s, N/m or N/h with an optional :burst (200/s:400); 0 disables; default 500/s. Shared by every instance with --redis."`
 	RateLimitUser        string        `name:"rate-limit-user" default:"100/s" placeholder:"RATE" help:"Requests allowed per authenticated user (verified access token), same syntax; 0 disables; default 100/s."`
 	NATSURL              string        `name:"nats-url" env:"MILLION_NATS_URL" placeholder:"URL" help:"External NATS server with JetStream (nats://host:4222, comma-separated for a cluster) for events and jobs. Without it a NATS server runs inside the process, its store in the data directory."`
@@ -67,7 +68,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	cfg.TrustProxy, cfg.AccessLog = c.TrustProxy, c.AccessLog
 	cfg.RegistrationsPerHour = c.RegistrationsPerHour
 	cfg.RedisURL = c.Redis
-	cfg.NoShedding, cfg.ShedCPUThreshold = !c.Shed, c.ShedCPUThreshold
+	cfg.NoShedding, cfg.ShedCPUThreshold, cfg.ShedMaxWait = !c.Shed, c.ShedCPUThreshold, c.ShedMaxWait
 	cfg.RateLimitIP, cfg.RateLimitUser = c.RateLimitIP, c.RateLimitUser
 	cfg.Cache = c.cacheConfig()
 	cfg.NATSURL = c.NATSURL
