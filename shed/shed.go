@@ -1,5 +1,5 @@
 // Package shed is adaptive load shedding: when an instance has more work
-// than it can finish in time, new requests are refused at once with 503 and
+// than it can finish in time, new requests are refused quickly with 503 and
 // Retry-After instead of queueing without bound behind the others.
 // Refusing early keeps goodput near capacity under overload; an unbounded
 // queue would make every request late, so that clients time out and retry
@@ -14,14 +14,16 @@
 // than that in flight (and at least one more than there are CPUs) waits.
 //
 // Unlike go-zero's, the request over the limit is not refused at once: it
-// waits, parked, in a short first-come first-served queue and takes the
-// slot of the next request to finish. Refusing it would leave the CPU idle
+// waits, parked, in a short first-come first-served queue (while the
+// instance is overloaded: once it has calmed down, new requests start at
+// once) and takes the slot of the next request to finish. Refusing it would leave the CPU idle
 // from the moment a request finishes until the next one arrives below the
 // limit: on one CPU with millisecond requests, a fifth of the capacity at
 // twice the load. The queue holds what the instance finishes in
 // MaxQueueDelay at its best (from the window's throughput, so the mix of
 // cheap and costly requests it actually serves sets the size) and nobody
-// waits in it longer than MaxQueueDelay: beyond that a request is refused.
+// waits in it longer than MaxQueueDelay: beyond that a request is refused
+// if the instance is still overloaded.
 //
 // The trigger is CPU, not latency alone, because latency cannot tell a slow
 // dependency from an overloaded instance, and shedding does not help the
@@ -54,7 +56,8 @@ import (
 	"time"
 )
 
-// ErrOverloaded is returned by Allow when a request must be refused.
+// ErrOverloaded is returned by Allow and Admit when a request must be
+// refused.
 var ErrOverloaded = errors.New("shed: instance overloaded")
 
 // Options tune a Shedder. Zero values mean the defaults.
@@ -138,7 +141,7 @@ type Shedder struct {
 	passed    atomic.Int64
 	runnable  atomic.Int64 // goroutines waiting for a CPU, at the last count
 	countedAt atomic.Int64 // unix nanoseconds of the last count
-	maxQueue  atomic.Int64 // runnable goroutines allowed while overloaded; 0 until known
+	maxQueue  atomic.Int64 // queued requests, and runnable goroutines, allowed while overloaded; 0 until known
 	countMu   sync.Mutex   // one count at a time (the runtime reader is not concurrent)
 	queued    atomic.Int64 // requests waiting in queue, read without the lock
 
@@ -174,8 +177,7 @@ func New(opts Options) *Shedder {
 // of the capacity estimate.
 func (s *Shedder) Allow() (done func(ok bool), err error) {
 	switch v, overloaded := s.decide(); v {
-	case admit:
-		s.inFlight.Add(1)
+	case admitted:
 		return s.started(), nil
 	default:
 		return nil, s.refuse(overloaded)
@@ -184,26 +186,26 @@ func (s *Shedder) Allow() (done func(ok bool), err error) {
 
 // Admit is Allow for a request that may wait: on an overloaded instance
 // with its in-flight limit reached, the request joins a first-come,
-// first-served queue and takes the slot of the next request to finish,
-// unless MaxQueueDelay passes, the queue already holds what the instance
-// finishes in that time, or ctx ends first; then it is refused. Without
-// the queue, the CPU would idle between one request finishing and the next
-// arriving below the limit, and goodput would fall short of capacity by as
-// much; with it, the waiting requests cost no CPU (they are parked, not
+// first-served queue and takes the slot of the next request to finish. It
+// is refused when the queue already holds what the instance finishes in
+// MaxQueueDelay, or when it has waited that long and the instance is still
+// overloaded (once it has calmed down, the request runs); when ctx ends
+// first, it returns ctx's error and counts as abandoned. Without the queue
+// the CPU would idle between one request finishing and the next arriving
+// below the limit, and goodput would fall short of capacity by as much;
+// with it, the waiting requests cost no CPU (they are parked, not
 // runnable) and each waits at most MaxQueueDelay.
 func (s *Shedder) Admit(ctx context.Context) (done func(ok bool), err error) {
 	v, overloaded := s.decide()
 	switch v {
-	case admit:
-		s.inFlight.Add(1)
+	case admitted:
 		return s.started(), nil
 	case refuse:
 		return nil, s.refuse(overloaded)
 	}
 	s.queueMu.Lock()
-	if s.queue.Len() == 0 && s.inFlight.Load() < s.admitLimit() {
+	if s.queue.Len() == 0 && s.take(s.admitLimit()) {
 		// A slot freed since decide looked.
-		s.inFlight.Add(1)
 		s.queueMu.Unlock()
 		return s.started(), nil
 	}
@@ -232,12 +234,22 @@ func (s *Shedder) Admit(ctx context.Context) (done func(ok bool), err error) {
 	}
 	s.queue.Remove(e)
 	s.queued.Store(int64(s.queue.Len()))
-	s.queueMu.Unlock()
 	if ctx.Err() != nil {
+		s.queueMu.Unlock()
 		s.abandoned.Add(1)
 		return nil, ctx.Err()
 	}
-	return nil, s.refuse(true)
+	overloaded = s.overloaded()
+	if !overloaded && !s.stillHot() {
+		// The overload ended while the request waited (new requests no
+		// longer queue): refusing it now would fail a request of an
+		// instance that keeps up.
+		s.inFlight.Add(1)
+		s.queueMu.Unlock()
+		return s.started(), nil
+	}
+	s.queueMu.Unlock()
+	return nil, s.refuse(overloaded)
 }
 
 // minQueue is the shortest queue an overloaded instance keeps, so that a
@@ -301,25 +313,42 @@ func (s *Shedder) release() {
 type verdict int
 
 const (
-	admit  verdict = iota
-	refuse         // refuse at once
-	wait           // over the in-flight limit: queue for a slot (Admit) or refuse (Allow)
+	admitted verdict = iota // admitted: the request holds an in-flight slot
+	refuse                  // refuse at once
+	wait                    // over the in-flight limit: queue for a slot (Admit) or refuse (Allow)
 )
 
-// decide judges a new request, and reports whether the instance is
-// overloaded (rather than within the cool-off of an overload).
+// decide judges a new request, taking an in-flight slot for it when it is
+// admitted, and reports whether the instance is overloaded (rather than
+// within the cool-off of an overload).
 func (s *Shedder) decide() (v verdict, overloaded bool) {
 	overloaded = s.overloaded()
 	if !overloaded && !s.stillHot() {
-		return admit, false
+		s.inFlight.Add(1)
+		return admitted, false
 	}
 	if limit := s.maxQueue.Load(); limit > 0 && s.runnableNow() > limit {
 		return refuse, overloaded
 	}
-	if s.queued.Load() > 0 || s.inFlight.Load() >= s.admitLimit() {
-		return wait, overloaded
+	if s.queued.Load() == 0 && s.take(s.admitLimit()) {
+		return admitted, overloaded
 	}
-	return admit, overloaded
+	return wait, overloaded
+}
+
+// take takes an in-flight slot if fewer than limit are taken. A compare
+// and swap, so that two requests seeing the last free slot do not both
+// take it.
+func (s *Shedder) take(limit int64) bool {
+	for {
+		n := s.inFlight.Load()
+		if n >= limit {
+			return false
+		}
+		if s.inFlight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // admitLimit is how many requests an overloaded instance runs at once: the
@@ -554,8 +583,9 @@ func (s *Shedder) Runnable() int64 {
 	return s.count()
 }
 
-// MaxQueue returns how many runnable goroutines an overloaded instance
-// allows before it refuses requests; 0 until the window has a request.
+// MaxQueue returns how many queued requests, and runnable goroutines, an
+// overloaded instance allows before it refuses requests; 0 until the window
+// has a request.
 func (s *Shedder) MaxQueue() int64 { return s.maxQueue.Load() }
 
 // runnableGoroutines returns a reader of the runtime's count of runnable

@@ -216,8 +216,7 @@ func TestHandlerExemptsAndRefuses(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("over the limit: %d %v", rec.Code, rec.Header())
 	}
-	// A request whose client has gone is dropped without an answer, from
-	// the queue as before it.
+	// A request whose client has gone is dropped without an answer.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rec = httptest.NewRecorder()
@@ -541,8 +540,8 @@ func TestAdmitQueuesForTheNextFreeSlot(t *testing.T) {
 }
 
 // TestAdmitWaitsAtMostMaxQueueDelay: a queued request is refused once
-// MaxQueueDelay passes without a free slot, and one whose client leaves
-// goes at once, counted as abandoned rather than refused.
+// MaxQueueDelay passes without a free slot on an instance still
+// overloaded.
 func TestAdmitWaitsAtMostMaxQueueDelay(t *testing.T) {
 	const delay = 50 * time.Millisecond
 	s, slots := hotShedder(t, 8, delay)
@@ -557,13 +556,23 @@ func TestAdmitWaitsAtMostMaxQueueDelay(t *testing.T) {
 		t.Fatalf("Dropped = %d, Queued = %d after a wait that ran out", s.Dropped(), s.Queued())
 	}
 
+	for _, done := range slots {
+		done(true)
+	}
+}
+
+// TestAdmitDropsAQueuedRequestWhoseClientLeft: a request whose client
+// leaves while it waits goes at once, counted as abandoned rather than
+// refused, and keeps no slot.
+func TestAdmitDropsAQueuedRequestWhoseClientLeft(t *testing.T) {
+	s, slots := hotShedder(t, 8, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	result := queueUp(t, s, ctx)
 	cancel()
 	if err := <-result; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Admit after its client left: %v, want context.Canceled", err)
 	}
-	if s.Abandoned() != 1 || s.Dropped() != 1 || s.Queued() != 0 {
+	if s.Abandoned() != 1 || s.Dropped() != 0 || s.Queued() != 0 {
 		t.Fatalf("Abandoned = %d, Dropped = %d, Queued = %d after a client left the queue", s.Abandoned(), s.Dropped(), s.Queued())
 	}
 	for _, done := range slots {
@@ -571,6 +580,51 @@ func TestAdmitWaitsAtMostMaxQueueDelay(t *testing.T) {
 	}
 	if s.InFlight() != 0 {
 		t.Fatalf("InFlight = %d: a request that left the queue kept a slot", s.InFlight())
+	}
+}
+
+// TestAdmitRunsAQueuedRequestOnceTheOverloadIsOver: a request still queued
+// when its wait ends on an instance that has calmed down (CPU low, cool-off
+// over: a slow dependency now holds the slots) runs instead of being
+// refused, and its wait does not restart the cool-off.
+func TestAdmitRunsAQueuedRequestOnceTheOverloadIsOver(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	s := New(Options{Now: c.Now, CPU: c.CPU, MaxQueueDelay: time.Second,
+		Runnable: func() int64 { return 0 }, SchedLatencies: func() time.Duration { return 0 }})
+	sampler := &cpuSampler{}
+	fill(s, c, 10, 10*time.Millisecond)
+	for range 30 {
+		c.advance(100*time.Millisecond, 1, gomaxprocs())
+		s.sample(sampler)
+	}
+	fill(s, c, 10, 10*time.Millisecond)
+	var slots []func(bool)
+	for range gomaxprocs() + 1 {
+		done, err := s.Admit(context.Background())
+		if err != nil {
+			t.Fatalf("refused below the limit: %v", err)
+		}
+		slots = append(slots, done)
+	}
+	// Queued while overloaded; the CPU then calms down and the cool-off
+	// passes before the wait ends.
+	s.lastDrop.Store(c.Now().UnixNano())
+	result := queueUp(t, s, context.Background())
+	for range 30 {
+		c.advance(100*time.Millisecond, 0, gomaxprocs())
+		s.sample(sampler)
+	}
+	if err := <-result; err != nil {
+		t.Fatalf("a request queued before the overload ended: %v", err)
+	}
+	if s.Dropped() != 0 || s.stillHot() {
+		t.Fatalf("Dropped = %d, still hot = %v: the wait counted as a refusal", s.Dropped(), s.stillHot())
+	}
+	for _, done := range slots {
+		done(true)
+	}
+	if s.InFlight() != 0 {
+		t.Fatalf("InFlight = %d after everything finished", s.InFlight())
 	}
 }
 
