@@ -447,6 +447,14 @@ func BenchmarkRunnableGoroutines(b *testing.B) {
 // MaxQueueDelay, and the done functions of requests filling its slots.
 func hotShedder(t *testing.T, queueLen int64, delay time.Duration) (*Shedder, []func(bool)) {
 	t.Helper()
+	s, _, _, slots := hotShedderOnClock(t, queueLen, delay)
+	return s, slots
+}
+
+// hotShedderOnClock is hotShedder that also returns the shedder's clock
+// and CPU sampler.
+func hotShedderOnClock(t *testing.T, queueLen int64, delay time.Duration) (*Shedder, *clock, *cpuSampler, []func(bool)) {
+	t.Helper()
 	c := &clock{now: time.Unix(1_700_000_000, 0)}
 	s := New(Options{Now: c.Now, CPU: c.CPU, MaxQueueDelay: delay,
 		Runnable: func() int64 { return 0 }, SchedLatencies: func() time.Duration { return 0 }})
@@ -466,7 +474,7 @@ func hotShedder(t *testing.T, queueLen int64, delay time.Duration) (*Shedder, []
 		}
 		slots = append(slots, done)
 	}
-	return s, slots
+	return s, c, sampler, slots
 }
 
 // queueUp starts Admit on its own goroutine, returns once it is queued,
@@ -588,24 +596,7 @@ func TestAdmitDropsAQueuedRequestWhoseClientLeft(t *testing.T) {
 // over: a slow dependency now holds the slots) runs instead of being
 // refused, and its wait does not restart the cool-off.
 func TestAdmitRunsAQueuedRequestOnceTheOverloadIsOver(t *testing.T) {
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
-	s := New(Options{Now: c.Now, CPU: c.CPU, MaxQueueDelay: time.Second,
-		Runnable: func() int64 { return 0 }, SchedLatencies: func() time.Duration { return 0 }})
-	sampler := &cpuSampler{}
-	fill(s, c, 10, 10*time.Millisecond)
-	for range 30 {
-		c.advance(100*time.Millisecond, 1, gomaxprocs())
-		s.sample(sampler)
-	}
-	fill(s, c, 10, 10*time.Millisecond)
-	var slots []func(bool)
-	for range gomaxprocs() + 1 {
-		done, err := s.Admit(context.Background())
-		if err != nil {
-			t.Fatalf("refused below the limit: %v", err)
-		}
-		slots = append(slots, done)
-	}
+	s, c, sampler, slots := hotShedderOnClock(t, 8, time.Second)
 	// Queued while overloaded; the CPU then calms down and the cool-off
 	// passes before the wait ends.
 	s.lastDrop.Store(c.Now().UnixNano())
