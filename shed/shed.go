@@ -16,10 +16,10 @@
 // Unlike go-zero's, the request over the limit is not refused at once: it
 // waits, parked, in a short first-come first-served queue (while the
 // instance is overloaded: once it has calmed down, new requests start at
-// once) and takes the slot of the next request to finish. Refusing it would leave the CPU idle
-// from the moment a request finishes until the next one arrives below the
-// limit: on one CPU with millisecond requests, a fifth of the capacity at
-// twice the load. The queue holds what the instance finishes in
+// once) and takes the slot of the next request to finish. Refusing it
+// would leave the CPU idle from the moment a request finishes until the
+// next one arrives below the limit: on one CPU with millisecond requests,
+// a fifth of the capacity at twice the load. The queue holds what the instance finishes in
 // MaxQueueDelay at its best (from the window's throughput, so the mix of
 // cheap and costly requests it actually serves sets the size) and nobody
 // waits in it longer than MaxQueueDelay: beyond that a request is refused
@@ -143,11 +143,11 @@ type Shedder struct {
 	countedAt atomic.Int64 // unix nanoseconds of the last count
 	maxQueue  atomic.Int64 // queued requests, and runnable goroutines, allowed while overloaded; 0 until known
 	countMu   sync.Mutex   // one count at a time (the runtime reader is not concurrent)
+	count     func() int64 // the runtime's count of runnable goroutines
 	queued    atomic.Int64 // requests waiting in queue, read without the lock
 
 	queueMu sync.Mutex
-	queue   list.List    // of *waiter, first come first
-	count   func() int64 // the runtime's count of runnable goroutines
+	queue   list.List // of *waiter, first come first
 
 	mu      sync.Mutex
 	buckets []bucket // ring, indexed by bucket number modulo len
