@@ -30,20 +30,28 @@ func startLoadTarget(t *testing.T, users, products int) loadTarget {
 	return loadTarget{URL: s.BaseURL, MetricsURL: s.MetricsURL()}
 }
 
-// runLoad parses args as `million load ...` exactly as main does and runs
-// the command, its summary going to out.
-func runLoad(t *testing.T, out io.Writer, args ...string) error {
+// parseCLI parses args as main does (the same variables and environment
+// prefix), failing the test instead of exiting.
+func parseCLI(t *testing.T, args ...string) (*CLI, *kong.Context) {
 	t.Helper()
-	var cli CLI
-	parser, err := kong.New(&cli, kong.Name("million"), cliVars("test"), kong.DefaultEnvars("MILLION"),
+	cli := new(CLI)
+	parser, err := kong.New(cli, kong.Name("million"), cliVars("test"), kong.DefaultEnvars("MILLION"),
 		kong.Exit(func(code int) { t.Fatalf("kong exited with %d", code) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kctx, err := parser.Parse(append([]string{"load"}, args...))
+	kctx, err := parser.Parse(args)
 	if err != nil {
 		t.Fatalf("parse %v: %v", args, err)
 	}
+	return cli, kctx
+}
+
+// runLoad parses args as `million load ...` exactly as main does and runs
+// the command, its summary going to out.
+func runLoad(t *testing.T, out io.Writer, args ...string) error {
+	t.Helper()
+	cli, kctx := parseCLI(t, append([]string{"load"}, args...)...)
 	cli.Load.out = out
 	kctx.BindTo(t.Context(), (*context.Context)(nil))
 	return kctx.Run()
@@ -124,15 +132,7 @@ func TestLoadCommandSLOMissed(t *testing.T) {
 // the backend).
 func TestGatewayBodyLimitIsServes(t *testing.T) {
 	t.Parallel()
-	var cli CLI
-	parser, err := kong.New(&cli, kong.Name("million"), cliVars("test"), kong.DefaultEnvars("MILLION"),
-		kong.Exit(func(code int) { t.Fatalf("kong exited with %d", code) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := parser.Parse([]string{"gateway", "--backend", "http://127.0.0.1:1"}); err != nil {
-		t.Fatal(err)
-	}
+	cli, _ := parseCLI(t, "gateway", "--backend", "http://127.0.0.1:1")
 	if cli.Gateway.MaxRequestBody != web.MaxBodyBytes {
 		t.Fatalf("--max-request-body defaults to %d, want serve's %d", cli.Gateway.MaxRequestBody, web.MaxBodyBytes)
 	}
