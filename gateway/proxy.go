@@ -257,13 +257,12 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 			// be working on it, and the client has waited long enough.
 			safe := !aerr.sent || idem
 			if safe && !(aerr.timeout && aerr.sent) && !expired && len(tried) < g.opts.MaxAttempts {
-				if next := g.pick(st.ip, tried); next != nil {
-					if g.budget.tryRetry() {
-						be.metrics.retry()
-						be = next
-						continue
-					}
-					g.metrics.exhausted.Inc()
+				next, exhausted := g.retryTarget(st.ip, be, tried)
+				if next != nil {
+					be = next
+					continue
+				}
+				if exhausted {
 					ctx.Response.Reset()
 					ctx.Response.Header.Set("Retry-After", "1")
 					g.problem(ctx, st, http.StatusServiceUnavailable, "retry_budget_exhausted",
@@ -287,18 +286,30 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, st *reqState) bool {
 			len(tried) < g.opts.MaxAttempts && !expired {
 			// Decide before discarding this answer: without another backend
 			// or budget, it is the best answer there is.
-			if next := g.pick(st.ip, tried); next != nil {
-				if g.budget.tryRetry() {
-					be.metrics.retry()
-					be = next
-					continue
-				}
-				g.metrics.exhausted.Inc()
+			if next, _ := g.retryTarget(st.ip, be, tried); next != nil {
+				be = next
+				continue
 			}
 		}
 		cleanResponse(&ctx.Response)
 		return true
 	}
+}
+
+// retryTarget returns the backend to try after be failed: one not tried
+// yet, when the retry budget allows; exhausted reports that there was one
+// but the budget refused the retry.
+func (g *Gateway) retryTarget(ip string, be *backend, tried []*backend) (next *backend, exhausted bool) {
+	next = g.pick(ip, tried)
+	if next == nil {
+		return nil, false
+	}
+	if !g.budget.tryRetry() {
+		g.metrics.exhausted.Inc()
+		return nil, true
+	}
+	be.metrics.retry()
+	return next, false
 }
 
 // target is what each attempt's backend changes in the client's request:
