@@ -148,13 +148,39 @@ type generational interface {
 }
 
 type entry struct {
-	val     any
+	val     any // a *V into the same allocation (newValueEntry), or nil when not found
 	found   bool
 	expires time.Time
 	delta   time.Duration // load time, for early refresh
 	era     uint64
 	gen     uint64
 	weight  uint32
+}
+
+// valueEntry is an entry and its value in one allocation. A hit reads both,
+// and over a large L1 (100,000 products) each separate allocation it has to
+// reach is a likely CPU cache and TLB miss: a value boxed on its own into
+// the entry's interface was one more for every hit.
+type valueEntry[V any] struct {
+	entry
+	value V
+}
+
+// newValueEntry returns the entry of a found value v; the caller sets the
+// rest of its fields.
+func newValueEntry[V any](v V) *entry {
+	ve := &valueEntry[V]{value: v}
+	ve.val = &ve.value
+	return &ve.entry
+}
+
+// valueOf is the value of en, the zero V when it holds none.
+func valueOf[V any](en *entry) V {
+	if p, ok := en.val.(*V); ok {
+		return *p
+	}
+	var zero V
+	return zero
 }
 
 // New returns a cache; Close stops its background work.
@@ -458,8 +484,7 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 		if en, ok := c.l1.GetIfPresent(key); ok && en.era == at.era && en.gen == gen && time.Now().Before(en.expires) {
 			e.m.hitL1()
 			e.maybeRefresh(key, en, load)
-			v, _ := en.val.(V)
-			return v, en.found, nil
+			return valueOf[V](en), en.found, nil
 		}
 		e.m.missL1()
 	}
@@ -469,8 +494,7 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 		if err != nil {
 			return zero, false, err
 		}
-		v, _ := en.val.(V)
-		return v, en.found, nil
+		return valueOf[V](en), en.found, nil
 	}
 	flight := key + "\x00" + strconv.FormatUint(at.era, 36) + ":" + strconv.FormatUint(at.epoch, 36)
 	ch := c.flights.DoChan(flight, func() (any, error) {
@@ -490,8 +514,7 @@ func (e *Entity[V]) Get(ctx context.Context, id string, load Loader[V]) (V, bool
 		return zero, false, res.Err
 	}
 	en := res.Val.(*entry)
-	v, _ := en.val.(V)
-	return v, en.found, nil
+	return valueOf[V](en), en.found, nil
 }
 
 // fillPoint is what a fill of L1 is checked against: whether L1 was usable
@@ -641,10 +664,15 @@ func (e *Entity[V]) load(ctx context.Context, load Loader[V]) (*entry, []byte, e
 // newEntry builds the entry of a value loaded at start in took, and its L2
 // envelope, whose size is also the entry's weight in L1.
 func (e *Entity[V]) newEntry(v V, found bool, start time.Time, took time.Duration) (*entry, []byte, error) {
-	en := &entry{found: found, expires: start.Add(e.ttlFor(found)), delta: took}
+	var en *entry
+	if found {
+		en = newValueEntry(v)
+	} else {
+		en = &entry{}
+	}
+	en.found, en.expires, en.delta = found, start.Add(e.ttlFor(found)), took
 	env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
 	if found {
-		en.val = v
 		var err error
 		if env.Value, err = json.Marshal(v); err != nil {
 			return nil, nil, err
@@ -695,18 +723,20 @@ func (e *Entity[V]) decode(body []byte) (*entry, bool) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, false
 	}
-	en := &entry{found: !env.Missing, expires: time.UnixMilli(env.Expires), delta: time.Duration(env.Delta) * time.Microsecond,
-		weight: uint32(min(len(body), math.MaxUint32/2))}
-	if !time.Now().Before(en.expires) {
+	expires := time.UnixMilli(env.Expires)
+	if !time.Now().Before(expires) {
 		return nil, false
 	}
-	if en.found {
+	en := &entry{}
+	if !env.Missing {
 		var v V
 		if err := json.Unmarshal(env.Value, &v); err != nil {
 			return nil, false
 		}
-		en.val = v
+		en = newValueEntry(v)
 	}
+	en.found, en.expires, en.delta = !env.Missing, expires, time.Duration(env.Delta)*time.Microsecond
+	en.weight = uint32(min(len(body), math.MaxUint32/2))
 	return en, true
 }
 
@@ -799,7 +829,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 			if en, ok := c.l1.GetIfPresent(e.keyAt(id, gen)); ok && en.era == era && en.gen == gen && now.Before(en.expires) {
 				e.m.hitL1()
 				if en.found {
-					vals[i], found[i] = en.val.(V), true
+					vals[i], found[i] = valueOf[V](en), true
 				}
 				continue
 			}
@@ -866,7 +896,7 @@ func (e *Entity[V]) GetMany(ctx context.Context, ids []string, load func(ctx con
 						e.m.hitL2()
 						fill(i, en)
 						if en.found {
-							set(id, en.val.(V))
+							set(id, valueOf[V](en))
 						}
 						continue
 					}

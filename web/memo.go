@@ -2,6 +2,7 @@ package web
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -12,38 +13,63 @@ import (
 // cache or the database) and gets an answer built from exactly that
 // value; an entry whose value differs is rebuilt. It is a fixed array of
 // slots indexed by a hash of the key, so that a lookup takes no lock and
-// needs no eviction bookkeeping (two keys sharing a slot only cost
+// needs no eviction bookkeeping (keys sharing slots only cost
 // re-encodings), and the bytes its answers hold are bounded: past the
 // budget, new answers are served without being kept.
+//
+// A key may take any of the memoWays slots of its set, which share one CPU
+// cache line, and each slot carries its key's hash: a lookup reads one
+// line of slots and then only the entry that is likely its own. Over a
+// large catalogue each further allocation a lookup reaches is a likely
+// cache and TLB miss.
 type Memo[V any] struct {
-	slots  []atomic.Pointer[memoEntry[V]]
+	slots  []memoSlot[V]
 	mask   uint64
 	equal  func(a, b V) bool
 	budget int64
 	held   atomic.Int64
 }
 
+// memoWays is how many slots a key may take: four slots of 16 bytes fill
+// one 64-byte cache line.
+const memoWays = 4
+
+// memoSlot is an entry and the hash of its key. The two are stored one
+// after the other, so a reader may see a hash with another entry: the
+// hash only says which entry to read, and the entry's key decides.
+type memoSlot[V any] struct {
+	hash  atomic.Uint64
+	entry atomic.Pointer[memoEntry[V]]
+}
+
 type memoEntry[V any] struct {
 	key     string
 	value   V
-	encoded *Encoded
+	encoded Encoded // in the entry's allocation: one read less per lookup
 	size    int64
 }
 
-// memoEntryOverhead approximates what an entry holds besides its body and
-// key: the value's fields and the answer's header strings.
-const memoEntryOverhead = 512
+// size is about the bytes e holds: its own (the value's fields, the
+// answer's header slices) and its answer's, but not the value's strings,
+// which it shares with the cache the value came from.
+func (e *memoEntry[V]) sizeOf() int64 {
+	n := int64(unsafe.Sizeof(*e)) + int64(len(e.encoded.body))
+	for _, v := range e.encoded.values {
+		n += int64(len(v))
+	}
+	return n
+}
 
 // NewMemo returns a memo of at least slots slots (rounded up to a power of
-// two) holding answers of up to about budget bytes, that compares values
-// with equal. Values read from one cache share their strings, so comparing
-// them mostly compares pointers.
+// two, and to at least one set) holding answers of up to about budget
+// bytes, that compares values with equal. Values read from one cache share
+// their strings, so comparing them mostly compares pointers.
 func NewMemo[V any](slots int, budget int64, equal func(a, b V) bool) *Memo[V] {
-	n := 1
+	n := memoWays
 	for n < slots {
 		n <<= 1
 	}
-	return &Memo[V]{slots: make([]atomic.Pointer[memoEntry[V]], n), mask: uint64(n - 1), equal: equal, budget: budget}
+	return &Memo[V]{slots: make([]memoSlot[V], n), mask: uint64(n - 1), equal: equal, budget: budget}
 }
 
 // NewComparableMemo is NewMemo for a value type Go can compare with ==.
@@ -53,17 +79,28 @@ func NewComparableMemo[V comparable](slots int, budget int64) *Memo[V] {
 
 // Get returns the answer for value under key: the memo's when it was built
 // from an equal value, otherwise build's, which the memo then keeps if its
-// budget allows. A key has two candidate slots (from the two halves of its
-// hash), which keeps most keys in even when the slots are well filled.
+// budget allows.
 func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*Encoded, error) {
 	h := xxhash.Sum64String(key)
-	first, second := &m.slots[h&m.mask], &m.slots[(h>>32)&m.mask]
-	a, b := first.Load(), second.Load()
-	for _, e := range [2]*memoEntry[V]{a, b} {
-		if e != nil && e.key == key {
-			if m.equal(e.value, value) {
-				return e.encoded, nil
-			}
+	set := m.slots[h&m.mask&^(memoWays-1):][:memoWays]
+	own := -1 // the slot holding key, if any
+	for i := range set {
+		if set[i].hash.Load() != h {
+			continue
+		}
+		e := set[i].entry.Load()
+		if e == nil {
+			continue
+		}
+		// An answer built from an equal value is this value's answer,
+		// whatever key it was kept under: the key only places it, and
+		// comparing it would read one more allocation.
+		if m.equal(e.value, value) {
+			return &e.encoded, nil
+		}
+		if e.key == key {
+			own = i
+			break
 		}
 	}
 	enc, err := build(value)
@@ -71,14 +108,20 @@ func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*En
 		return nil, err
 	}
 	// The slot to fill: the key's own (a new version), else an empty one,
-	// else the first.
-	slot, old := first, a
-	switch {
-	case a != nil && a.key == key:
-	case b != nil && b.key == key, a != nil && b == nil:
-		slot, old = second, b
+	// else one picked by the hash's high bits.
+	slot := own
+	if slot < 0 {
+		slot = int(h>>32) % memoWays
+		for i := range set {
+			if set[i].entry.Load() == nil {
+				slot = i
+				break
+			}
+		}
 	}
-	e := &memoEntry[V]{key: key, value: value, encoded: enc, size: int64(len(enc.body)+len(key)) + memoEntryOverhead}
+	old := set[slot].entry.Load()
+	e := &memoEntry[V]{key: key, value: value, encoded: *enc}
+	e.size = e.sizeOf()
 	grow := e.size
 	if old != nil {
 		grow -= old.size
@@ -86,10 +129,11 @@ func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*En
 	if grow > 0 && m.held.Load()+grow > m.budget {
 		return enc, nil
 	}
-	if slot.CompareAndSwap(old, e) {
+	if set[slot].entry.CompareAndSwap(old, e) {
+		set[slot].hash.Store(h)
 		m.held.Add(grow)
 	}
-	return enc, nil
+	return &e.encoded, nil
 }
 
 // Held is about how many bytes the kept answers take.

@@ -99,8 +99,15 @@ func TestMemoConcurrentReadersSeeTheirOwnValue(t *testing.T) {
 
 func TestMemoKeepsNoMoreThanItsBudget(t *testing.T) {
 	t.Parallel()
-	// Room for about two answers.
-	memo := web.NewComparableMemo[price](64, 2*600)
+	// Room for about two answers, of the size one takes.
+	probe := web.NewComparableMemo[price](64, 1<<20)
+	if _, err := probe.Get("p0", price{"p0", 1}, func(p price) (*web.Encoded, error) {
+		return web.Encode(p, time.Second, time.Second)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	budget := probe.Held() * 5 / 2
+	memo := web.NewComparableMemo[price](64, budget)
 	builds := 0
 	build := func(p price) (*web.Encoded, error) {
 		builds++
@@ -112,8 +119,8 @@ func TestMemoKeepsNoMoreThanItsBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if held := memo.Held(); held > 2*600 || held == 0 {
-		t.Fatalf("the memo holds %d bytes with a budget of %d", held, 2*600)
+	if held := memo.Held(); held > budget || held == 0 {
+		t.Fatalf("the memo holds %d bytes with a budget of %d", held, budget)
 	}
 	builds = 0
 	for i := range 10 {

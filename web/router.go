@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -201,6 +202,13 @@ func (w *statusWriter) WriteHeader(status int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
+}
+
+// WriteString writes s without copying it into a byte slice, when the
+// underlying writer can (net/http's can).
+func (w *statusWriter) WriteString(s string) (int, error) {
+	w.wrote = true
+	return io.WriteString(w.ResponseWriter, s)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

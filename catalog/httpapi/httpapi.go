@@ -48,11 +48,13 @@ type handlers struct {
 	categoryAnswers *web.Memo[[]catalog.Category]
 }
 
-// Slots of the answer memos: a slot is a pointer until an answer fills it,
-// and twice as many slots as answers kept keeps collisions rare (an answer
-// may take either of two slots).
+// Slots of the answer memos (16 bytes each until an answer fills one): an
+// answer may take any of the four slots of its set, and about five slots
+// per answer kept leaves next to no set full (a key that finds its set
+// full is encoded again on each request). The product memo's 8 MiB of
+// slots serve 100,000 products.
 const (
-	productAnswerSlots = 1 << 18
+	productAnswerSlots = 1 << 19
 	listAnswerSlots    = 1 << 14
 )
 
@@ -150,7 +152,9 @@ func (h handlers) product(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeMemoized(w, r, h.productAnswers, p.ID, p, encodeProduct)
+	// Keyed by the ID of the path, which the request has just read, rather
+	// than the product's, which lies wherever its cache entry does.
+	return writeMemoized(w, r, h.productAnswers, id, p, encodeProduct)
 }
 
 func encodeProduct(p catalog.Product) (*web.Encoded, error) {
