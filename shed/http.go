@@ -2,6 +2,7 @@ package shed
 
 import (
 	"errors"
+	"io"
 	"net/http"
 )
 
@@ -56,6 +57,14 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wroteHeader = true
 	return w.ResponseWriter.Write(b)
+}
+
+// WriteString passes s on without copying it into a byte slice, when the
+// underlying writer can (net/http's can): answers kept as strings are
+// written this way.
+func (w *statusWriter) WriteString(s string) (int, error) {
+	w.wroteHeader = true
+	return io.WriteString(w.ResponseWriter, s)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

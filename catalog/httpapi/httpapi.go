@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/web"
@@ -25,10 +26,14 @@ func Mount(rt *web.Router, svc catalog.Service, opts Options) {
 	if opts.AnswerBytes == 0 {
 		budget = 128 << 20
 	}
+	productSlots, listSlots := productAnswerSlots, listAnswerSlots
+	if budget == 0 {
+		productSlots, listSlots = 1, 1 // nothing is kept: no slots to allocate
+	}
 	h := handlers{svc: svc,
-		productAnswers:  web.NewComparableMemo[catalog.Product](productAnswerSlots, budget*3/4),
-		listAnswers:     web.NewMemo(listAnswerSlots, budget/4, samePage),
-		categoryAnswers: web.NewMemo(1, 1<<20, slices.Equal[[]catalog.Category]),
+		productAnswers:  web.NewComparableMemo[catalog.Product](productSlots, budget*3/4),
+		listAnswers:     web.NewMemo(listSlots, budget/4, sameListPage, listPageSize),
+		categoryAnswers: web.NewMemo(1, 1<<20, slices.Equal[[]catalog.Category], nil),
 	}
 	rt.Handle("GET /v1/categories", web.Public, h.categories)
 	rt.Handle("POST /v1/categories", web.Admin, h.createCategory)
@@ -44,22 +49,36 @@ type handlers struct {
 	// The answers last built for each product, list page and the
 	// categories, reused while the service returns the same value.
 	productAnswers  *web.Memo[catalog.Product]
-	listAnswers     *web.Memo[catalog.Page]
+	listAnswers     *web.Memo[listPage]
 	categoryAnswers *web.Memo[[]catalog.Category]
 }
 
-// Slots of the answer memos (16 bytes each until an answer fills one): an
-// answer may take any of the four slots of its set, and about five slots
-// per answer kept leaves next to no set full (a key that finds its set
-// full is encoded again on each request). The product memo's 8 MiB of
-// slots serve 100,000 products.
+// Slots of the answer memos (16 bytes each): an answer may take any of the
+// four slots of its set, and about five slots per answer kept leaves next
+// to no set full (a key that finds its set full takes the place of another
+// one, which is encoded again when next asked for). The product memo's
+// 8 MiB of slots serve 100,000 products.
 const (
 	productAnswerSlots = 1 << 19
 	listAnswerSlots    = 1 << 14
 )
 
-func samePage(a, b catalog.Page) bool {
-	return a.NextCursor == b.NextCursor && slices.Equal(a.Items, b.Items)
+// listPage is what a list page's answer is built from: the page and the
+// category it lists, which its Surrogate-Key names (two categories' empty
+// pages are equal, their answers are not).
+type listPage struct {
+	category string
+	page     catalog.Page
+}
+
+func sameListPage(a, b listPage) bool {
+	return a.category == b.category && a.page.NextCursor == b.page.NextCursor && slices.Equal(a.page.Items, b.page.Items)
+}
+
+// listPageSize is what a kept list page holds beyond what its products
+// share with the cache: the array of the page, built for each request.
+func listPageSize(v listPage) int64 {
+	return int64(cap(v.page.Items)) * int64(unsafe.Sizeof(catalog.Product{}))
 }
 
 // HTTP cache lifetimes of public reads. Browsers and CDNs may keep a
@@ -134,12 +153,12 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := lq.Category + "\x00" + lq.Sort + "\x00" + lq.Cursor + "\x00" + strconv.Itoa(lq.Limit)
-	return writeMemoized(w, r, h.listAnswers, key, page, func(page catalog.Page) (*web.Encoded, error) {
+	return writeMemoized(w, r, h.listAnswers, key, listPage{lq.Category, page}, func(v listPage) (*web.Encoded, error) {
 		keys := []string{"products"}
-		if lq.Category != "" {
-			keys = append(keys, "category-"+lq.Category)
+		if v.category != "" {
+			keys = append(keys, "category-"+v.category)
 		}
-		return web.Encode(page, productMaxAge, productSWR, keys...)
+		return web.Encode(v.page, productMaxAge, productSWR, keys...)
 	})
 }
 
