@@ -870,3 +870,27 @@ func TestSheddingIsNotEjected(t *testing.T) {
 		}
 	}
 }
+
+// counter sums the counter family name over the series whose label has
+// the given value.
+func (f *fixture) counter(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	families, err := f.reg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}

@@ -33,7 +33,9 @@ func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // backend, and after the backend closed its idle connections (as a
 // restarting instance does) the next requests still succeed, a POST without
 // body included (it may not be sent twice, so it must not be sent on a dead
-// connection).
+// connection), each on a fresh connection without a failed attempt that
+// the gateway would count, log and retry on another backend: the peek
+// finds the dead connection before anything is written on it.
 func TestKeepAliveToBackends(t *testing.T) {
 	t.Parallel()
 	be, conns := countingBackend(t)
@@ -55,6 +57,22 @@ func TestKeepAliveToBackends(t *testing.T) {
 		if conns.Load() == before {
 			t.Fatalf("%s after the backend closed its connections was answered without a new connection", method)
 		}
+		if failed := f.counter(t, "million_gateway_backend_requests_total", "class", "error"); failed != 0 {
+			t.Fatalf("%s after the backend closed its connections: %v failed attempts counted", method, failed)
+		}
+	}
+	// Many GETs on connections closed in between: each is one successful
+	// attempt.
+	for i := range 50 {
+		be.CloseClientConnections()
+		if r := f.do(t, "GET", "/x", nil); r.status != 200 || r.body != "ok" {
+			t.Fatalf("GET %d after the backend closed its connections: %d %q", i, r.status, r.body)
+		}
+	}
+	failed := f.counter(t, "million_gateway_backend_requests_total", "class", "error")
+	answered := f.counter(t, "million_gateway_backend_requests_total", "class", "2xx")
+	if failed != 0 || answered != 20+4+50 {
+		t.Fatalf("%v failed and %v answered attempts counted for %d requests", failed, answered, 20+4+50)
 	}
 }
 
