@@ -1,6 +1,7 @@
 package web
 
 import (
+	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -26,12 +27,26 @@ import (
 // lookup reaches is a likely cache and TLB miss, and so the key, which
 // lies in an allocation of its own, is not compared on a hit.
 type Memo[V any] struct {
-	slots     []memoSlot[V]
-	mask      uint64
-	equal     func(a, b V) bool
-	valueSize func(V) int64
-	budget    int64
-	held      atomic.Int64
+	slots  []memoSlot[V]
+	mask   uint64
+	equal  func(a, b V) bool
+	opts   MemoOptions[V]
+	budget int64
+	held   atomic.Int64
+}
+
+// MemoOptions are a Memo's optional knowledge of its values.
+type MemoOptions[V any] struct {
+	// ValueSize tells what a value holds that the memo alone keeps alive
+	// (say, a list's array built for the request), for the budget.
+	ValueSize func(V) int64
+	// Same reports whether two equal values share their memory: read from
+	// one cache entry, their strings are the same. Comparing those is
+	// comparing pointers; comparing equal copies reads both. A hit with an
+	// equal value that is not the same one keeps that value instead, once:
+	// after the cache reloads an entry (its lifetime ended), later hits
+	// compare pointers again and the old copy is freed. Nil: never.
+	Same func(a, b V) bool
 }
 
 // memoWays is how many slots a key may take: four slots of 16 bytes fill
@@ -57,23 +72,18 @@ type memoEntry[V any] struct {
 
 // NewMemo returns a memo of at least slots slots (rounded up to a power of
 // two, and to at least one set) holding answers of up to about budget
-// bytes, that compares values with equal. valueSize, if not nil, tells
-// what a value holds that the memo alone keeps alive (say, a list's array
-// built for the request); values read from one cache share their strings
-// with it, so comparing them mostly compares pointers and keeping them
-// costs little.
-func NewMemo[V any](slots int, budget int64, equal func(a, b V) bool, valueSize func(V) int64) *Memo[V] {
+// bytes, that compares values with equal.
+func NewMemo[V any](slots int, budget int64, equal func(a, b V) bool, opts MemoOptions[V]) *Memo[V] {
 	n := memoWays
 	for n < slots {
 		n <<= 1
 	}
-	return &Memo[V]{slots: make([]memoSlot[V], n), mask: uint64(n - 1), equal: equal, valueSize: valueSize, budget: budget}
+	return &Memo[V]{slots: make([]memoSlot[V], n), mask: uint64(n - 1), equal: equal, opts: opts, budget: budget}
 }
 
-// NewComparableMemo is NewMemo for a value type Go can compare with ==
-// and whose memory the memo need not count.
-func NewComparableMemo[V comparable](slots int, budget int64) *Memo[V] {
-	return NewMemo(slots, budget, func(a, b V) bool { return a == b }, nil)
+// NewComparableMemo is NewMemo for a value type Go can compare with ==.
+func NewComparableMemo[V comparable](slots int, budget int64, opts MemoOptions[V]) *Memo[V] {
+	return NewMemo(slots, budget, func(a, b V) bool { return a == b }, opts)
 }
 
 // Get returns the answer for value under key: the memo's when it was built
@@ -92,11 +102,13 @@ func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*En
 			continue
 		}
 		if m.equal(e.value, value) {
+			if m.opts.Same != nil && !m.opts.Same(e.value, value) {
+				m.keepValue(&set[i], e, value)
+			}
 			return &e.encoded, nil
 		}
-		if e.hash == h && e.key == key {
-			own = i
-			break
+		if own < 0 && e.hash == h && e.key == key {
+			own = i // a racing fill may have left a second copy: look on
 		}
 	}
 	enc, err := build(value)
@@ -116,7 +128,9 @@ func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*En
 		}
 	}
 	old := set[slot].entry.Load()
-	e := &memoEntry[V]{hash: h, key: key, value: value, encoded: *enc}
+	// The key is kept as a string of its own: the caller's may be a part
+	// of the request line (a path value), which it would keep alive.
+	e := &memoEntry[V]{hash: h, key: strings.Clone(key), value: value, encoded: *enc}
 	e.size = m.sizeOf(e)
 	grow := e.size
 	if old != nil {
@@ -144,6 +158,15 @@ func (m *Memo[V]) Get(key string, value V, build func(V) (*Encoded, error)) (*En
 	return &e.encoded, nil
 }
 
+// keepValue replaces e, in slot, by a copy holding value, which is equal
+// to e's and the same size; if another fill got there first, that one
+// stays.
+func (m *Memo[V]) keepValue(slot *memoSlot[V], e *memoEntry[V], value V) {
+	kept := *e
+	kept.value = value
+	slot.entry.CompareAndSwap(e, &kept)
+}
+
 // sizeOf is about the bytes e holds: its own (the value's fields, the
 // answer's header values), its key's and answer's, and what valueSize
 // counts of its value.
@@ -152,8 +175,8 @@ func (m *Memo[V]) sizeOf(e *memoEntry[V]) int64 {
 	for _, v := range e.encoded.values {
 		n += int64(len(v))
 	}
-	if m.valueSize != nil {
-		n += m.valueSize(e.value)
+	if m.opts.ValueSize != nil {
+		n += m.opts.ValueSize(e.value)
 	}
 	return n
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type memoValue struct {
@@ -28,7 +30,7 @@ func memoBody(enc *Encoded) string {
 // another value built.
 func TestMemoServesNoAnswerOfAnotherValueWhateverTheSlotHashes(t *testing.T) {
 	t.Parallel()
-	m := NewComparableMemo[memoValue](memoWays, 1<<20) // one set: every key shares it
+	m := NewComparableMemo(memoWays, 1<<20, MemoOptions[memoValue]{}) // one set: every key shares it
 	for i := range memoWays {
 		id := fmt.Sprint("p", i)
 		if _, err := m.Get(id, memoValue{id, 1}, buildMemoValue); err != nil {
@@ -57,7 +59,7 @@ func TestMemoServesNoAnswerOfAnotherValueWhateverTheSlotHashes(t *testing.T) {
 func TestMemoAccountsForWhatItHolds(t *testing.T) {
 	t.Parallel()
 	const budget = 8 << 10
-	m := NewComparableMemo[memoValue](2*memoWays, budget)
+	m := NewComparableMemo(2*memoWays, budget, MemoOptions[memoValue]{})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -96,7 +98,7 @@ func TestMemoAccountsForWhatItHolds(t *testing.T) {
 // for, and the bytes held follow.
 func TestMemoFullSetTakesAnotherKeysPlace(t *testing.T) {
 	t.Parallel()
-	m := NewComparableMemo[memoValue](memoWays, 1<<20)
+	m := NewComparableMemo(memoWays, 1<<20, MemoOptions[memoValue]{})
 	builds := map[string]int{}
 	build := func(v memoValue) (*Encoded, error) {
 		builds[v.ID]++
@@ -163,5 +165,64 @@ func TestEncodedWriteSetsItsHeadersAndNoneWithoutSurrogateKeys(t *testing.T) {
 	}
 	if got := again.Result().Header.Values("Etag"); len(got) != 1 || got[0] != ETag([]byte(body[:len(body)-1])) {
 		t.Fatalf("the next answer's ETag is %q", got)
+	}
+}
+
+// TestMemoKeepsNoPartOfTheCallersKey: a key cut from a larger string (a
+// path value is a part of the request line) is kept as a string of its
+// own, or a kept answer would keep the whole request line alive.
+func TestMemoKeepsNoPartOfTheCallersKey(t *testing.T) {
+	t.Parallel()
+	m := NewComparableMemo(memoWays, 1<<20, MemoOptions[memoValue]{})
+	line := "GET /v1/products/p1 HTTP/1.1" + strings.Repeat("x", 4096)
+	key := line[len("GET /v1/products/"):len("GET /v1/products/p1")]
+	if _, err := m.Get(key, memoValue{"p1", 1}, buildMemoValue); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.slots {
+		if e := m.slots[i].entry.Load(); e != nil && unsafe.StringData(e.key) == unsafe.StringData(key) {
+			t.Fatal("the kept entry's key is the caller's string, a part of the request line")
+		}
+	}
+}
+
+// TestMemoTakesTheValueItIsGivenOnceWhenNotTheSame: after the cache
+// reloads an entry, the value read is equal to the kept one but another
+// copy; the memo keeps the new copy once (later hits compare pointers, the
+// old one is freed), with the same answer and size.
+func TestMemoTakesTheValueItIsGivenOnceWhenNotTheSame(t *testing.T) {
+	t.Parallel()
+	same := func(a, b memoValue) bool { return unsafe.StringData(a.ID) == unsafe.StringData(b.ID) }
+	m := NewComparableMemo(memoWays, 1<<20, MemoOptions[memoValue]{Same: same})
+	loaded := memoValue{strings.Clone("p1"), 1}
+	first, err := m.Get("p1", loaded, buildMemoValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := m.Held()
+	kept := func() *memoEntry[memoValue] {
+		for i := range m.slots {
+			if e := m.slots[i].entry.Load(); e != nil {
+				return e
+			}
+		}
+		t.Fatal("nothing kept")
+		return nil
+	}
+	reloaded := memoValue{strings.Clone("p1"), 1}
+	again, err := m.Get("p1", reloaded, buildMemoValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := kept()
+	if memoBody(again) != memoBody(first) || !same(e.value, reloaded) || m.Held() != held {
+		t.Fatalf("after an equal copy: same answer %v, kept the copy %v, held %d then %d",
+			memoBody(again) == memoBody(first), same(e.value, reloaded), held, m.Held())
+	}
+	if _, err := m.Get("p1", reloaded, buildMemoValue); err != nil {
+		t.Fatal(err)
+	}
+	if kept() != e {
+		t.Fatal("a hit with the kept value itself replaced the entry")
 	}
 }

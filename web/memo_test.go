@@ -19,7 +19,7 @@ type price struct {
 
 func TestMemoReusesOnlyForAnEqualValue(t *testing.T) {
 	t.Parallel()
-	memo := web.NewComparableMemo[price](4, 1<<20)
+	memo := web.NewComparableMemo(4, 1<<20, web.MemoOptions[price]{})
 	builds := 0
 	build := func(p price) (*web.Encoded, error) {
 		builds++
@@ -58,7 +58,7 @@ func TestMemoReusesOnlyForAnEqualValue(t *testing.T) {
 
 func TestMemoDoesNotKeepAFailedBuild(t *testing.T) {
 	t.Parallel()
-	memo := web.NewComparableMemo[price](1, 1<<20)
+	memo := web.NewComparableMemo(1, 1<<20, web.MemoOptions[price]{})
 	boom := errors.New("boom")
 	if _, err := memo.Get("p1", price{"p1", 1}, func(price) (*web.Encoded, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want boom", err)
@@ -74,7 +74,7 @@ func TestMemoDoesNotKeepAFailedBuild(t *testing.T) {
 
 func TestMemoConcurrentReadersSeeTheirOwnValue(t *testing.T) {
 	t.Parallel()
-	memo := web.NewComparableMemo[price](2, 1<<20)
+	memo := web.NewComparableMemo(2, 1<<20, web.MemoOptions[price]{})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -100,14 +100,14 @@ func TestMemoConcurrentReadersSeeTheirOwnValue(t *testing.T) {
 func TestMemoKeepsNoMoreThanItsBudget(t *testing.T) {
 	t.Parallel()
 	// Room for about two answers, of the size one takes.
-	probe := web.NewComparableMemo[price](64, 1<<20)
+	probe := web.NewComparableMemo(64, 1<<20, web.MemoOptions[price]{})
 	if _, err := probe.Get("p0", price{"p0", 1}, func(p price) (*web.Encoded, error) {
 		return web.Encode(p, time.Second, time.Second)
 	}); err != nil {
 		t.Fatal(err)
 	}
 	budget := probe.Held() * 5 / 2
-	memo := web.NewComparableMemo[price](64, budget)
+	memo := web.NewComparableMemo(64, budget, web.MemoOptions[price]{})
 	builds := 0
 	build := func(p price) (*web.Encoded, error) {
 		builds++

@@ -31,9 +31,12 @@ func Mount(rt *web.Router, svc catalog.Service, opts Options) {
 		productSlots, listSlots = 1, 1 // nothing is kept: no slots to allocate
 	}
 	h := handlers{svc: svc,
-		productAnswers:  web.NewComparableMemo[catalog.Product](productSlots, budget*3/4),
-		listAnswers:     web.NewMemo(listSlots, budget/4, sameListPage, listPageSize),
-		categoryAnswers: web.NewMemo(1, 1<<20, slices.Equal[[]catalog.Category], nil),
+		productAnswers: web.NewComparableMemo(productSlots, budget*3/4,
+			web.MemoOptions[catalog.Product]{Same: sameProductMemory}),
+		listAnswers: web.NewMemo(listSlots, budget/4, sameListPage,
+			web.MemoOptions[listPage]{ValueSize: listPageSize}),
+		categoryAnswers: web.NewMemo(1, min(budget, 1<<20), slices.Equal[[]catalog.Category],
+			web.MemoOptions[[]catalog.Category]{}),
 	}
 	rt.Handle("GET /v1/categories", web.Public, h.categories)
 	rt.Handle("POST /v1/categories", web.Admin, h.createCategory)
@@ -72,7 +75,16 @@ type listPage struct {
 }
 
 func sameListPage(a, b listPage) bool {
-	return a.category == b.category && a.page.NextCursor == b.page.NextCursor && slices.Equal(a.page.Items, b.page.Items)
+	return a.category == b.category && a.page.NextCursor == b.page.NextCursor &&
+		(a.page.Items == nil) == (b.page.Items == nil) && // they encode as null and []
+		slices.Equal(a.page.Items, b.page.Items)
+}
+
+// sameProductMemory reports whether two equal products were read from one
+// cache entry: one load made all of a product's strings, so its ID's
+// bytes tell.
+func sameProductMemory(a, b catalog.Product) bool {
+	return unsafe.StringData(a.ID) == unsafe.StringData(b.ID)
 }
 
 // listPageSize is what a kept list page holds beyond what its products
@@ -153,7 +165,10 @@ func (h handlers) products(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := lq.Category + "\x00" + lq.Sort + "\x00" + lq.Cursor + "\x00" + strconv.Itoa(lq.Limit)
-	return writeMemoized(w, r, h.listAnswers, key, listPage{lq.Category, page}, func(v listPage) (*web.Encoded, error) {
+	// The category as a part of key, a string of its own: lq.Category is
+	// a part of the request line, which a kept answer would keep alive.
+	category := key[:len(lq.Category)]
+	return writeMemoized(w, r, h.listAnswers, key, listPage{category, page}, func(v listPage) (*web.Encoded, error) {
 		keys := []string{"products"}
 		if v.category != "" {
 			keys = append(keys, "category-"+v.category)
