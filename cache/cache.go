@@ -166,11 +166,15 @@ type valueEntry[V any] struct {
 	value V
 }
 
-// newValueEntry returns the entry of a found value v; the caller sets the
-// rest of its fields.
-func newValueEntry[V any](v V) *entry {
+// newValueEntry returns the entry of v, or of no value when not found,
+// holding a found value in its own allocation; the caller sets the rest of
+// its fields.
+func newValueEntry[V any](v V, found bool) *entry {
+	if !found {
+		return &entry{}
+	}
 	ve := &valueEntry[V]{value: v}
-	ve.val = &ve.value
+	ve.val, ve.found = &ve.value, true
 	return &ve.entry
 }
 
@@ -664,13 +668,8 @@ func (e *Entity[V]) load(ctx context.Context, load Loader[V]) (*entry, []byte, e
 // newEntry builds the entry of a value loaded at start in took, and its L2
 // envelope, whose size is also the entry's weight in L1.
 func (e *Entity[V]) newEntry(v V, found bool, start time.Time, took time.Duration) (*entry, []byte, error) {
-	var en *entry
-	if found {
-		en = newValueEntry(v)
-	} else {
-		en = &entry{}
-	}
-	en.found, en.expires, en.delta = found, start.Add(e.ttlFor(found)), took
+	en := newValueEntry(v, found)
+	en.expires, en.delta = start.Add(e.ttlFor(found)), took
 	env := envelope{Expires: en.expires.UnixMilli(), Delta: took.Microseconds(), Missing: !found}
 	if found {
 		var err error
@@ -727,15 +726,14 @@ func (e *Entity[V]) decode(body []byte) (*entry, bool) {
 	if !time.Now().Before(expires) {
 		return nil, false
 	}
-	en := &entry{}
+	var v V
 	if !env.Missing {
-		var v V
 		if err := json.Unmarshal(env.Value, &v); err != nil {
 			return nil, false
 		}
-		en = newValueEntry(v)
 	}
-	en.found, en.expires, en.delta = !env.Missing, expires, time.Duration(env.Delta)*time.Microsecond
+	en := newValueEntry(v, !env.Missing)
+	en.expires, en.delta = expires, time.Duration(env.Delta)*time.Microsecond
 	en.weight = uint32(min(len(body), math.MaxUint32/2))
 	return en, true
 }
