@@ -70,9 +70,9 @@ type Store interface {
 	Set(ctx context.Context, userID, productID string, quantity int64, now time.Time) error
 	// Remove deletes a line.
 	Remove(ctx context.Context, userID, productID string) error
-	// RemoveIfQuantity deletes a line only if it still holds quantity, in
+	// RemoveLines deletes each of lines that still holds its quantity, in
 	// one statement, so a line changed concurrently survives.
-	RemoveIfQuantity(ctx context.Context, userID, productID string, quantity int64) error
+	RemoveLines(ctx context.Context, userID string, lines []Line) error
 	// Clear deletes every line of a user.
 	Clear(ctx context.Context, userID string) error
 }
@@ -181,12 +181,7 @@ func (c *Carts) Clear(ctx context.Context, userID string) error { return c.store
 // (not as Lines shows them): on PostgreSQL another request may have changed
 // a line since checkout read it.
 func (c *Carts) RemoveLines(ctx context.Context, userID string, lines []Line) error {
-	for _, l := range lines {
-		if err := c.store.RemoveIfQuantity(ctx, userID, l.ProductID, l.Quantity); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.store.RemoveLines(ctx, userID, lines)
 }
 
 // Lines implements Service.

@@ -198,8 +198,13 @@ type Store interface {
 	// DeleteProduct removes a product and returns the version of its
 	// deletion, one above its last. Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) (version int64, err error)
-	// TakeStock decrements stock if at least qty remain; it reports whether it did.
-	TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error)
+	// TakeStock takes every line's quantity out of its product's stock, or
+	// none: it reports false when a product is missing or short, and then
+	// leaves stock as it was (inside a caller's transaction, the caller
+	// rolls back, as after any failed step). Lines name distinct products.
+	// A checkout takes all its lines in a statement or a few, whatever the
+	// cart's size.
+	TakeStock(ctx context.Context, lines []Line, now time.Time) (bool, error)
 	// PutStock increments stock.
 	PutStock(ctx context.Context, id string, qty int64, now time.Time) error
 }

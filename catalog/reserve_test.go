@@ -117,34 +117,40 @@ func TestReserveIsAllOrNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name  string
-		lines func(first, second catalog.Product) []catalog.Line
+		name    string
+		lines   func(first, second catalog.Product) []catalog.Line
+		message string // names the product that is short
 	}{
 		{"second line lacks stock", func(first, second catalog.Product) []catalog.Line {
 			return []catalog.Line{{ProductID: first.ID, Quantity: 2}, {ProductID: second.ID, Quantity: 2}}
-		}},
+		}, "not enough stock for Second"},
 		{"second line lacks stock, given first", func(first, second catalog.Product) []catalog.Line {
 			return []catalog.Line{{ProductID: second.ID, Quantity: 2}, {ProductID: first.ID, Quantity: 2}}
-		}},
+		}, "not enough stock for Second"},
 		{"merged lines of one product lack stock", func(first, second catalog.Product) []catalog.Line {
 			return []catalog.Line{{ProductID: first.ID, Quantity: 1}, {ProductID: second.ID, Quantity: 1}, {ProductID: second.ID, Quantity: 1}}
-		}},
+		}, "not enough stock for Second"},
 		{"second product does not exist", func(first, _ catalog.Product) []catalog.Line {
 			return []catalog.Line{{ProductID: first.ID, Quantity: 1}, {ProductID: "~" + uuid.NewString(), Quantity: 1}}
-		}},
+		}, "a product in the cart is no longer sold"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newTestCatalog(t)
 			first := c.product(t, "First", 100, 5)
 			second := c.product(t, "Second", 100, 1)
-			// UUIDv7 IDs grow, and Reserve takes stock in ID order, so the
-			// first product's stock is taken before the second fails.
+			// UUIDv7 IDs grow, and Reserve goes in ID order, so a
+			// reservation that took the lines one at a time would have
+			// taken the first product's stock before the second failed.
 			if first.ID >= second.ID {
 				t.Fatalf("IDs %s and %s are not increasing", first.ID, second.ID)
 			}
 			got, err := c.Reserve(ctx, tc.lines(first, second))
 			wantInsufficientStock(t, err)
+			var fe *fault.Error
+			if errors.As(err, &fe) && fe.Message != tc.message {
+				t.Errorf("message %q, want %q", fe.Message, tc.message)
+			}
 			if got != nil {
 				t.Errorf("a failed reservation returned %+v", got)
 			}

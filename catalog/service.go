@@ -300,20 +300,26 @@ func (c *Catalog) Reserve(ctx context.Context, lines []Line) ([]ReservedLine, er
 		if err != nil {
 			return err
 		}
-		now := c.now().UTC()
+		// The products are read in this transaction (and locked on
+		// PostgreSQL), so their stock is what TakeStock will see: a
+		// shortfall is named here, and TakeStock's own guard stays the
+		// last word.
 		for _, l := range lines {
 			p, ok := products[l.ProductID]
 			if !ok {
 				return fault.New(fault.Conflict, "insufficient_stock", "a product in the cart is no longer sold")
 			}
-			took, err := c.store.TakeStock(ctx, l.ProductID, l.Quantity, now)
-			if err != nil {
-				return err
-			}
-			if !took {
+			if p.Stock < l.Quantity {
 				return fault.New(fault.Conflict, "insufficient_stock", "not enough stock for "+p.Name)
 			}
 			out = append(out, ReservedLine{ProductID: p.ID, SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Quantity: l.Quantity})
+		}
+		took, err := c.store.TakeStock(ctx, lines, c.now().UTC())
+		if err != nil {
+			return err
+		}
+		if !took {
+			return fault.New(fault.Conflict, "insufficient_stock", "not enough stock for a product in the cart")
 		}
 		return nil
 	})

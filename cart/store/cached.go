@@ -69,11 +69,9 @@ func (s *Cached) Remove(ctx context.Context, userID, productID string) error {
 	return s.write(ctx, userID, func(ctx context.Context) error { return s.inner.Remove(ctx, userID, productID) })
 }
 
-// RemoveIfQuantity implements cart.Store.
-func (s *Cached) RemoveIfQuantity(ctx context.Context, userID, productID string, quantity int64) error {
-	return s.write(ctx, userID, func(ctx context.Context) error {
-		return s.inner.RemoveIfQuantity(ctx, userID, productID, quantity)
-	})
+// RemoveLines implements cart.Store.
+func (s *Cached) RemoveLines(ctx context.Context, userID string, lines []cart.Line) error {
+	return s.write(ctx, userID, func(ctx context.Context) error { return s.inner.RemoveLines(ctx, userID, lines) })
 }
 
 // Clear implements cart.Store.

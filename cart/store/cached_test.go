@@ -82,7 +82,7 @@ func TestCachedCartAcrossInstances(t *testing.T) {
 		if _, err := writer.Lines(ctx, "u1"); err != nil {
 			return err
 		}
-		return writer.RemoveIfQuantity(ctx, "u1", "p1", 2)
+		return writer.RemoveLines(ctx, "u1", []cart.Line{{ProductID: "p1", Quantity: 2}})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/millionshop/million/cart"
@@ -74,14 +75,30 @@ func (s *Store) Remove(ctx context.Context, userID, productID string) error {
 	return fault.Wrap(err, "remove cart line")
 }
 
-// RemoveIfQuantity implements cart.Store.
-func (s *Store) RemoveIfQuantity(ctx context.Context, userID, productID string, quantity int64) error {
-	if !sqldb.Storable(userID, productID) {
-		return nil // no such line, as for any unknown product
+// RemoveLines implements cart.Store. A cart holds at most cart.MaxLines
+// lines, so one statement always fits every engine's parameter limit.
+func (s *Store) RemoveLines(ctx context.Context, userID string, lines []cart.Line) error {
+	if !sqldb.Storable(userID) {
+		return nil // no stored line can belong to it
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx,
-		`DELETE FROM cart_items WHERE user_id = ? AND product_id = ? AND quantity = ?`, userID, productID, quantity)
-	return fault.Wrap(err, "remove cart line")
+	args := make([]any, 0, 1+2*len(lines))
+	args = append(args, userID)
+	var match strings.Builder
+	for _, l := range lines {
+		if !sqldb.Storable(l.ProductID) {
+			continue // no such line, as for any unknown product
+		}
+		if len(args) > 1 {
+			match.WriteString(" OR ")
+		}
+		match.WriteString("(product_id = ? AND quantity = ?)")
+		args = append(args, l.ProductID, l.Quantity)
+	}
+	if len(args) == 1 {
+		return nil
+	}
+	_, err := s.db.Writer(ctx).ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = ? AND (`+match.String()+`)`, args...)
+	return fault.Wrap(err, "remove cart lines")
 }
 
 // Clear implements cart.Store.

@@ -6,6 +6,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -91,21 +92,39 @@ func Run(t *testing.T, newStore func(t *testing.T) cart.Store) {
 		wantLines(t, s, "u1", cart.Line{ProductID: "p1", Quantity: 1}, cart.Line{ProductID: "p3", Quantity: 3}, cart.Line{ProductID: "p2", Quantity: 4})
 	})
 
-	t.Run("RemoveIfQuantity", func(t *testing.T) {
+	t.Run("RemoveLines", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustSet(t, ctx, s, "u1", "p1", 2, t0)
 		mustSet(t, ctx, s, "u1", "p2", 5, t0.Add(time.Second))
-		// p2 changed to 5 since it was ordered at 3: the line must survive.
-		for _, l := range []cart.Line{{ProductID: "p1", Quantity: 2}, {ProductID: "p2", Quantity: 3}, {ProductID: "p9", Quantity: 1}} {
-			if err := s.RemoveIfQuantity(ctx, "u1", l.ProductID, l.Quantity); err != nil {
-				t.Fatalf("RemoveIfQuantity(%s, %d): %v", l.ProductID, l.Quantity, err)
+		mustSet(t, ctx, s, "u1", "p3", 1, t0.Add(2*time.Second))
+		mustSet(t, ctx, s, "u2", "p1", 2, t0)
+		// p2 changed to 5 since it was ordered at 3: the line must survive,
+		// and so must the line nobody ordered (p3) and another user's.
+		ordered := []cart.Line{{ProductID: "p1", Quantity: 2}, {ProductID: "p2", Quantity: 3}, {ProductID: "p9", Quantity: 1}, {ProductID: "p\x00", Quantity: 1}}
+		if err := s.RemoveLines(ctx, "u1", ordered); err != nil {
+			t.Fatalf("RemoveLines: %v", err)
+		}
+		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5}, cart.Line{ProductID: "p3", Quantity: 1})
+		wantLines(t, s, "u2", cart.Line{ProductID: "p1", Quantity: 2})
+		for _, lines := range [][]cart.Line{nil, {{ProductID: "p\xff", Quantity: 1}}} {
+			if err := s.RemoveLines(ctx, "u1", lines); err != nil {
+				t.Fatalf("RemoveLines(%+v) = %v, want nil", lines, err)
 			}
 		}
-		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5})
-		if err := s.RemoveIfQuantity(ctx, "u1\x00", "p2", 5); err != nil {
-			t.Fatalf("RemoveIfQuantity with unstorable user = %v, want nil", err)
+		if err := s.RemoveLines(ctx, "u1\x00", []cart.Line{{ProductID: "p2", Quantity: 5}}); err != nil {
+			t.Fatalf("RemoveLines with unstorable user = %v, want nil", err)
 		}
-		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5})
+		wantLines(t, s, "u1", cart.Line{ProductID: "p2", Quantity: 5}, cart.Line{ProductID: "p3", Quantity: 1})
+		// A whole cart of lines goes in one call.
+		full := make([]cart.Line, cart.MaxLines)
+		for i := range full {
+			full[i] = cart.Line{ProductID: fmt.Sprintf("q%03d", i), Quantity: int64(i%cart.MaxQuantity + 1)}
+			mustSet(t, ctx, s, "u3", full[i].ProductID, full[i].Quantity, t0.Add(time.Duration(i)*time.Second))
+		}
+		if err := s.RemoveLines(ctx, "u3", full); err != nil {
+			t.Fatalf("RemoveLines of %d lines: %v", len(full), err)
+		}
+		wantLines(t, s, "u3")
 	})
 
 	t.Run("Clear", func(t *testing.T) {

@@ -284,10 +284,14 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) (int64, error) {
 // TakeStock implements catalog.Store. Stock is part of the cached product,
 // so a reservation invalidates it: a product page never shows stock a
 // checkout already took.
-func (s *Cached) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
-	took, err := s.inner.TakeStock(ctx, id, qty, now)
+func (s *Cached) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) (bool, error) {
+	took, err := s.inner.TakeStock(ctx, lines, now)
 	if err == nil && took {
-		err = s.changed(ctx, id, false)
+		ids := make([]string, len(lines))
+		for i, l := range lines {
+			ids[i] = l.ProductID
+		}
+		err = s.invalidate(ctx, s.products.Keys(ids...))
 	}
 	return took, err
 }

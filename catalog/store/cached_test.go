@@ -71,7 +71,7 @@ func TestCachedCheckoutInvalidatesOnce(t *testing.T) {
 	before := sends(t, reg)
 	if err := writer.InTx(ctx, func(ctx context.Context) error {
 		for _, id := range ids {
-			if took, err := writer.TakeStock(ctx, id, 2, now); err != nil || !took {
+			if took, err := writer.TakeStock(ctx, []catalog.Line{{ProductID: id, Quantity: 2}}, now); err != nil || !took {
 				return fmt.Errorf("take %s: %v, %v", id, took, err)
 			}
 		}

@@ -4,7 +4,9 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -244,19 +246,53 @@ func (s *Store) DeleteProduct(ctx context.Context, id string) (int64, error) {
 	return version + 1, nil
 }
 
-// TakeStock implements catalog.Store. The guard in the WHERE clause makes the
-// check and the decrement one atomic step, so stock can never go negative.
-func (s *Store) TakeStock(ctx context.Context, id string, qty int64, now time.Time) (bool, error) {
-	if !sqldb.Storable(id) {
+// stockBatch bounds the lines of one stock statement: two parameters a
+// line, far below either engine's limit on parameters.
+const stockBatch = 200
+
+// errShort rolls back a TakeStock of its own transaction that came up short.
+var errShort = errors.New("not enough stock")
+
+// TakeStock implements catalog.Store. The guard in the WHERE clause makes
+// each line's check and decrement one atomic step, so stock can never go
+// negative; a statement that updated fewer rows than it had lines came up
+// short, and the transaction rolls back.
+func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) (bool, error) {
+	seen := make(map[string]bool, len(lines))
+	for _, l := range lines {
+		if seen[l.ProductID] {
+			return false, fault.New(fault.Internal, "", "TakeStock: product "+l.ProductID+" is on two lines")
+		}
+		seen[l.ProductID] = true
+		if !sqldb.Storable(l.ProductID) {
+			return false, nil // no such product
+		}
+	}
+	err := s.db.InTx(ctx, func(ctx context.Context) error {
+		for batch := range slices.Chunk(lines, stockBatch) {
+			args := make([]any, 0, 1+2*len(batch))
+			args = append(args, now.UnixMicro())
+			for _, l := range batch {
+				args = append(args, l.ProductID, l.Quantity)
+			}
+			// VALUES names its columns column1, column2 on both engines;
+			// the cast gives PostgreSQL the quantity's type.
+			res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE products SET stock = stock - v.column2, updated_at = ?
+				FROM (VALUES (?, CAST(? AS BIGINT))`+strings.Repeat(", (?, CAST(? AS BIGINT))", len(batch)-1)+`) AS v
+				WHERE products.id = v.column1 AND products.stock >= v.column2`, args...)
+			if err != nil {
+				return fault.Wrap(err, "take stock")
+			}
+			if n, err := res.RowsAffected(); err != nil || n != int64(len(batch)) {
+				return errShort
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errShort) {
 		return false, nil
 	}
-	res, err := s.db.Writer(ctx).ExecContext(ctx,
-		`UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ? AND stock >= ?`, qty, now.UnixMicro(), id, qty)
-	if err != nil {
-		return false, fault.Wrap(err, "take stock")
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+	return err == nil, err
 }
 
 // PutStock implements catalog.Store.

@@ -210,7 +210,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		p := mustProduct(t, s, row("p1", "c1", "gear", 100, 5))
 		// Stock moves of checkout are not admin writes: they leave the
 		// version alone, so they need no event.
-		if took, err := s.TakeStock(ctx, "p1", 2, when); err != nil || !took {
+		if took, err := s.TakeStock(ctx, line("p1", 2), when); err != nil || !took {
 			t.Fatalf("TakeStock = %v, %v", took, err)
 		}
 		if err := s.PutStock(ctx, "p1", 1, when); err != nil {
@@ -325,7 +325,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			{3, true, 0},
 			{1, false, 0},
 		} {
-			took, err := s.TakeStock(ctx, "p1", step.qty, later)
+			took, err := s.TakeStock(ctx, line("p1", step.qty), later)
 			if err != nil || took != step.took {
 				t.Fatalf("TakeStock(%d) = %v, %v; want %v", step.qty, took, err, step.took)
 			}
@@ -339,8 +339,70 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		if d := productDiff(mustGet(t, s, "p2"), other.Product); d != "" {
 			t.Fatalf("another product after TakeStock: %s", d)
 		}
-		if took, err := s.TakeStock(ctx, "nope", 1, later); err != nil || took {
+		if took, err := s.TakeStock(ctx, line("nope", 1), later); err != nil || took {
 			t.Fatalf("TakeStock(missing product) = %v, %v; want false, nil", took, err)
+		}
+	})
+
+	t.Run("TakeStockTakesEveryLineOrNone", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustCategory(t, s, "c1", "gear", "Gear")
+		// More products than one statement takes, so the batches must
+		// hold together too.
+		const n = 450
+		all := make([]catalog.Line, n)
+		before := map[string]catalog.Product{}
+		for i := range all {
+			id := fmt.Sprintf("p%03d", i)
+			before[id] = mustProduct(t, s, row(id, "c1", "gear", 100, 5)).Product
+			all[i] = catalog.Line{ProductID: id, Quantity: 2}
+		}
+		unchanged := func(what string) {
+			t.Helper()
+			for id, p := range before {
+				if d := productDiff(mustGet(t, s, id), p); d != "" {
+					t.Fatalf("%s: %s changed: %s", what, id, d)
+				}
+			}
+		}
+		later := when.Add(time.Hour)
+		short := slices.Clone(all)
+		short[n-1].Quantity = 6 // the last line, in the last batch
+		if took, err := s.TakeStock(ctx, short, later); err != nil || took {
+			t.Fatalf("TakeStock with the last line short = %v, %v; want false, nil", took, err)
+		}
+		unchanged("after a TakeStock whose last line was short")
+		missing := append(slices.Clone(all[:3]), catalog.Line{ProductID: "nope", Quantity: 1})
+		if took, err := s.TakeStock(ctx, missing, later); err != nil || took {
+			t.Fatalf("TakeStock with a missing product = %v, %v; want false, nil", took, err)
+		}
+		unchanged("after a TakeStock with a missing product")
+		twice := []catalog.Line{{ProductID: "p000", Quantity: 1}, {ProductID: "p000", Quantity: 1}}
+		if took, err := s.TakeStock(ctx, twice, later); err == nil || took {
+			t.Fatalf("TakeStock with a product on two lines = %v, %v; want an error", took, err)
+		}
+		unchanged("after a TakeStock with a product on two lines")
+		// In a caller's transaction a short take fails the transaction:
+		// rolled back, nothing was taken.
+		errShort := errors.New("short")
+		if err := s.InTx(ctx, func(ctx context.Context) error {
+			if took, err := s.TakeStock(ctx, short, later); err != nil || took {
+				return fmt.Errorf("TakeStock in a transaction = %v, %v; want false, nil", took, err)
+			}
+			return errShort
+		}); !errors.Is(err, errShort) {
+			t.Fatal(err)
+		}
+		unchanged("after a short TakeStock in a rolled-back transaction")
+		if took, err := s.TakeStock(ctx, all, later); err != nil || !took {
+			t.Fatalf("TakeStock of %d lines = %v, %v; want true", n, took, err)
+		}
+		for id := range before {
+			p := mustGet(t, s, id)
+			if p.Stock != 3 {
+				t.Fatalf("%s: stock after taking 2 of 5 = %d, want 3", id, p.Stock)
+			}
+			checkTime(t, id+" updated_at after TakeStock", p.UpdatedAt, later)
 		}
 	})
 
@@ -351,7 +413,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		mustProduct(t, s, row("p2", "c1", "gear", 100, 10))
 		// Alone, and the way a reservation does it: read (and so lock) the
 		// product in a transaction, then take.
-		alone := func(ctx context.Context, id string) (bool, error) { return s.TakeStock(ctx, id, 1, when) }
+		alone := func(ctx context.Context, id string) (bool, error) { return s.TakeStock(ctx, line(id, 1), when) }
 		inTx := func(ctx context.Context, id string) (bool, error) {
 			var took bool
 			err := s.InTx(ctx, func(ctx context.Context) error {
@@ -359,7 +421,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 					return err
 				}
 				var err error
-				took, err = s.TakeStock(ctx, id, 1, when)
+				took, err = s.TakeStock(ctx, line(id, 1), when)
 				return err
 			})
 			return took, err
@@ -412,7 +474,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 				return fmt.Errorf("ProductsByID in the transaction = %v, %v", ids(found), err)
 			}
 			go func() {
-				took, err := s.TakeStock(context.Background(), "p1", 1, when)
+				took, err := s.TakeStock(context.Background(), line("p1", 1), when)
 				done <- result{took, err}
 			}()
 			time.Sleep(150 * time.Millisecond)
@@ -489,7 +551,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			if _, err := s.DeleteProduct(ctx, bad); !fault.Is(err, fault.NotFound) {
 				t.Errorf("DeleteProduct(%q) = %v, want fault.NotFound", bad, err)
 			}
-			if took, err := s.TakeStock(ctx, bad, 1, when); err != nil || took {
+			if took, err := s.TakeStock(ctx, line(bad, 1), when); err != nil || took {
 				t.Errorf("TakeStock(%q) = %v, %v; want false, nil", bad, took, err)
 			}
 			if err := s.PutStock(ctx, bad, 1, when); err != nil {
@@ -550,7 +612,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			// A nested InTx joins the outer transaction: its work is undone
 			// with the outer one even though it returned nil.
 			if err := s.InTx(ctx, func(ctx context.Context) error {
-				_, err := s.TakeStock(ctx, "p1", 5, when)
+				_, err := s.TakeStock(ctx, line("p1", 5), when)
 				return err
 			}); err != nil {
 				return err
@@ -581,6 +643,11 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 }
 
 // row is a product in a category; its SKU derives from its ID.
+// line is a take of one product's stock.
+func line(id string, qty int64) []catalog.Line {
+	return []catalog.Line{{ProductID: id, Quantity: qty}}
+}
+
 func row(id, categoryID, categorySlug string, priceCents, stock int64) catalog.ProductRow {
 	return catalog.ProductRow{CategoryID: categoryID, Product: catalog.Product{
 		ID: id, SKU: "SKU-" + id, Name: "Product " + id, Description: "About " + id + ".",

@@ -62,6 +62,15 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		if d := orderDiff(got, in); d != "" {
 			t.Fatalf("OrderByID: %s", d)
 		}
+		// Items are written several hundred to a statement: a long order
+		// spans statements and keeps its lines in order.
+		long := mustOrder(t, s, newOrder("o3", "u2", 1234))
+		if got, err = s.Order(ctx, "u2", "o3"); err != nil {
+			t.Fatalf("Order(long): %v", err)
+		}
+		if d := orderDiff(got, long); d != "" {
+			t.Fatalf("Order(long): %s", d)
+		}
 	})
 
 	t.Run("OrderWithoutItems", func(t *testing.T) {
