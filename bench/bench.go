@@ -102,7 +102,7 @@ const (
 	DefaultCartUsers      = 1_000
 	DefaultPeakUsers      = 1_000_000
 	DefaultPeakRate       = 10_000
-	DefaultCacheRate      = 500
+	DefaultCacheRate      = 200
 )
 
 func (c *Config) defaults() error {

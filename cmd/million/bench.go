@@ -29,7 +29,7 @@ type BenchCmd struct {
 	CartUsers      int           `default:"1000" help:"pg-checkout: users logged in, each with a cart (a login costs an argon2id hash on the server core)."`
 	PeakUsers      int           `default:"1000000" help:"peak: seeded users."`
 	PeakRate       float64       `default:"10000" help:"peak: arrival rate (requests per second)."`
-	CacheRate      float64       `default:"500" help:"cache-effect: arrival rate (requests per second), one that million with --no-cache sustains without errors (the report says when it did not)."`
+	CacheRate      float64       `default:"200" help:"cache-effect: arrival rate (requests per second), one that million with --no-cache sustains without errors (the report says when it did not)."`
 	ServerCPU      int           `name:"server-cpu" default:"0" help:"CPU of the servers and PostgreSQL (taskset -c)."`
 	GeneratorCPU   int           `name:"generator-cpu" default:"1" help:"CPU of the load generator and pgbench."`
 	WorkDir        string        `placeholder:"DIR" help:"Keep the seeded databases here and reuse them next time (default: a temporary directory, removed)."`
