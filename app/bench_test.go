@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"testing"
 
 	"github.com/millionshop/million/app"
@@ -77,6 +78,39 @@ func BenchmarkProductGetCached(b *testing.B) {
 // it reaches (the cache entry, the answer memo, the answer), which the hot
 // single-product benchmark does not see.
 func BenchmarkProductGetCatalog(b *testing.B) {
+	h, reqs := primedCatalog(b)
+	w := &discardWriter{header: http.Header{}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.header)
+		h.ServeHTTP(w, reqs[rng.IntN(len(reqs))])
+	}
+}
+
+// BenchmarkCatalogCacheGC is one full garbage collection of a server whose
+// cache and answer memo hold 100,000 products, as after
+// BenchmarkProductGetCatalog's priming: the work each cycle repeats while
+// the server runs, which grows with the objects the cache keeps. It reports
+// the heap's objects per cached product beside the time.
+func BenchmarkCatalogCacheGC(b *testing.B) {
+	h, reqs := primedCatalog(b)
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	for b.Loop() {
+		runtime.GC()
+	}
+	b.ReportMetric(float64(m.HeapObjects)/float64(len(reqs)), "objects/product")
+	b.ReportMetric(float64(m.HeapAlloc)/float64(len(reqs)), "bytes/product")
+	runtime.KeepAlive(h)
+}
+
+// primedCatalog opens a server over 100,000 seeded products and asks for
+// each once, which fills the cache and the answer memo; it returns the
+// handler and a request for each product.
+func primedCatalog(b *testing.B) (http.Handler, []*http.Request) {
+	b.Helper()
 	ctx := context.Background()
 	a, err := app.Open(ctx, app.Config{DataDir: b.TempDir(), NoShedding: true, RateLimitIP: "0", RateLimitUser: "0"},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -119,10 +153,5 @@ func BenchmarkProductGetCatalog(b *testing.B) {
 			b.Fatalf("GET %s: status %d", path, w.status)
 		}
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	b.ReportAllocs()
-	for b.Loop() {
-		clear(w.header)
-		h.ServeHTTP(w, reqs[rng.IntN(len(reqs))])
-	}
+	return h, reqs
 }
