@@ -200,10 +200,14 @@ type Store interface {
 	DeleteProduct(ctx context.Context, id string) (version int64, err error)
 	// TakeStock takes every line's quantity out of its product's stock, or
 	// none: it reports false when a product is missing or short, and then
-	// leaves stock as it was (inside a caller's transaction, the caller
-	// rolls back, as after any failed step). Lines name distinct products.
-	// A checkout takes all its lines in a statement or a few, whatever the
-	// cart's size.
+	// leaves stock as it was. Inside a caller's transaction a shortfall is
+	// an error instead (fault.Conflict, insufficient_stock): lines taken
+	// before it was found stay in that transaction until the caller rolls
+	// it back. Lines name distinct products. On PostgreSQL the statement
+	// locks its rows in the order its plan visits them, so callers whose
+	// takes may overlap read the products in the transaction first, which
+	// locks them in ID order (as Reserve does). A checkout takes all its
+	// lines in a statement or a few, whatever the cart's size.
 	TakeStock(ctx context.Context, lines []Line, now time.Time) (bool, error)
 	// PutStock increments stock.
 	PutStock(ctx context.Context, id string, qty int64, now time.Time) error

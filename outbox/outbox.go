@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,6 +52,10 @@ type Outbox struct {
 	logger *slog.Logger
 	now    func() time.Time
 	poke   chan struct{}
+	// pokes counts Pokes. A relay pass that read it before its query and
+	// then drained the outbox saw every event whose commit had poked by
+	// then, so a wake-up with the count unchanged has nothing to look for.
+	pokes atomic.Uint64
 }
 
 // New returns an outbox over db that relays to pub.
@@ -77,6 +82,7 @@ func (o *Outbox) Add(ctx context.Context, topic, key string, payload any) error 
 
 // Poke wakes the relay early; without it the relay still polls.
 func (o *Outbox) Poke() {
+	o.pokes.Add(1)
 	select {
 	case o.poke <- struct{}{}:
 	default:
@@ -92,38 +98,72 @@ func (o *Outbox) Poke() {
 // per instance for nothing.
 const IdlePoll = 5 * time.Second
 
+// relayLinger is how long a relay woken by a commit waits for the commits
+// right behind it before it reads the outbox. An event is relayed that much
+// later, and a burst of them costs one pass instead of one each.
+const relayLinger = time.Millisecond
+
 // relayBatch is how many events one pass of the relay publishes at most.
 const relayBatch = 100
 
 // Run relays events until ctx ends. Events are published in order. A pass
 // that fails is retried after interval, one that left events behind (a full
 // batch) at once; otherwise the relay waits to be woken by an Add or for
-// IdlePoll (at least interval). Several instances may run it against one
-// PostgreSQL database: each claims its own batch, so an event is normally
-// published once, and order then holds within a batch but not across the
-// instances' batches.
+// IdlePoll (at least interval). A wake-up lingers for the commits right
+// behind it (relayLinger), and one by Adds that the last pass already saw
+// runs no query: a burst of commits (a checkout records four events in as
+// many transactions within a millisecond) is one pass, not one each and
+// then one more that finds nothing. Several instances may run it against one PostgreSQL
+// database: each claims its own batch, so an event is normally published
+// once, and order then holds within a batch but not across the instances'
+// batches.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	idle := max(IdlePoll, interval)
 	timer := time.NewTimer(idle)
 	defer timer.Stop()
-	for {
-		wait := idle
-		n, err := o.RelayOnce(ctx, relayBatch)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				o.logger.WarnContext(ctx, "outbox relay failed; will retry", "error", err.Error())
+	linger := time.NewTimer(relayLinger)
+	defer linger.Stop()
+	var seen uint64  // Pokes before the last pass that drained the outbox
+	drained := false // whether the last pass did
+	for pass := true; ; {
+		if pass {
+			wait := idle
+			pokes := o.pokes.Load()
+			n, err := o.RelayOnce(ctx, relayBatch)
+			drained = false
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					o.logger.WarnContext(ctx, "outbox relay failed; will retry", "error", err.Error())
+				}
+				wait = interval
+			case n == relayBatch:
+				wait = 0
+			default:
+				seen, drained = pokes, true
 			}
-			wait = interval
-		case n == relayBatch:
-			wait = 0
+			timer.Reset(wait)
 		}
-		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+			pass = true
 		case <-o.poke:
+			// The timer keeps running when this runs no pass: a retry or
+			// the idle poll still comes when it is due.
+			pass = !drained || o.pokes.Load() != seen
+			if pass {
+				// The commits of one request come close together: a
+				// checkout's four events within a millisecond. Waiting
+				// that long lets one pass relay them all.
+				linger.Reset(relayLinger)
+				select {
+				case <-ctx.Done():
+					return
+				case <-linger.C:
+				}
+			}
 		}
 	}
 }

@@ -523,11 +523,12 @@ func TestPurgeDeletesOnlyOldPublishedEvents(t *testing.T) {
 // statementCounter counts the statements a database runs on one table.
 type statementCounter struct {
 	table string
+	verb  string // "" for any
 	n     atomic.Int64
 }
 
 func (c *statementCounter) ObserveQuery(statement string, _ time.Duration, _ error) {
-	if strings.HasSuffix(statement, " "+c.table) {
+	if strings.HasSuffix(statement, " "+c.table) && (c.verb == "" || strings.HasPrefix(statement, c.verb+" ")) {
 		c.n.Add(1)
 	}
 }
@@ -565,6 +566,50 @@ func TestRunDrainsABacklogAtOnce(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
+}
+
+// TestRunSkipsWakeUpsForEventsItSaw: Adds that commit before a pass begins
+// leave a wake-up behind them; the pass relays their events, and the
+// wake-up runs no second query for nothing. A later Add is relayed at once.
+func TestRunSkipsWakeUpsForEventsItSaw(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		ctx := context.Background()
+		// A burst of commits, as a checkout makes, before the relay runs:
+		// each pokes it, and one wake-up stays pending.
+		for i := range 4 {
+			if err := db.InTx(ctx, func(ctx context.Context) error {
+				return o.Add(ctx, "order.placed", fmt.Sprintf("o-%d", i), map[string]int{"n": i})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reads := &statementCounter{table: "outbox_events", verb: "SELECT"}
+		db.SetObserver(reads)
+		runRelay(t, o, time.Hour)
+		waitPublished(t, pub, 4)
+		time.Sleep(200 * time.Millisecond) // time for the pending wake-up
+		if n := reads.n.Load(); n != 1 {
+			t.Fatalf("the relay read the outbox %d times for one burst of events, want 1", n)
+		}
+		if err := db.InTx(ctx, func(ctx context.Context) error {
+			return o.Add(ctx, "order.placed", "o-later", map[string]string{"order_id": "o-later"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		waitPublished(t, pub, 5)
+	})
+}
+
+// waitPublished waits up to a second for n events to be published.
+func waitPublished(t *testing.T, pub *recordingPublisher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for len(pub.published()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events published within 1 s", len(pub.published()), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestRunIdleDoesNotPoll: a relay with nothing to do reads the outbox only

@@ -70,10 +70,12 @@ func TestCachedCheckoutInvalidatesOnce(t *testing.T) {
 	}
 	before := sends(t, reg)
 	if err := writer.InTx(ctx, func(ctx context.Context) error {
-		for _, id := range ids {
-			if took, err := writer.TakeStock(ctx, []catalog.Line{{ProductID: id, Quantity: 2}}, now); err != nil || !took {
-				return fmt.Errorf("take %s: %v, %v", id, took, err)
-			}
+		lines := make([]catalog.Line, len(ids))
+		for i, id := range ids {
+			lines[i] = catalog.Line{ProductID: id, Quantity: 2}
+		}
+		if took, err := writer.TakeStock(ctx, lines, now); err != nil || !took {
+			return fmt.Errorf("take %v: %v, %v", lines, took, err)
 		}
 		return nil
 	}); err != nil {

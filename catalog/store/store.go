@@ -256,7 +256,9 @@ var errShort = errors.New("not enough stock")
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes
 // each line's check and decrement one atomic step, so stock can never go
 // negative; a statement that updated fewer rows than it had lines came up
-// short, and the transaction rolls back.
+// short. In a transaction of its own that rolls back and reports false; in
+// the caller's, the lines taken before the shortfall are in it, so the
+// shortfall is an error, which no caller commits.
 func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) (bool, error) {
 	seen := make(map[string]bool, len(lines))
 	for _, l := range lines {
@@ -268,6 +270,7 @@ func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Ti
 			return false, nil // no such product
 		}
 	}
+	joined := sqldb.InTransaction(ctx)
 	err := s.db.InTx(ctx, func(ctx context.Context) error {
 		for batch := range slices.Chunk(lines, stockBatch) {
 			args := make([]any, 0, 1+2*len(batch))
@@ -283,13 +286,20 @@ func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Ti
 			if err != nil {
 				return fault.Wrap(err, "take stock")
 			}
-			if n, err := res.RowsAffected(); err != nil || n != int64(len(batch)) {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fault.Wrap(err, "take stock")
+			}
+			if n != int64(len(batch)) {
 				return errShort
 			}
 		}
 		return nil
 	})
-	if errors.Is(err, errShort) {
+	switch {
+	case errors.Is(err, errShort) && joined:
+		return false, fault.New(fault.Conflict, "insufficient_stock", "not enough stock for a product in the cart")
+	case errors.Is(err, errShort):
 		return false, nil
 	}
 	return err == nil, err

@@ -382,16 +382,18 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			t.Fatalf("TakeStock with a product on two lines = %v, %v; want an error", took, err)
 		}
 		unchanged("after a TakeStock with a product on two lines")
-		// In a caller's transaction a short take fails the transaction:
-		// rolled back, nothing was taken.
-		errShort := errors.New("short")
-		if err := s.InTx(ctx, func(ctx context.Context) error {
-			if took, err := s.TakeStock(ctx, short, later); err != nil || took {
-				return fmt.Errorf("TakeStock in a transaction = %v, %v; want false, nil", took, err)
+		// In a caller's transaction the lines before the shortfall are
+		// taken in it, so a short take is an error, and the transaction
+		// rolls back with nothing taken.
+		err := s.InTx(ctx, func(ctx context.Context) error {
+			took, err := s.TakeStock(ctx, short, later)
+			if took || err == nil {
+				return fmt.Errorf("short TakeStock in a transaction = %v, %v; want an error", took, err)
 			}
-			return errShort
-		}); !errors.Is(err, errShort) {
-			t.Fatal(err)
+			return err
+		})
+		if !fault.Is(err, fault.Conflict) || !fault.HasCode(err, "insufficient_stock") {
+			t.Fatalf("short TakeStock in a transaction: %v, want a conflict insufficient_stock", err)
 		}
 		unchanged("after a short TakeStock in a rolled-back transaction")
 		if took, err := s.TakeStock(ctx, all, later); err != nil || !took {
@@ -422,6 +424,9 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 				}
 				var err error
 				took, err = s.TakeStock(ctx, line(id, 1), when)
+				if fault.Is(err, fault.Conflict) {
+					return nil // sold out: the transaction has nothing to keep
+				}
 				return err
 			})
 			return took, err
@@ -643,17 +648,17 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 }
 
 // row is a product in a category; its SKU derives from its ID.
-// line is a take of one product's stock.
-func line(id string, qty int64) []catalog.Line {
-	return []catalog.Line{{ProductID: id, Quantity: qty}}
-}
-
 func row(id, categoryID, categorySlug string, priceCents, stock int64) catalog.ProductRow {
 	return catalog.ProductRow{CategoryID: categoryID, Product: catalog.Product{
 		ID: id, SKU: "SKU-" + id, Name: "Product " + id, Description: "About " + id + ".",
 		PriceCents: priceCents, Currency: "USD", Category: categorySlug, Stock: stock,
 		CreatedAt: when, UpdatedAt: when,
 	}}
+}
+
+// line is a take of one product's stock.
+func line(id string, qty int64) []catalog.Line {
+	return []catalog.Line{{ProductID: id, Quantity: qty}}
 }
 
 func mustCategory(t *testing.T, s catalog.Store, id, slug, name string) catalog.Category {

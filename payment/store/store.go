@@ -43,15 +43,32 @@ func (s *Store) Insert(ctx context.Context, p payment.Payment) error {
 	if !sqldb.Storable(p.ID, p.OrderID, p.UserID, p.Currency, p.Status, p.Provider, p.ProviderRef) {
 		return sqldb.ErrUnstorable
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO payments
+	// An order's second payment is an expected outcome (a resumed
+	// checkout tries the insert first), not an error for PostgreSQL to
+	// log: ON CONFLICT turns it into no row written.
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO payments
 		(id, order_id, user_id, amount_cents, currency, status, provider, provider_ref, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
 		p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, p.Status, p.Provider, p.ProviderRef,
 		p.CreatedAt.UnixMicro(), p.UpdatedAt.UnixMicro())
 	if sqldb.IsUniqueViolation(err) {
-		return fault.New(fault.Conflict, "payment_exists", "the order already has a payment")
+		return paymentExists()
 	}
-	return fault.Wrap(err, "insert payment")
+	if err != nil {
+		return fault.Wrap(err, "insert payment")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fault.Wrap(err, "insert payment")
+	}
+	if n == 0 {
+		return paymentExists()
+	}
+	return nil
+}
+
+func paymentExists() error {
+	return fault.New(fault.Conflict, "payment_exists", "the order already has a payment")
 }
 
 // one reads a payment. Inside a transaction it locks the row: the caller
