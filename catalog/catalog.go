@@ -200,10 +200,10 @@ type Store interface {
 	DeleteProduct(ctx context.Context, id string) (version int64, err error)
 	// TakeStock takes every line's quantity out of its product's stock, or
 	// none: it reports false when a product is missing or short, and then
-	// leaves stock as it was. Inside a caller's transaction a shortfall is
-	// an error instead (fault.Conflict, insufficient_stock): lines taken
-	// before it was found stay in that transaction until the caller rolls
-	// it back. Lines name distinct products. On PostgreSQL the statement
+	// leaves stock as it was. Inside a caller's transaction a missing or
+	// short product is an error instead (fault.Conflict,
+	// insufficient_stock): lines taken before it was found stay in that
+	// transaction until the caller rolls it back. Lines name distinct products. On PostgreSQL the statement
 	// locks its rows in the order its plan visits them, so callers whose
 	// takes may overlap read the products in the transaction first, which
 	// locks them in ID order (as Reserve does). A checkout takes all its

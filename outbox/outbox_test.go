@@ -600,13 +600,14 @@ func TestRunSkipsWakeUpsForEventsItSaw(t *testing.T) {
 	})
 }
 
-// waitPublished waits up to a second for n events to be published.
+// waitPublished waits for n events to be published: well before the idle
+// poll (an hour in these tests) would have found them.
 func waitPublished(t *testing.T, pub *recordingPublisher, n int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for len(pub.published()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events published within 1 s", len(pub.published()), n)
+			t.Fatalf("%d of %d events published within 10 s", len(pub.published()), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -84,13 +84,28 @@ func TestCachedCheckoutInvalidatesOnce(t *testing.T) {
 	if n := sends(t, reg) - before; n != 1 {
 		t.Fatalf("a checkout of 3 products sent %d invalidation messages, want 1", n)
 	}
+	// Takes of one product after another in one transaction share it too.
+	before = sends(t, reg)
+	if err := writer.InTx(ctx, func(ctx context.Context) error {
+		for _, id := range ids {
+			if took, err := writer.TakeStock(ctx, []catalog.Line{{ProductID: id, Quantity: 1}}, now); err != nil || !took {
+				return fmt.Errorf("take %s: %v, %v", id, took, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sends(t, reg) - before; n != 1 {
+		t.Fatalf("three takes in one transaction sent %d invalidation messages, want 1", n)
+	}
 	got, err := reader.ProductsByID(ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range got {
-		if p.Stock != 8 {
-			t.Fatalf("another instance shows %s with stock %d after the checkout, want 8", p.ID, p.Stock)
+		if p.Stock != 7 {
+			t.Fatalf("another instance shows %s with stock %d after the checkouts, want 7", p.ID, p.Stock)
 		}
 	}
 	// An update moves the product and the lists: one message too.

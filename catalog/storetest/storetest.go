@@ -424,11 +424,11 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 				}
 				var err error
 				took, err = s.TakeStock(ctx, line(id, 1), when)
-				if fault.Is(err, fault.Conflict) {
-					return nil // sold out: the transaction has nothing to keep
-				}
 				return err
 			})
+			if fault.Is(err, fault.Conflict) {
+				return false, nil // sold out, and rolled back
+			}
 			return took, err
 		}
 		for id, take := range map[string]func(context.Context, string) (bool, error){"p1": alone, "p2": inTx} {
