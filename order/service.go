@@ -324,7 +324,8 @@ func (s *Orders) renew(ctx context.Context, rec *KeyRecord) error {
 func (s *Orders) execute(ctx context.Context, rec *KeyRecord, req CheckoutRequest) (Order, error) {
 	var o Order
 	var err error
-	if rec.OrderID == "" {
+	placed := rec.OrderID == ""
+	if placed {
 		o, err = s.place(ctx, rec)
 		if err != nil {
 			return Order{}, err
@@ -338,7 +339,7 @@ func (s *Orders) execute(ctx context.Context, rec *KeyRecord, req CheckoutReques
 	// The order now holds stock: finish paying even if the client hangs up,
 	// so its retry gets the stored outcome instead of waiting out the lease
 	// of an abandoned payment. Every provider call keeps its own timeout.
-	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token, rec)
+	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token, rec, placed)
 }
 
 // place is the stock transaction: reserve, write the order, take the ordered lines out of the cart,
@@ -406,13 +407,13 @@ func linesOf(o Order) []catalog.Line {
 // provider never holds the database; a refusal is compensated by releasing
 // the stock and cancelling the order. Before every provider call the
 // attempt renews its key lease, and stops if it lost it.
-func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord) (Order, error) {
+func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord, placed bool) (Order, error) {
 	var guard func(context.Context) error
 	if rec != nil { // a job resuming an order whose key was purged has none
 		guard = func(ctx context.Context) error { return s.renew(ctx, rec) }
 	}
 	pay, payErr := s.payments.Pay(ctx, payment.Charge{OrderID: o.ID, UserID: o.UserID,
-		AmountCents: o.TotalCents, Currency: o.Currency, Token: token, Guard: guard})
+		AmountCents: o.TotalCents, Currency: o.Currency, Token: token, Guard: guard, New: placed})
 	if payErr != nil {
 		if errors.Is(payErr, payment.ErrCancelled) {
 			// The order was cancelled while it was being paid for; the

@@ -47,6 +47,11 @@ type Charge struct {
 	// renews its idempotency lease here, and stops if another attempt
 	// took the checkout over).
 	Guard func(ctx context.Context) error
+	// New says the order was placed by this very request, so it has no
+	// payment yet: Pay inserts one without looking for it first. Resumed
+	// checkouts and jobs leave it false and read first, as they usually
+	// find a payment.
+	New bool
 }
 
 // transitions are the status changes a payment may make. Every status write

@@ -109,17 +109,29 @@ func (p *Payments) announce(ctx context.Context, pay Payment, status string) err
 // is a compare-and-set, and a step that loses (a cancel, a webhook, another
 // attempt got there first) re-reads the payment and goes on from there.
 func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
-	// A checkout pays for an order that has no payment yet, so the insert
-	// comes first: one statement, not a read that finds nothing and then
-	// the insert. A retry or another attempt finds the payment there and
-	// resumes it.
-	now := p.now().UTC()
-	pay := Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
-		AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
-		CreatedAt: now, UpdatedAt: now}
-	err := p.store.Insert(ctx, pay)
-	if fault.Is(err, fault.Conflict) {
+	// A new order has no payment yet, so its insert comes first: one
+	// statement, not a read that finds nothing and then the insert. A
+	// resumed one reads first: it usually finds its payment, and then
+	// writes nothing. Either way a payment already there is resumed.
+	var pay Payment
+	var err error
+	found := false
+	if !c.New {
 		pay, err = p.store.ByOrder(ctx, c.OrderID)
+		found = err == nil
+		if fault.Is(err, fault.NotFound) {
+			err = nil
+		}
+	}
+	if err == nil && !found {
+		now := p.now().UTC()
+		pay = Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
+			AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
+			CreatedAt: now, UpdatedAt: now}
+		err = p.store.Insert(ctx, pay)
+		if fault.Is(err, fault.Conflict) {
+			pay, err = p.store.ByOrder(ctx, c.OrderID) // another attempt inserted it first
+		}
 	}
 	if err != nil {
 		return Payment{}, err
