@@ -199,16 +199,15 @@ type Store interface {
 	// deletion, one above its last. Errors: fault.NotFound.
 	DeleteProduct(ctx context.Context, id string) (version int64, err error)
 	// TakeStock takes every line's quantity out of its product's stock, or
-	// none: it reports false when a product is missing or short, and then
-	// leaves stock as it was. Inside a caller's transaction a missing or
-	// short product is an error instead (fault.Conflict,
-	// insufficient_stock): lines taken before it was found stay in that
-	// transaction until the caller rolls it back. Lines name distinct products. On PostgreSQL the statement
+	// none: a missing or short product is fault.Conflict
+	// (insufficient_stock), and then its own transaction rolls back, or
+	// the caller's must (lines taken before the shortfall was found are
+	// in it). Lines name distinct products. On PostgreSQL the statement
 	// locks its rows in the order its plan visits them, so callers whose
 	// takes may overlap read the products in the transaction first, which
 	// locks them in ID order (as Reserve does). A checkout takes all its
 	// lines in a statement or a few, whatever the cart's size.
-	TakeStock(ctx context.Context, lines []Line, now time.Time) (bool, error)
+	TakeStock(ctx context.Context, lines []Line, now time.Time) error
 	// PutStock increments stock.
 	PutStock(ctx context.Context, id string, qty int64, now time.Time) error
 }

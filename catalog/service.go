@@ -314,14 +314,7 @@ func (c *Catalog) Reserve(ctx context.Context, lines []Line) ([]ReservedLine, er
 			}
 			out = append(out, ReservedLine{ProductID: p.ID, SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Quantity: l.Quantity})
 		}
-		took, err := c.store.TakeStock(ctx, lines, c.now().UTC())
-		if err != nil {
-			return err
-		}
-		if !took {
-			return fault.New(fault.Conflict, "insufficient_stock", "not enough stock for a product in the cart")
-		}
-		return nil
+		return c.store.TakeStock(ctx, lines, c.now().UTC())
 	})
 	if err != nil {
 		return nil, err

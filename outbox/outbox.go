@@ -113,10 +113,10 @@ const relayBatch = 100
 // behind it (relayLinger), and one by Adds that the last pass already saw
 // runs no query: a burst of commits (a checkout records four events in as
 // many transactions within a millisecond) is one pass, not one each and
-// then one more that finds nothing. Several instances may run it against one PostgreSQL
-// database: each claims its own batch, so an event is normally published
-// once, and order then holds within a batch but not across the instances'
-// batches.
+// then one more that finds nothing. Several instances may run it against
+// one PostgreSQL database: each claims its own batch, so an event is
+// normally published once, and order then holds within a batch but not
+// across the instances' batches.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	idle := max(IdlePoll, interval)
 	timer := time.NewTimer(idle)

@@ -284,16 +284,15 @@ func (s *Cached) DeleteProduct(ctx context.Context, id string) (int64, error) {
 // TakeStock implements catalog.Store. Stock is part of the cached product,
 // so a reservation invalidates it: a product page never shows stock a
 // checkout already took.
-func (s *Cached) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) (bool, error) {
-	took, err := s.inner.TakeStock(ctx, lines, now)
-	if err == nil && took {
-		ids := make([]string, len(lines))
-		for i, l := range lines {
-			ids[i] = l.ProductID
-		}
-		err = s.invalidate(ctx, s.products.Keys(ids...))
+func (s *Cached) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) error {
+	if err := s.inner.TakeStock(ctx, lines, now); err != nil {
+		return err
 	}
-	return took, err
+	ids := make([]string, len(lines))
+	for i, l := range lines {
+		ids[i] = l.ProductID
+	}
+	return s.invalidate(ctx, s.products.Keys(ids...))
 }
 
 // PutStock implements catalog.Store.

@@ -4,7 +4,6 @@ package store
 import (
 	"context"
 	"embed"
-	"errors"
 	"io/fs"
 	"slices"
 	"strings"
@@ -250,28 +249,22 @@ func (s *Store) DeleteProduct(ctx context.Context, id string) (int64, error) {
 // line, far below either engine's limit on parameters.
 const stockBatch = 200
 
-// errShort rolls back a TakeStock of its own transaction that came up short.
-var errShort = errors.New("not enough stock")
-
 // TakeStock implements catalog.Store. The guard in the WHERE clause makes
 // each line's check and decrement one atomic step, so stock can never go
 // negative; a statement that updated fewer rows than it had lines came up
-// short. In a transaction of its own that rolls back and reports false; in
-// the caller's, the lines taken before the shortfall are in it, so the
-// shortfall is an error, which no caller commits.
-func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) (bool, error) {
+// short.
+func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Time) error {
 	seen := make(map[string]bool, len(lines))
 	for _, l := range lines {
 		if seen[l.ProductID] {
-			return false, fault.New(fault.Internal, "", "TakeStock: product "+l.ProductID+" is on two lines")
+			return fault.New(fault.Internal, "", "TakeStock: product "+l.ProductID+" is on two lines")
 		}
 		seen[l.ProductID] = true
 		if !sqldb.Storable(l.ProductID) {
-			return false, nil // no such product
+			return errShort() // no such product
 		}
 	}
-	joined := sqldb.InTransaction(ctx)
-	err := s.db.InTx(ctx, func(ctx context.Context) error {
+	return s.db.InTx(ctx, func(ctx context.Context) error {
 		for batch := range slices.Chunk(lines, stockBatch) {
 			args := make([]any, 0, 1+2*len(batch))
 			args = append(args, now.UnixMicro())
@@ -291,18 +284,15 @@ func (s *Store) TakeStock(ctx context.Context, lines []catalog.Line, now time.Ti
 				return fault.Wrap(err, "take stock")
 			}
 			if n != int64(len(batch)) {
-				return errShort
+				return errShort()
 			}
 		}
 		return nil
 	})
-	switch {
-	case errors.Is(err, errShort) && joined:
-		return false, fault.New(fault.Conflict, "insufficient_stock", "not enough stock for a product in the cart")
-	case errors.Is(err, errShort):
-		return false, nil
-	}
-	return err == nil, err
+}
+
+func errShort() error {
+	return fault.New(fault.Conflict, "insufficient_stock", "not enough stock for a product in the cart")
 }
 
 // PutStock implements catalog.Store.

@@ -210,7 +210,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		p := mustProduct(t, s, row("p1", "c1", "gear", 100, 5))
 		// Stock moves of checkout are not admin writes: they leave the
 		// version alone, so they need no event.
-		if took, err := s.TakeStock(ctx, line("p1", 2), when); err != nil || !took {
+		if took, err := take(ctx, s, line("p1", 2), when); err != nil || !took {
 			t.Fatalf("TakeStock = %v, %v", took, err)
 		}
 		if err := s.PutStock(ctx, "p1", 1, when); err != nil {
@@ -325,7 +325,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			{3, true, 0},
 			{1, false, 0},
 		} {
-			took, err := s.TakeStock(ctx, line("p1", step.qty), later)
+			took, err := take(ctx, s, line("p1", step.qty), later)
 			if err != nil || took != step.took {
 				t.Fatalf("TakeStock(%d) = %v, %v; want %v", step.qty, took, err, step.took)
 			}
@@ -339,7 +339,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		if d := productDiff(mustGet(t, s, "p2"), other.Product); d != "" {
 			t.Fatalf("another product after TakeStock: %s", d)
 		}
-		if took, err := s.TakeStock(ctx, line("nope", 1), later); err != nil || took {
+		if took, err := take(ctx, s, line("nope", 1), later); err != nil || took {
 			t.Fatalf("TakeStock(missing product) = %v, %v; want false, nil", took, err)
 		}
 	})
@@ -368,17 +368,17 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		later := when.Add(time.Hour)
 		short := slices.Clone(all)
 		short[n-1].Quantity = 6 // the last line, in the last batch
-		if took, err := s.TakeStock(ctx, short, later); err != nil || took {
+		if took, err := take(ctx, s, short, later); err != nil || took {
 			t.Fatalf("TakeStock with the last line short = %v, %v; want false, nil", took, err)
 		}
 		unchanged("after a TakeStock whose last line was short")
 		missing := append(slices.Clone(all[:3]), catalog.Line{ProductID: "nope", Quantity: 1})
-		if took, err := s.TakeStock(ctx, missing, later); err != nil || took {
+		if took, err := take(ctx, s, missing, later); err != nil || took {
 			t.Fatalf("TakeStock with a missing product = %v, %v; want false, nil", took, err)
 		}
 		unchanged("after a TakeStock with a missing product")
 		twice := []catalog.Line{{ProductID: "p000", Quantity: 1}, {ProductID: "p000", Quantity: 1}}
-		if took, err := s.TakeStock(ctx, twice, later); err == nil || took {
+		if took, err := take(ctx, s, twice, later); err == nil || took {
 			t.Fatalf("TakeStock with a product on two lines = %v, %v; want an error", took, err)
 		}
 		unchanged("after a TakeStock with a product on two lines")
@@ -386,17 +386,16 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		// taken in it, so a short take is an error, and the transaction
 		// rolls back with nothing taken.
 		err := s.InTx(ctx, func(ctx context.Context) error {
-			took, err := s.TakeStock(ctx, short, later)
-			if took || err == nil {
-				return fmt.Errorf("short TakeStock in a transaction = %v, %v; want an error", took, err)
+			if err := s.TakeStock(ctx, short, later); err != nil {
+				return err
 			}
-			return err
+			return errors.New("a short TakeStock in a transaction returned no error")
 		})
 		if !fault.Is(err, fault.Conflict) || !fault.HasCode(err, "insufficient_stock") {
 			t.Fatalf("short TakeStock in a transaction: %v, want a conflict insufficient_stock", err)
 		}
 		unchanged("after a short TakeStock in a rolled-back transaction")
-		if took, err := s.TakeStock(ctx, all, later); err != nil || !took {
+		if took, err := take(ctx, s, all, later); err != nil || !took {
 			t.Fatalf("TakeStock of %d lines = %v, %v; want true", n, took, err)
 		}
 		for id := range before {
@@ -415,15 +414,15 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		mustProduct(t, s, row("p2", "c1", "gear", 100, 10))
 		// Alone, and the way a reservation does it: read (and so lock) the
 		// product in a transaction, then take.
-		alone := func(ctx context.Context, id string) (bool, error) { return s.TakeStock(ctx, line(id, 1), when) }
+		alone := func(ctx context.Context, id string) (bool, error) { return take(ctx, s, line(id, 1), when) }
 		inTx := func(ctx context.Context, id string) (bool, error) {
 			var took bool
 			err := s.InTx(ctx, func(ctx context.Context) error {
 				if _, err := s.ProductsByID(ctx, []string{id}); err != nil {
 					return err
 				}
-				var err error
-				took, err = s.TakeStock(ctx, line(id, 1), when)
+				err := s.TakeStock(ctx, line(id, 1), when)
+				took = err == nil
 				return err
 			})
 			if fault.Is(err, fault.Conflict) {
@@ -431,8 +430,8 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			}
 			return took, err
 		}
-		for id, take := range map[string]func(context.Context, string) (bool, error){"p1": alone, "p2": inTx} {
-			took := sqldbtest.Concurrently(t, 50, func(int) (bool, error) { return take(ctx, id) })
+		for id, takeOne := range map[string]func(context.Context, string) (bool, error){"p1": alone, "p2": inTx} {
+			took := sqldbtest.Concurrently(t, 50, func(int) (bool, error) { return takeOne(ctx, id) })
 			if took != 10 {
 				t.Errorf("%s: %d of 50 concurrent TakeStock(1) on stock 10 succeeded, want 10", id, took)
 			}
@@ -479,7 +478,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 				return fmt.Errorf("ProductsByID in the transaction = %v, %v", ids(found), err)
 			}
 			go func() {
-				took, err := s.TakeStock(context.Background(), line("p1", 1), when)
+				took, err := take(context.Background(), s, line("p1", 1), when)
 				done <- result{took, err}
 			}()
 			time.Sleep(150 * time.Millisecond)
@@ -556,7 +555,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			if _, err := s.DeleteProduct(ctx, bad); !fault.Is(err, fault.NotFound) {
 				t.Errorf("DeleteProduct(%q) = %v, want fault.NotFound", bad, err)
 			}
-			if took, err := s.TakeStock(ctx, line(bad, 1), when); err != nil || took {
+			if took, err := take(ctx, s, line(bad, 1), when); err != nil || took {
 				t.Errorf("TakeStock(%q) = %v, %v; want false, nil", bad, took, err)
 			}
 			if err := s.PutStock(ctx, bad, 1, when); err != nil {
@@ -617,7 +616,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			// A nested InTx joins the outer transaction: its work is undone
 			// with the outer one even though it returned nil.
 			if err := s.InTx(ctx, func(ctx context.Context) error {
-				_, err := s.TakeStock(ctx, line("p1", 5), when)
+				err := s.TakeStock(ctx, line("p1", 5), when)
 				return err
 			}); err != nil {
 				return err
@@ -654,6 +653,16 @@ func row(id, categoryID, categorySlug string, priceCents, stock int64) catalog.P
 		PriceCents: priceCents, Currency: "USD", Category: categorySlug, Stock: stock,
 		CreatedAt: when, UpdatedAt: when,
 	}}
+}
+
+// take runs TakeStock and reports whether it took the lines: a shortfall
+// is its insufficient_stock conflict; any other error is returned.
+func take(ctx context.Context, s catalog.Store, lines []catalog.Line, now time.Time) (bool, error) {
+	err := s.TakeStock(ctx, lines, now)
+	if fault.HasCode(err, "insufficient_stock") {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // line is a take of one product's stock.
