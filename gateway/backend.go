@@ -22,8 +22,9 @@ type backend struct {
 	inFlight atomic.Int64
 	requests atomic.Int64
 	metrics  *backendMetrics
-	client   *fasthttp.HostClient
-	scheme   []byte // of url, as the request URI takes it
+	client   *fasthttp.HostClient // for an https backend; the event loops reach http ones
+	removed  atomic.Bool          // no longer in the list: its connections close when idle
+	scheme   []byte               // of url, as the request URI takes it
 	host     []byte
 	prefix   string // url's path, put before every request's
 

@@ -157,6 +157,9 @@ type Gateway struct {
 	metrics *metrics
 	budget  *retryBudget
 	rr      atomic.Uint64
+	// localLimits: the rate limiter is in memory, so a check never waits
+	// and runs on the event loop (Redis's runs on a goroutine).
+	localLimits bool
 
 	mu       sync.RWMutex
 	backends []*backend
@@ -188,6 +191,9 @@ func New(opts Options) (*Gateway, error) {
 		budget:  &retryBudget{ratio: opts.RetryRatio, minimum: opts.RetryMin, now: opts.Now},
 		kick:    make(chan struct{}, 1),
 		dialer:  dialer,
+	}
+	if opts.RateLimit != nil {
+		_, g.localLimits = opts.RateLimit.Limiter.(*ratelimit.Memory)
 	}
 	g.probe = &http.Client{
 		Timeout: opts.HealthTimeout,
@@ -254,7 +260,11 @@ func (g *Gateway) setBackends(raw []string) error {
 		b, ok := current[key]
 		if !ok {
 			b = newBackend(u, g.metrics)
-			b.client = newUpstream(u, &g.opts, g.dialer)
+			if u.Scheme == "https" {
+				// The event loops speak plain TCP: TLS backends get
+				// fasthttp's client, on a goroutine per attempt.
+				b.client = newUpstream(u, &g.opts, g.dialer)
+			}
 			added = append(added, key)
 			g.metrics.healthy.WithLabelValues(key).Set(1)
 			g.metrics.ejected.WithLabelValues(key).Set(0)
@@ -269,10 +279,14 @@ func (g *Gateway) setBackends(raw []string) error {
 		if !seen[key] {
 			removed = append(removed, key)
 			g.metrics.forget(key)
-			b.client.CloseIdleConnections()
-			// Requests still in flight give their connections back to the
-			// pool afterwards: close those once they are done too.
-			time.AfterFunc(g.opts.RequestTimeout+time.Second, b.client.CloseIdleConnections)
+			// The loops close its connections as they fall idle.
+			b.removed.Store(true)
+			if b.client != nil {
+				b.client.CloseIdleConnections()
+				// Requests still in flight give their connections back to
+				// the pool afterwards: close those once they are done too.
+				time.AfterFunc(g.opts.RequestTimeout+time.Second, b.client.CloseIdleConnections)
+			}
 		}
 	}
 	g.mu.Lock()
@@ -319,7 +333,9 @@ func (g *Gateway) Run(ctx context.Context) {
 		case <-ctx.Done():
 			wg.Wait()
 			for _, b := range g.snapshot() {
-				b.client.CloseIdleConnections()
+				if b.client != nil {
+					b.client.CloseIdleConnections()
+				}
 			}
 			return
 		case <-t.C:

@@ -122,6 +122,11 @@ type fixture struct {
 	gw  *gateway.Gateway
 	srv *served
 	reg *obs.Metrics
+	// client is the fixture's own: http.DefaultClient's idle connections
+	// close whenever any parallel test closes an httptest.Server, and a
+	// new connection may land on another event loop, with its own pool of
+	// backend connections, which tests counting those would see.
+	client *http.Client
 }
 
 // served is a gateway's public server, listening on loopback.
@@ -130,14 +135,16 @@ type served struct{ URL string }
 // serveGateway serves gw's public server until the test ends.
 func serveGateway(t testing.TB, gw *gateway.Gateway) *served {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := gw.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := gw.Server()
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return &served{URL: "http://" + ln.Addr().String()}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return &served{URL: "http://" + srv.Addr().String()}
 }
 
 func setup(t testing.TB, opts gateway.Options, backends ...string) *fixture {
@@ -152,7 +159,9 @@ func setup(t testing.TB, opts gateway.Options, backends ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{gw: gw, srv: serveGateway(t, gw), reg: m}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &fixture{gw: gw, srv: serveGateway(t, gw), reg: m, client: &http.Client{Transport: tr}}
 }
 
 type result struct {
@@ -175,7 +184,7 @@ func (f *fixture) do(t *testing.T, method, path string, body []byte, hdr ...stri
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -224,7 +233,7 @@ func TestP2CAvoidsTheBusyBackend(t *testing.T) {
 		go func() {
 			defer close(done)
 			req, _ := http.NewRequest("GET", f.srv.URL+"/x", nil)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			if resp, err := f.client.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()

@@ -92,14 +92,9 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	public, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
-	}
 	var admin net.Listener
 	if c.AdminAddr != "off" {
 		if admin, err = net.Listen("tcp", c.AdminAddr); err != nil {
-			public.Close()
 			return fmt.Errorf("listen on admin address %s: %w", c.AdminAddr, err)
 		}
 	}
@@ -127,15 +122,24 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 		}
 	})
 
-	srv := gw.Server()
+	srv, err := gw.Listen(c.Listen)
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
 	adminSrv := &http.Server{Handler: gw.AdminHandler(metrics), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
 	errs := make(chan error, 2)
-	go func() { errs <- srv.Serve(public) }()
+	go func() {
+		<-srv.Done()
+		errs <- srv.Err()
+	}()
 	if admin != nil {
 		go func() { errs <- adminSrv.Serve(admin) }()
 		logger.Info("admin listener", "addr", admin.Addr().String())
 	}
-	logger.Info("gateway serving", "addr", public.Addr().String(), "strategy", c.Strategy, "backends", len(gw.Backends()))
+	logger.Info("gateway serving", "addr", srv.Addr().String(), "strategy", c.Strategy, "backends", len(gw.Backends()))
 
 	var serveErr error
 	select {
@@ -145,7 +149,7 @@ func (c *GatewayCmd) Run(ctx context.Context) error {
 	logger.Info("shutting down", "timeout", c.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
-	err = errors.Join(srv.ShutdownWithContext(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
+	err = errors.Join(srv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}
