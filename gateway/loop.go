@@ -245,6 +245,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
+		x.ls.takeClientInput(x)
 		x.ls.readClient(x)
 	case *backendConn:
 		x.pool.ls.readBackend(x)
@@ -301,9 +302,6 @@ func (ls *loopState) reader(b []byte) *bufio.Reader {
 	return ls.br
 }
 
-// consumed is how much of b, given to reader, the parser has taken.
-func (ls *loopState) consumed(b []byte) int { return len(b) - ls.rd.Len() - ls.br.Buffered() }
-
 // clientConn is a client's connection and the request being read or
 // answered on it (one at a time: pipelined requests wait their turn).
 type clientConn struct {
@@ -311,6 +309,7 @@ type clientConn struct {
 	ls         *loopState
 	ip         string
 	x          *exchange // being answered
+	in         []byte    // received, not yet read as a request
 	closed     bool
 	closing    bool // answered its last request
 	lastActive time.Time
@@ -353,11 +352,28 @@ type exchangeState struct {
 	async       bool // a goroutine holds it
 }
 
-// readClient reads the requests on cc, one at a time.
+// takeClientInput moves what arrived on cc into its own buffer. A client
+// may send its next requests while one is answered (pipelining), up to
+// about one more request of the largest size; beyond that it is closed,
+// since the loop reads everything the socket has.
+func (ls *loopState) takeClientInput(cc *clientConn) {
+	data, _ := cc.c.Next(-1)
+	cc.in = append(cc.in, data...)
+	if cc.x != nil && int64(len(cc.in)) > maxRequestHead+ls.g.opts.MaxRequestBody+chunkSlack {
+		cc.closing = true
+		_ = cc.c.Close()
+	}
+}
+
+// readClient reads the requests in cc's buffer, one at a time.
 func (ls *loopState) readClient(cc *clientConn) {
 	for cc.x == nil && !cc.closing && !cc.closed {
-		n := cc.c.InboundBuffered()
+		buf := cc.in
+		n := len(buf)
 		if n == 0 {
+			if cap(cc.in) > maxRequestHead {
+				cc.in = nil // after a large body
+			}
 			return
 		}
 		now := time.Now()
@@ -365,7 +381,6 @@ func (ls *loopState) readClient(cc *clientConn) {
 		if cc.readStart.IsZero() {
 			cc.readStart = now
 		}
-		buf, _ := cc.c.Peek(n)
 		if cc.next == nil {
 			cc.next = ls.newExchange(cc)
 		}
@@ -424,7 +439,7 @@ func (ls *loopState) readClient(cc *clientConn) {
 			ls.refuse(cc, err)
 			return
 		}
-		_, _ = cc.c.Discard(cc.need)
+		cc.in = append(cc.in[:0], cc.in[cc.need:]...)
 		cc.next, cc.readStart, cc.headLen, cc.need, cc.scan = nil, time.Time{}, 0, 0, 0
 		cc.x = x
 		ls.begin(x)
@@ -704,7 +719,7 @@ func (ls *loopState) done(x *exchange) {
 // closeIdleClients closes the connections between requests (draining).
 func (ls *loopState) closeIdleClients() {
 	for cc := range ls.clients {
-		if cc.x == nil && cc.next == nil && cc.c.InboundBuffered() == 0 {
+		if cc.x == nil && cc.next == nil && len(cc.in) == 0 {
 			cc.closing = true
 			_ = cc.c.Close()
 		}
@@ -780,6 +795,7 @@ type backendConn struct {
 	reused   bool // the current request went out on a reused connection
 	idleAt   time.Time
 	deadline time.Time
+	in       []byte // the answer received so far
 	headLen  int
 	need     int // -1 chunked (scanning from scan), -2 until the backend closes
 	scan     int
@@ -890,7 +906,7 @@ func (p *pool) write(bc *backendConn, x *exchange) {
 	ls := p.ls
 	p.busy[bc] = struct{}{}
 	bc.x, bc.reused, bc.got = x, bc.used, false
-	bc.headLen, bc.need, bc.scan = 0, 0, 0
+	bc.headLen, bc.need, bc.scan, bc.in = 0, 0, 0, bc.in[:0]
 	bc.deadline = x.attempt.Add(ls.g.opts.ResponseHeaderTimeout)
 	if x.deadline.Before(bc.deadline) {
 		bc.deadline = x.deadline
@@ -909,37 +925,34 @@ func (p *pool) write(bc *backendConn, x *exchange) {
 
 // readBackend reads the answer on bc.
 func (ls *loopState) readBackend(bc *backendConn) {
-	n := bc.c.InboundBuffered()
-	x := bc.x
-	if x == nil {
-		if n > 0 {
-			ls.g.logger.Debug("backend sent data on an idle connection", "backend", bc.pool.be.key, "error", errUnasked.Error())
-			bc.pool.removeIdle(bc)
-			bc.pool.discard(bc)
-		}
+	data, _ := bc.c.Next(-1)
+	if len(data) == 0 || bc.closing {
 		return
 	}
-	if n == 0 {
+	x := bc.x
+	if x == nil {
+		ls.g.logger.Debug("backend sent data on an idle connection", "backend", bc.pool.be.key, "error", errUnasked.Error())
+		bc.pool.removeIdle(bc)
+		bc.pool.discard(bc)
 		return
 	}
 	bc.got = true
-	buf, _ := bc.c.Peek(n)
-	complete, err := ls.parseAnswer(bc, x, buf, false)
+	bc.in = append(bc.in, data...)
+	complete, err := ls.parseAnswer(bc, x, false)
 	if err != nil {
 		ls.failAttempt(bc, err)
 		return
 	}
-	if !complete {
-		return
+	if complete {
+		ls.answered(bc)
 	}
-	_, _ = bc.c.Discard(bc.need)
-	ls.answered(bc)
 }
 
-// parseAnswer reads as much of x's answer as buf holds; atEOF says the
-// backend closed the connection after buf.
-func (ls *loopState) parseAnswer(bc *backendConn, x *exchange, buf []byte, atEOF bool) (complete bool, err error) {
+// parseAnswer reads as much of x's answer as bc's buffer holds; atEOF says
+// the backend closed the connection after it.
+func (ls *loopState) parseAnswer(bc *backendConn, x *exchange, atEOF bool) (complete bool, err error) {
 	maxBody := ls.g.opts.MaxResponseBody
+	buf := bc.in
 	for bc.headLen == 0 {
 		end := headEnd(buf)
 		if end < 0 || end > maxResponseHead {
@@ -960,8 +973,8 @@ func (ls *loopState) parseAnswer(bc *backendConn, x *exchange, buf []byte, atEOF
 				return false, errors.New("gateway: the backend switched protocols, which the gateway does not proxy")
 			}
 			// An interim answer: the final one follows.
-			_, _ = bc.c.Discard(end)
-			buf = buf[end:]
+			bc.in = append(bc.in[:0], bc.in[end:]...)
+			buf = bc.in
 			x.resp.Header.Reset()
 			x.resp.Header.SetNoDefaultContentType(true)
 			continue
@@ -1027,7 +1040,14 @@ func (ls *loopState) answered(bc *backendConn) {
 	p := bc.pool
 	delete(p.busy, bc)
 	bc.x, bc.used = nil, true
-	if x.resp.ConnectionClose() || bc.need == -2 {
+	// Bytes after the answer were not asked for: the connection is out of
+	// step, and goes.
+	unasked := len(bc.in) > bc.need
+	bc.in = bc.in[:0]
+	if cap(bc.in) > maxResponseHead {
+		bc.in = nil // after a large answer
+	}
+	if x.resp.ConnectionClose() || unasked {
 		p.discard(bc)
 	} else if !bc.closing {
 		p.release(bc)
@@ -1057,8 +1077,7 @@ func (ls *loopState) backendClosed(bc *backendConn, cause error) {
 	if x := bc.x; x != nil {
 		bc.x = nil
 		if bc.got {
-			buf, _ := bc.c.Peek(-1)
-			complete, err := ls.parseAnswer(bc, x, buf, true)
+			complete, err := ls.parseAnswer(bc, x, true)
 			if complete {
 				ls.attemptDone(x, nil)
 			} else {

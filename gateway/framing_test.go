@@ -1,0 +1,134 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/millionshop/million/gateway"
+)
+
+// TestLargeAnswersArriveWhole: answers that reach the gateway in many
+// reads, sized and chunked, and one that ends when the backend closes,
+// come out whole and byte for byte; a HEAD's answer keeps its length and
+// has no body.
+func TestLargeAnswersArriveWhole(t *testing.T) {
+	t.Parallel()
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16) // 4 MiB
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/readyz":
+			return
+		case "/sized":
+			w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+		case "/closing":
+			// No length, no chunks: the answer ends when the connection does.
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+			_ = brw.Flush()
+			_, _ = conn.Write(payload)
+			conn.Close()
+			return
+		}
+		// Flushing in pieces makes the answer arrive in many reads.
+		for i := 0; i < len(payload); i += 256 << 10 {
+			_, _ = w.Write(payload[i : i+256<<10])
+			http.NewResponseController(w).Flush()
+		}
+	}))
+	t.Cleanup(be.Close)
+	f := setup(t, gateway.Options{}, be.URL)
+	for _, path := range []string{"/sized", "/chunked", "/closing"} {
+		r := f.do(t, "GET", path, nil)
+		if r.status != 200 || r.body != string(payload) {
+			t.Fatalf("GET %s: %d, %d bytes, want 200 and the %d bytes sent", path, r.status, len(r.body), len(payload))
+		}
+	}
+	r := f.do(t, "HEAD", "/sized", nil)
+	if r.status != 200 || r.body != "" || r.header.Get("Content-Length") != strconv.Itoa(len(payload)) {
+		t.Fatalf("HEAD: %d, body %d bytes, Content-Length %q", r.status, len(r.body), r.header.Get("Content-Length"))
+	}
+}
+
+// TestPipelinedAndOldClients: requests sent back to back on one connection
+// are answered in order; a chunked request body reaches the backend whole;
+// an HTTP/1.0 request without keep-alive gets its answer and the
+// connection closes, with keep-alive it stays open.
+func TestPipelinedAndOldClients(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "a")
+	f := setup(t, gateway.Options{}, a.URL)
+	addr := strings.TrimPrefix(f.srv.URL, "http://")
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	reqs := "GET /1 HTTP/1.1\r\nHost: shop\r\nX-Request-Id: first-request-0001\r\n\r\n" +
+		"PUT /2 HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nX-Request-Id: second-request-02\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" +
+		"GET /3 HTTP/1.1\r\nHost: shop\r\nX-Request-Id: third-request-003\r\n\r\n"
+	if _, err := conn.Write([]byte(reqs)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for i, id := range []string{"first-request-0001", "second-request-02", "third-request-003"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i+1, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "a" || resp.Header.Get("X-Request-Id") != id {
+			t.Fatalf("answer %d: %d %q, request ID %q, want 200 \"a\" %s", i+1, resp.StatusCode, body, resp.Header.Get("X-Request-Id"), id)
+		}
+		if i == 1 && resp.Header.Get("X-Body-Sha256") != sha([]byte("hello world")) {
+			t.Fatal("the chunked body did not reach the backend whole")
+		}
+	}
+
+	for _, tc := range []struct {
+		keepAlive string
+		open      bool
+	}{{"", false}, {"Connection: keep-alive\r\n", true}} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("GET /old HTTP/1.0\r\nHost: shop\r\n" + tc.keepAlive + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		cbr := bufio.NewReader(c)
+		resp, err := http.ReadResponse(cbr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "a" {
+			t.Fatalf("HTTP/1.0 %q: %d %q", tc.keepAlive, resp.StatusCode, body)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = cbr.ReadByte()
+		var ne net.Error
+		stillOpen := err != nil && errors.As(err, &ne) && ne.Timeout()
+		if stillOpen != tc.open {
+			t.Fatalf("HTTP/1.0 %q: connection open after the answer: %v (read: %v), want %v", tc.keepAlive, stillOpen, err, tc.open)
+		}
+		c.Close()
+	}
+}
