@@ -24,6 +24,7 @@ type backend struct {
 	metrics  *backendMetrics
 	client   *fasthttp.HostClient // for an https backend; the event loops reach http ones
 	removed  atomic.Bool          // no longer in the list: its connections close when idle
+	conns    atomic.Int64         // connections open or being opened by the event loops
 	scheme   []byte               // of url, as the request URI takes it
 	host     []byte
 	prefix   string // url's path, put before every request's

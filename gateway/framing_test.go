@@ -60,6 +60,44 @@ func TestLargeAnswersArriveWhole(t *testing.T) {
 	if r.status != 200 || r.body != "" || r.header.Get("Content-Length") != strconv.Itoa(len(payload)) {
 		t.Fatalf("HEAD: %d, body %d bytes, Content-Length %q", r.status, len(r.body), r.header.Get("Content-Length"))
 	}
+
+	// The connection closes after the answer: only once all of it is sent.
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET /sized HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the answer fill the socket buffers before reading
+	raw, err := io.ReadAll(c)
+	if err != nil || !bytes.HasSuffix(raw, payload) {
+		t.Fatalf("Connection: close: %d bytes read (%v), want the whole %d-byte answer", len(raw), err, len(payload))
+	}
+}
+
+// TestPathGoesAsWritten: the backend gets the path the client wrote,
+// encoded slashes, dot segments and double slashes included.
+func TestPathGoesAsWritten(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			got <- r.RequestURI
+		}
+	}))
+	t.Cleanup(be.Close)
+	f := setup(t, gateway.Options{}, be.URL)
+	const path = "/v1/a%2Fb//c/%2e%2e/d?q=1%2F2"
+	resp, _ := rawExchange(t, f, "GET "+path+" HTTP/1.1\r\nHost: shop\r\n\r\n", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if uri := <-got; uri != path {
+		t.Fatalf("the backend got %q, want %q", uri, path)
+	}
 }
 
 // TestPipelinedAndOldClients: requests sent back to back on one connection
@@ -121,6 +159,9 @@ func TestPipelinedAndOldClients(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || string(body) != "a" {
 			t.Fatalf("HTTP/1.0 %q: %d %q", tc.keepAlive, resp.StatusCode, body)
+		}
+		if tc.open && !strings.EqualFold(resp.Header.Get("Connection"), "keep-alive") {
+			t.Fatalf("HTTP/1.0 keep-alive answered with Connection %q", resp.Header.Get("Connection"))
 		}
 		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		_, err = cbr.ReadByte()

@@ -52,9 +52,20 @@ const (
 // idle between requests.
 const clientIdleTimeout = 120 * time.Second
 
+// maxUnsent is how much of its answers a client may leave unread before
+// the gateway stops reading its next requests.
+const maxUnsent = 1 << 20
+
 // errClosedMidAnswer is a backend closing its connection before its answer
 // was complete.
 var errClosedMidAnswer = errors.New("gateway: backend closed the connection before its answer was complete")
+
+// errBackendRemoved is a backend taken out of the list while a request
+// waited for a connection to it.
+var errBackendRemoved = errors.New("gateway: the backend was removed from the list")
+
+// errNotRegistered is a dialled connection the event loop did not take.
+var errNotRegistered = errors.New("gateway: the event loop did not register the connection")
 
 // errUnasked is a backend sending bytes on an idle connection.
 var errUnasked = errors.New("gateway: backend sent data nobody asked for")
@@ -214,6 +225,10 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		bc.pool.ls.opened(bc)
 		return nil, gnet.None
 	}
+	if s.draining.Load() {
+		// As a closed listener would: the client tries elsewhere or again.
+		return nil, gnet.Close
+	}
 	ls := s.loopOf(c.EventLoop())
 	cc := &clientConn{c: c, ls: ls, lastActive: time.Now()}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -310,6 +325,9 @@ type clientConn struct {
 	ip         string
 	x          *exchange // being answered
 	in         []byte    // received, not yet read as a request
+	reading    bool      // readClient is running for it
+	served     bool      // a request was read
+	writing    time.Time // since when answers wait to be sent; zero when none
 	closed     bool
 	closing    bool // answered its last request
 	lastActive time.Time
@@ -349,7 +367,6 @@ type exchangeState struct {
 	decision    ratelimit.Decision
 	closeConn   bool // the client asked to close after this answer
 	fromBackend bool // the answer is a backend's
-	async       bool // a goroutine holds it
 }
 
 // takeClientInput moves what arrived on cc into its own buffer. A client
@@ -365,9 +382,12 @@ func (ls *loopState) takeClientInput(cc *clientConn) {
 	}
 }
 
-// readClient reads the requests in cc's buffer, one at a time.
+// readClient reads the requests in cc's buffer, one at a time. It stops
+// while the client leaves its answers unread (the sweep resumes it).
 func (ls *loopState) readClient(cc *clientConn) {
-	for cc.x == nil && !cc.closing && !cc.closed {
+	cc.reading = true
+	defer func() { cc.reading = false }()
+	for cc.x == nil && !cc.closing && !cc.closed && cc.c.OutboundBuffered() <= maxUnsent {
 		buf := cc.in
 		n := len(buf)
 		if n == 0 {
@@ -440,6 +460,7 @@ func (ls *loopState) readClient(cc *clientConn) {
 			return
 		}
 		cc.in = append(cc.in[:0], cc.in[cc.need:]...)
+		cc.served = true
 		cc.next, cc.readStart, cc.headLen, cc.need, cc.scan = nil, time.Time{}, 0, 0, 0
 		cc.x = x
 		ls.begin(x)
@@ -528,13 +549,9 @@ func (ls *loopState) begin(x *exchange) {
 		ls.afterLimit(x)
 		return
 	}
-	x.async = true
 	go func() {
 		x.decision, x.limited = g.opts.RateLimit.Check(context.Background(), x.st.ip, subject)
-		ls.onLoop(func() {
-			x.async = false
-			ls.afterLimit(x)
-		})
+		ls.onLoop(func() { ls.afterLimit(x) })
 	}()
 }
 
@@ -589,6 +606,7 @@ func (ls *loopState) attempt(x *exchange, be *backend) {
 	x.be = be
 	x.st.backend, x.st.attempts = be.key, len(x.tried)
 	u := x.req.URI()
+	u.DisablePathNormalizing = true // forward the path as the client wrote it
 	t := &x.target
 	if be.prefix != "" || t.prefixed {
 		if t.path == nil {
@@ -606,13 +624,9 @@ func (ls *loopState) attempt(x *exchange, be *backend) {
 	be.metrics.addInFlight(1)
 	x.attempt = time.Now()
 	if be.client != nil {
-		x.async = true
 		go func() {
 			err := be.client.DoDeadline(&x.req, &x.resp, x.deadline)
-			ls.onLoop(func() {
-				x.async = false
-				ls.attemptDone(x, err)
-			})
+			ls.onLoop(func() { ls.attemptDone(x, err) })
 		}()
 		return
 	}
@@ -690,6 +704,8 @@ func (ls *loopState) write(x *exchange) {
 	if x.closeConn || ls.s.draining.Load() {
 		x.resp.SetConnectionClose()
 		cc.closing = true
+	} else if !x.req.Header.IsHTTP11() {
+		x.resp.Header.Set("Connection", "keep-alive") // an HTTP/1.0 client asked for it
 	}
 	x.resp.SkipBody = x.req.Header.IsHead()
 	ls.out.b = ls.out.b[:0]
@@ -699,13 +715,35 @@ func (ls *loopState) write(x *exchange) {
 	} else {
 		cc.closing = true
 	}
-	cc.lastActive = time.Now()
+	now := time.Now()
+	cc.lastActive = now
+	if cc.writing.IsZero() && cc.c.OutboundBuffered() > 0 {
+		cc.writing = now
+	}
 	ls.done(x)
 	if cc.closing {
+		ls.closeWhenSent(cc, now)
+		return
+	}
+	if !cc.reading {
+		// An answer that came from a backend: the client's next request
+		// may be waiting. (An answer made while reading returns to
+		// readClient's loop instead of calling it again.)
+		ls.readClient(cc)
+	}
+}
+
+// closeWhenSent closes cc once its answers have left: gnet's close gives
+// what is still queued one write, which a large answer may need more of.
+func (ls *loopState) closeWhenSent(cc *clientConn, now time.Time) {
+	cc.closing = true
+	if cc.c.OutboundBuffered() == 0 {
 		_ = cc.c.Close()
 		return
 	}
-	ls.readClient(cc)
+	if cc.writing.IsZero() {
+		cc.writing = now
+	}
 }
 
 // done releases x from its client connection.
@@ -720,8 +758,7 @@ func (ls *loopState) done(x *exchange) {
 func (ls *loopState) closeIdleClients() {
 	for cc := range ls.clients {
 		if cc.x == nil && cc.next == nil && len(cc.in) == 0 {
-			cc.closing = true
-			_ = cc.c.Close()
+			ls.closeWhenSent(cc, time.Now())
 		}
 	}
 }
@@ -731,8 +768,25 @@ func (ls *loopState) closeIdleClients() {
 func (ls *loopState) sweep(now time.Time) {
 	g := ls.g
 	for cc := range ls.clients {
+		if !cc.writing.IsZero() {
+			switch {
+			case cc.c.OutboundBuffered() == 0:
+				cc.writing = time.Time{}
+			case now.Sub(cc.writing) > g.opts.RequestTimeout+5*time.Second:
+				// The client does not read its answers.
+				cc.closing = true
+				_ = cc.c.Close()
+				continue
+			}
+		}
 		switch {
-		case cc.x != nil || cc.closing:
+		case cc.closing:
+			if cc.c.OutboundBuffered() == 0 {
+				_ = cc.c.Close()
+			}
+		case cc.x != nil:
+		case len(cc.in) > 0 && cc.readStart.IsZero() && !cc.reading:
+			ls.readClient(cc) // held back while its answers were unread
 		case !cc.readStart.IsZero():
 			limit := cc.readStart.Add(headerTimeout)
 			if cc.headLen > 0 && cc.need != cc.headLen {
@@ -741,9 +795,9 @@ func (ls *loopState) sweep(now time.Time) {
 			if now.After(limit) {
 				ls.refuse(cc, fasthttp.ErrTimeout)
 			}
-		case ls.s.draining.Load() || now.Sub(cc.lastActive) > clientIdleTimeout:
-			cc.closing = true
-			_ = cc.c.Close()
+		case ls.s.draining.Load() || now.Sub(cc.lastActive) > clientIdleTimeout ||
+			!cc.served && now.Sub(cc.lastActive) > headerTimeout: // a first request is due as soon as a next one
+			ls.closeWhenSent(cc, now)
 		}
 	}
 	for be, p := range ls.pools {
@@ -758,8 +812,7 @@ func (ls *loopState) sweep(now time.Time) {
 func (ls *loopState) pool(be *backend) *pool {
 	p := ls.pools[be]
 	if p == nil {
-		limit := ls.g.opts.MaxConnsPerBackend / max(1, runtime.GOMAXPROCS(0))
-		p = &pool{ls: ls, be: be, limit: max(1, limit), addr: backendAddr(be), busy: map[*backendConn]struct{}{}}
+		p = &pool{ls: ls, be: be, addr: backendAddr(be), busy: map[*backendConn]struct{}{}}
 		ls.pools[be] = p
 	}
 	return p
@@ -778,8 +831,8 @@ type pool struct {
 	ls      *loopState
 	be      *backend
 	addr    string
-	limit   int
 	open    int // connections open or being dialled
+	dialing int
 	idle    []*backendConn
 	busy    map[*backendConn]struct{}
 	waiting []*exchange // for a connection, oldest first
@@ -788,27 +841,37 @@ type pool struct {
 
 // backendConn is a connection to a backend and the exchange it carries.
 type backendConn struct {
-	c        gnet.Conn
-	pool     *pool
-	x        *exchange
-	used     bool // an answer was read on it: the next request reuses it
-	reused   bool // the current request went out on a reused connection
-	idleAt   time.Time
-	deadline time.Time
-	in       []byte // the answer received so far
-	headLen  int
-	need     int // -1 chunked (scanning from scan), -2 until the backend closes
-	scan     int
-	got      bool // bytes of the answer arrived
-	closing  bool
+	c          gnet.Conn
+	pool       *pool
+	x          *exchange
+	used       bool // an answer was read on it: the next request reuses it
+	reused     bool // the current request went out on a reused connection
+	idleAt     time.Time
+	deadline   time.Time
+	in         []byte // the answer received so far
+	headLen    int
+	need       int // -1 chunked (scanning from scan), -2 until the backend closes
+	scan       int
+	got        bool // bytes of the answer arrived
+	closeAfter bool // the answer's framing says not to reuse the connection
+	closing    bool
 }
 
 // send gives x a connection: an idle one, a new one, or the next one freed.
 func (p *pool) send(x *exchange) {
+	if p.be.removed.Load() {
+		// Taken out of the list meanwhile: another backend, as if this
+		// one could not be reached.
+		p.ls.attemptDone(x, &dialError{errBackendRemoved})
+		return
+	}
 	if !x.freshOnly {
 		for len(p.idle) > 0 {
 			bc := p.idle[len(p.idle)-1]
 			p.idle = p.idle[:len(p.idle)-1]
+			if bc.closing {
+				continue
+			}
 			if !x.idem && !quiet(bc.c) {
 				// A request that may not run twice goes out only on a
 				// connection the backend has not closed meanwhile.
@@ -822,9 +885,20 @@ func (p *pool) send(x *exchange) {
 	x.freshOnly = false
 	p.waiting = append(p.waiting, x)
 	p.waitAt = append(p.waitAt, time.Now())
-	if p.open < p.limit {
-		p.dial()
+	p.dialIfNeeded()
+}
+
+// dialIfNeeded opens a connection when requests wait for more than are
+// being opened, within the backend's limit (shared by the loops).
+func (p *pool) dialIfNeeded() {
+	if len(p.waiting) <= p.dialing || p.be.removed.Load() {
+		return
 	}
+	if p.be.conns.Add(1) > int64(p.ls.g.opts.MaxConnsPerBackend) {
+		p.be.conns.Add(-1) // at the limit: wait for a connection to be released
+		return
+	}
+	p.dial()
 }
 
 // quiet reports whether an idle connection is still usable: the backend
@@ -839,6 +913,7 @@ func quiet(c gnet.Conn) bool {
 // the loop, which then hands it to the oldest waiting request (opened).
 func (p *pool) dial() {
 	p.open++
+	p.dialing++
 	bc := &backendConn{pool: p}
 	ls := p.ls
 	dialer := ls.g.dialer
@@ -857,13 +932,23 @@ func (p *pool) dial() {
 		}
 		if err != nil {
 			ls.onLoop(func() { p.dialFailed(&dialError{err}) })
+			return
 		}
+		// The loop registered the connection before Enroll's result came,
+		// and called OnOpen unless registering failed.
+		ls.onLoop(func() {
+			if bc.c == nil {
+				p.dialFailed(&dialError{errNotRegistered})
+			}
+		})
 	}()
 }
 
 // dialFailed fails the oldest waiting request: it never left the gateway.
 func (p *pool) dialFailed(err error) {
 	p.open--
+	p.dialing--
+	p.be.conns.Add(-1)
 	if len(p.waiting) == 0 {
 		return
 	}
@@ -874,6 +959,7 @@ func (p *pool) dialFailed(err error) {
 
 // opened hands a new backend connection to the oldest waiting request.
 func (ls *loopState) opened(bc *backendConn) {
+	bc.pool.dialing--
 	bc.pool.release(bc)
 }
 
@@ -881,6 +967,7 @@ func (ls *loopState) opened(bc *backendConn) {
 func (p *pool) release(bc *backendConn) {
 	if p.be.removed.Load() {
 		p.discard(bc)
+		p.failWaiting()
 		return
 	}
 	for len(p.waiting) > 0 {
@@ -906,7 +993,7 @@ func (p *pool) write(bc *backendConn, x *exchange) {
 	ls := p.ls
 	p.busy[bc] = struct{}{}
 	bc.x, bc.reused, bc.got = x, bc.used, false
-	bc.headLen, bc.need, bc.scan, bc.in = 0, 0, 0, bc.in[:0]
+	bc.headLen, bc.need, bc.scan, bc.in, bc.closeAfter = 0, 0, 0, bc.in[:0], false
 	bc.deadline = x.attempt.Add(ls.g.opts.ResponseHeaderTimeout)
 	if x.deadline.Before(bc.deadline) {
 		bc.deadline = x.deadline
@@ -990,6 +1077,9 @@ func (ls *loopState) parseAnswer(bc *backendConn, x *exchange, atEOF bool) (comp
 			bc.need = end + cl
 		case cl == -1:
 			bc.need, bc.scan = -1, end
+			// Chunked with a length too: the connection is not to be
+			// trusted with another answer (RFC 9112, 6.3).
+			bc.closeAfter = hasField(buf[:end], "content-length")
 		default:
 			bc.need = -2
 		}
@@ -1047,7 +1137,7 @@ func (ls *loopState) answered(bc *backendConn) {
 	if cap(bc.in) > maxResponseHead {
 		bc.in = nil // after a large answer
 	}
-	if x.resp.ConnectionClose() || unasked {
+	if x.resp.ConnectionClose() || unasked || bc.closeAfter {
 		p.discard(bc)
 	} else if !bc.closing {
 		p.release(bc)
@@ -1071,6 +1161,7 @@ func (ls *loopState) failAttempt(bc *backendConn, err error) {
 func (ls *loopState) backendClosed(bc *backendConn, cause error) {
 	p := bc.pool
 	p.open--
+	p.be.conns.Add(-1)
 	p.removeIdle(bc)
 	delete(p.busy, bc)
 	bc.closing = true
@@ -1099,8 +1190,20 @@ func (ls *loopState) backendClosed(bc *backendConn, cause error) {
 			ls.attemptDone(x, fmt.Errorf("%w: %w", errClosedMidAnswer, cause))
 		}
 	}
-	if len(p.waiting) > p.open && p.open < p.limit {
-		p.dial()
+	if p.be.removed.Load() {
+		p.failWaiting()
+		return
+	}
+	p.dialIfNeeded()
+}
+
+// failWaiting sends the requests waiting for a connection to a backend
+// taken out of the list to another.
+func (p *pool) failWaiting() {
+	waiting := p.waiting
+	p.waiting, p.waitAt = nil, nil
+	for _, x := range waiting {
+		p.ls.attemptDone(x, &dialError{errBackendRemoved})
 	}
 }
 
@@ -1123,16 +1226,35 @@ func (p *pool) sweep(now time.Time) {
 		p.waiting, p.waitAt = p.waiting[1:], p.waitAt[1:]
 		p.ls.attemptDone(x, fasthttp.ErrNoFreeConns)
 	}
+	kept := p.idle[:0]
 	for _, bc := range p.idle {
 		if p.be.removed.Load() || now.Sub(bc.idleAt) > idleConnTimeout {
 			p.discard(bc)
+			continue
 		}
+		kept = append(kept, bc)
 	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	if p.be.removed.Load() {
+		p.failWaiting()
+	}
+	p.dialIfNeeded() // another loop may have freed some of the backend's limit
 	for bc := range p.busy {
 		if now.After(bc.deadline) {
 			p.ls.failAttempt(bc, fasthttp.ErrTimeout)
 		}
 	}
+}
+
+// hasField reports whether head has a field named name (lower case).
+func hasField(head []byte, name string) bool {
+	for line := range bytes.SplitSeq(head, []byte{'\n'}) {
+		if k, _, ok := bytes.Cut(line, []byte{':'}); ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // headEnd returns the length of the head at the start of b, through its
