@@ -656,8 +656,9 @@ func (ls *loopState) attemptDone(x *exchange, err error) {
 		g.observe(be, failedAnswer(&x.resp))
 	}
 	if x.cc.closed {
-		// Nobody waits for the answer: no retry either.
-		ls.done(x)
+		// Nobody waits for the answer: no retry either, but the access
+		// log has it.
+		ls.finish(x)
 		return
 	}
 	if next, ok := g.nextAttempt(x, aerr); ok {
