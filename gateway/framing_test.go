@@ -173,3 +173,73 @@ func TestPipelinedAndOldClients(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestManyPipelinedRequests: a client that sends a thousand requests at
+// once gets a thousand answers, in order.
+func TestManyPipelinedRequests(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "a")
+	f := setup(t, gateway.Options{}, a.URL)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const n = 1000
+	var reqs bytes.Buffer
+	for i := range n {
+		reqs.WriteString("GET /p" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: shop\r\nX-Request-Id: pipelined-request-" + strconv.Itoa(10000+i) + "\r\n\r\n")
+	}
+	go func() { _, _ = conn.Write(reqs.Bytes()) }()
+	br := bufio.NewReader(conn)
+	for i := range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := "pipelined-request-" + strconv.Itoa(10000+i); resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != want {
+			t.Fatalf("answer %d: %d for %q, want 200 for %s", i, resp.StatusCode, resp.Header.Get("X-Request-Id"), want)
+		}
+	}
+}
+
+// TestClientThatDoesNotReadIsClosed: a client that leaves a large answer
+// unread and keeps sending is closed once what it sent exceeds one
+// request of the largest size, instead of the gateway holding all of it.
+func TestClientThatDoesNotReadIsClosed(t *testing.T) {
+	t.Parallel()
+	payload := bytes.Repeat([]byte("x"), 8<<20)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			_, _ = w.Write(payload)
+		}
+	}))
+	t.Cleanup(be.Close)
+	f := setup(t, gateway.Options{MaxRequestBody: 64 << 10, MaxResponseBody: 16 << 20}, be.URL)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 10) // keep most of the answer in the gateway's queue
+	}
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := conn.Write([]byte("GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the answer is written, and waits in the gateway's queue
+	junk := bytes.Repeat([]byte("GET /more HTTP/1.1\r\nHost: shop\r\n\r\n"), 1024)
+	sent := 0
+	for sent < 64<<20 {
+		n, err := conn.Write(junk)
+		sent += n
+		if err != nil {
+			return // closed by the gateway
+		}
+	}
+	t.Fatalf("the gateway took %d bytes from a client that reads nothing", sent)
+}

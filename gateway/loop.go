@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -324,7 +325,8 @@ type clientConn struct {
 	ls         *loopState
 	ip         string
 	x          *exchange // being answered
-	in         []byte    // received, not yet read as a request
+	in         []byte    // received; in[off:] not yet read as a request
+	off        int
 	reading    bool      // readClient is running for it
 	served     bool      // a request was read
 	writing    time.Time // since when answers wait to be sent; zero when none
@@ -375,10 +377,26 @@ type exchangeState struct {
 // since the loop reads everything the socket has.
 func (ls *loopState) takeClientInput(cc *clientConn) {
 	data, _ := cc.c.Next(-1)
+	if cc.closing {
+		return // nothing more is read on it
+	}
+	if cc.off > 0 && cc.off >= len(cc.in)/2 {
+		// Compact once half is read: each byte moves a bounded number of
+		// times however many requests are pipelined.
+		cc.in = append(cc.in[:0], cc.in[cc.off:]...)
+		cc.off = 0
+	}
 	cc.in = append(cc.in, data...)
-	if cc.x != nil && int64(len(cc.in)) > maxRequestHead+ls.g.opts.MaxRequestBody+chunkSlack {
-		cc.closing = true
-		_ = cc.c.Close()
+	if int64(len(cc.in)-cc.off) > maxRequestHead+ls.g.opts.MaxRequestBody+chunkSlack {
+		// More than the largest request unread: held back (an answer in
+		// progress, or answers the client leaves unread) or too large,
+		// which readClient answers first.
+		if cc.x != nil || cc.c.OutboundBuffered() > maxUnsent {
+			// Closed now, answers unsent: waiting for them would let it
+			// keep sending.
+			cc.closing = true
+			_ = cc.c.Close()
+		}
 	}
 }
 
@@ -388,9 +406,10 @@ func (ls *loopState) readClient(cc *clientConn) {
 	cc.reading = true
 	defer func() { cc.reading = false }()
 	for cc.x == nil && !cc.closing && !cc.closed && cc.c.OutboundBuffered() <= maxUnsent {
-		buf := cc.in
+		buf := cc.in[cc.off:]
 		n := len(buf)
 		if n == 0 {
+			cc.in, cc.off = cc.in[:0], 0
 			if cap(cc.in) > maxRequestHead {
 				cc.in = nil // after a large body
 			}
@@ -459,7 +478,7 @@ func (ls *loopState) readClient(cc *clientConn) {
 			ls.refuse(cc, err)
 			return
 		}
-		cc.in = append(cc.in[:0], cc.in[cc.need:]...)
+		cc.off += cc.need
 		cc.served = true
 		cc.next, cc.readStart, cc.headLen, cc.need, cc.scan = nil, time.Time{}, 0, 0, 0
 		cc.x = x
@@ -639,6 +658,22 @@ func (ls *loopState) attemptDone(x *exchange, err error) {
 	g := ls.g
 	be := x.be
 	bm := be.metrics
+	if errors.Is(err, errBackendRemoved) {
+		// Not the backend's failure, nor an attempt: the request goes to
+		// one still in the list.
+		be.inFlight.Add(-1)
+		bm.addInFlight(-1)
+		x.tried = x.tried[:len(x.tried)-1]
+		if next := g.pick(x.st.ip, x.tried); next != nil && !x.cc.closed {
+			ls.attempt(x, next)
+			return
+		}
+		x.resp.Reset()
+		x.resp.Header.Set("Retry-After", "1")
+		g.problem(x, http.StatusServiceUnavailable, "no_backend", "no backend is configured")
+		ls.finish(x)
+		return
+	}
 	bm.observeDuration(time.Since(x.attempt).Seconds())
 	be.inFlight.Add(-1)
 	bm.addInFlight(-1)
@@ -758,7 +793,7 @@ func (ls *loopState) done(x *exchange) {
 // closeIdleClients closes the connections between requests (draining).
 func (ls *loopState) closeIdleClients() {
 	for cc := range ls.clients {
-		if cc.x == nil && cc.next == nil && len(cc.in) == 0 {
+		if cc.x == nil && cc.next == nil && len(cc.in) == cc.off {
 			ls.closeWhenSent(cc, time.Now())
 		}
 	}
@@ -786,7 +821,7 @@ func (ls *loopState) sweep(now time.Time) {
 				_ = cc.c.Close()
 			}
 		case cc.x != nil:
-		case len(cc.in) > 0 && cc.readStart.IsZero() && !cc.reading:
+		case len(cc.in) > cc.off && cc.readStart.IsZero() && !cc.reading:
 			ls.readClient(cc) // held back while its answers were unread
 		case !cc.readStart.IsZero():
 			limit := cc.readStart.Add(headerTimeout)
@@ -829,15 +864,16 @@ func backendAddr(be *backend) string {
 
 // pool is one loop's keep-alive connections to one backend.
 type pool struct {
-	ls      *loopState
-	be      *backend
-	addr    string
-	open    int // connections open or being dialled
-	dialing int
-	idle    []*backendConn
-	busy    map[*backendConn]struct{}
-	waiting []*exchange // for a connection, oldest first
-	waitAt  []time.Time
+	ls        *loopState
+	be        *backend
+	addr      string
+	open      int // connections open or being dialled
+	dialing   int
+	shedAsked time.Time // last asked the other loops for an idle connection
+	idle      []*backendConn
+	busy      map[*backendConn]struct{}
+	waiting   []*exchange // for a connection, oldest first
+	waitAt    []time.Time
 }
 
 // backendConn is a connection to a backend and the exchange it carries.
@@ -853,8 +889,9 @@ type backendConn struct {
 	headLen    int
 	need       int // -1 chunked (scanning from scan), -2 until the backend closes
 	scan       int
-	got        bool // bytes of the answer arrived
-	closeAfter bool // the answer's framing says not to reuse the connection
+	got        bool  // bytes of the answer arrived
+	closeAfter bool  // the answer's framing says not to reuse the connection
+	writeErr   error // writing the request failed: nothing was sent
 	closing    bool
 }
 
@@ -883,7 +920,6 @@ func (p *pool) send(x *exchange) {
 			return
 		}
 	}
-	x.freshOnly = false
 	p.waiting = append(p.waiting, x)
 	p.waitAt = append(p.waitAt, time.Now())
 	p.dialIfNeeded()
@@ -892,14 +928,34 @@ func (p *pool) send(x *exchange) {
 // dialIfNeeded opens a connection when requests wait for more than are
 // being opened, within the backend's limit (shared by the loops).
 func (p *pool) dialIfNeeded() {
-	if len(p.waiting) <= p.dialing || p.be.removed.Load() {
-		return
+	for len(p.waiting) > p.dialing && !p.be.removed.Load() {
+		if p.be.conns.Add(1) > int64(p.ls.g.opts.MaxConnsPerBackend) {
+			// At the limit: wait for a connection to be released, and
+			// ask the other loops to close one they keep idle.
+			p.be.conns.Add(-1)
+			if now := time.Now(); now.Sub(p.shedAsked) > loopTick {
+				p.shedAsked = now
+				p.ls.s.shedIdle(p.ls, p.be)
+			}
+			return
+		}
+		p.dial()
 	}
-	if p.be.conns.Add(1) > int64(p.ls.g.opts.MaxConnsPerBackend) {
-		p.be.conns.Add(-1) // at the limit: wait for a connection to be released
-		return
-	}
-	p.dial()
+}
+
+// shedIdle asks every loop but from to close one idle connection to be,
+// which frees some of the backend's connection limit for from.
+func (s *Server) shedIdle(from *loopState, be *backend) {
+	s.each(func(ls *loopState) {
+		if ls == from {
+			return
+		}
+		if p := ls.pools[be]; p != nil && len(p.idle) > 0 {
+			bc := p.idle[0]
+			p.idle = p.idle[1:]
+			p.discard(bc)
+		}
+	})
 }
 
 // quiet reports whether an idle connection is still usable: the backend
@@ -956,6 +1012,7 @@ func (p *pool) dialFailed(err error) {
 	x := p.waiting[0]
 	p.waiting, p.waitAt = p.waiting[1:], p.waitAt[1:]
 	p.ls.attemptDone(x, err)
+	p.dialIfNeeded() // for the others still waiting
 }
 
 // opened hands a new backend connection to the oldest waiting request.
@@ -971,9 +1028,18 @@ func (p *pool) release(bc *backendConn) {
 		p.failWaiting()
 		return
 	}
-	for len(p.waiting) > 0 {
-		x := p.waiting[0]
-		p.waiting, p.waitAt = p.waiting[1:], p.waitAt[1:]
+	for i, x := range p.waiting {
+		if bc.used && x.freshOnly {
+			continue // it found a reused connection closed: a new one
+		}
+		if bc.used && !x.idem && !quiet(bc.c) {
+			// As send does for a request that may not run twice.
+			p.discard(bc)
+			p.dialIfNeeded()
+			return
+		}
+		p.waiting = slices.Delete(p.waiting, i, i+1)
+		p.waitAt = slices.Delete(p.waitAt, i, i+1)
 		p.write(bc, x)
 		return
 	}
@@ -993,7 +1059,8 @@ func (p *pool) discard(bc *backendConn) {
 func (p *pool) write(bc *backendConn, x *exchange) {
 	ls := p.ls
 	p.busy[bc] = struct{}{}
-	bc.x, bc.reused, bc.got = x, bc.used, false
+	x.freshOnly = false
+	bc.x, bc.reused, bc.got, bc.writeErr = x, bc.used, false, nil
 	bc.headLen, bc.need, bc.scan, bc.in, bc.closeAfter = 0, 0, 0, bc.in[:0], false
 	bc.deadline = x.attempt.Add(ls.g.opts.ResponseHeaderTimeout)
 	if x.deadline.Before(bc.deadline) {
@@ -1008,7 +1075,9 @@ func (p *pool) write(bc *backendConn, x *exchange) {
 		ls.attemptDone(x, &dialError{fmt.Errorf("write request: %w", err)})
 		return
 	}
-	_, _ = bc.c.Write(ls.out.b)
+	if _, err := bc.c.Write(ls.out.b); err != nil {
+		bc.writeErr = err // gnet closes it; nothing went out (backendClosed)
+	}
 }
 
 // readBackend reads the answer on bc.
@@ -1178,6 +1247,8 @@ func (ls *loopState) backendClosed(bc *backendConn, cause error) {
 				}
 				ls.attemptDone(x, err)
 			}
+		} else if bc.writeErr != nil {
+			ls.attemptDone(x, &dialError{bc.writeErr})
 		} else if bc.reused && x.idem && !x.cc.closed {
 			// The backend closed a kept-alive connection as the request
 			// went out on it (a restarting instance): it never read it.
