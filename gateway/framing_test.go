@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -242,4 +243,106 @@ func TestClientThatDoesNotReadIsClosed(t *testing.T) {
 		}
 	}
 	t.Fatalf("the gateway took %d bytes from a client that reads nothing", sent)
+}
+
+// TestShutdownDrains: Shutdown lets a request in flight finish (its answer
+// says Connection: close), closes idle connections at once, refuses new
+// ones, and returns once the last answer is out.
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "a")
+	a.delay.Store(int64(400 * time.Millisecond))
+	gw, err := gateway.New(gateway.Options{Backends: []string{a.URL}, EjectAfter: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gw.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := busy.Write([]byte("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the request is at the backend
+
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+
+	// The idle connection is closed without an answer.
+	_ = idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := idle.Read(make([]byte, 1)); err == nil || n > 0 {
+		t.Fatalf("idle connection during the drain: read %d bytes, %v; want it closed", n, err)
+	}
+	// A new connection is closed before it is served.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Write([]byte("GET /late HTTP/1.1\r\nHost: shop\r\n\r\n"))
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+			t.Fatalf("a connection opened during the drain was served: %d", resp.StatusCode)
+		}
+		c.Close()
+	}
+	// The request in flight gets its whole answer.
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the request in flight lost its answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "a" || !resp.Close {
+		t.Fatalf("in flight: %d %q, Connection: close %v", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Shutdown took %v with one request of 400 ms in flight", took)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("the gateway still accepts connections after Shutdown")
+	}
+}
+
+// TestSlowHeadIsRefused: a client that trickles its request head gets 408
+// once the head timeout (5 s) has passed, and its connection closes.
+func TestSlowHeadIsRefused(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "a")
+	f := setup(t, gateway.Options{}, a.URL)
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := c.Write([]byte("GET /x HTTP/1.1\r\nHost: sh")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a trickled head: %v", err)
+	}
+	if took := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || took < 4900*time.Millisecond || took > 7*time.Second {
+		t.Fatalf("trickled head: %d after %v, want 408 after the 5 s head timeout", resp.StatusCode, took)
+	}
+	if a.hits.Load() != 0 {
+		t.Fatal("an incomplete request reached the backend")
+	}
 }
