@@ -74,7 +74,6 @@ var errUnasked = errors.New("gateway: backend sent data nobody asked for")
 // Server is the gateway's public listener. Create it with Gateway.Listen;
 // Shutdown drains it.
 type Server struct {
-	gnet.BuiltinEventEngine
 	g        *Gateway
 	eng      gnet.Engine
 	addr     net.Addr
@@ -94,7 +93,7 @@ func (g *Gateway) Listen(addr string) (*Server, error) {
 	s := &Server{g: g, booted: make(chan struct{}), stopped: make(chan struct{}), loops: map[gnet.EventLoop]*loopState{}}
 	go func() {
 		defer close(s.stopped)
-		s.runErr = gnet.Run(s, "tcp://"+addr,
+		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+addr,
 			gnet.WithMulticore(true), gnet.WithNumEventLoop(runtime.GOMAXPROCS(0)),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTicker(true),
 			gnet.WithLogger(gnetLogger{g}))
@@ -175,8 +174,15 @@ func (s *Server) each(f func(*loopState)) {
 	}
 }
 
+// handler is the server's gnet event handler, kept off Server's API.
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
 // OnBoot learns the listening address (port 0 picks one).
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
 	s.eng = eng
 	fd, err := eng.Dup()
 	if err != nil {
@@ -200,8 +206,8 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 // OnTick runs each loop's deadline checks on that loop.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	s.each(func(ls *loopState) { ls.sweep(time.Now()) })
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	h.s.each(func(ls *loopState) { ls.sweep(time.Now()) })
 	return loopTick, gnet.None
 }
 
@@ -220,7 +226,8 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 
 // OnOpen takes a client's new connection, or a backend connection this
 // loop dialled.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
 	if bc, ok := c.Context().(*backendConn); ok {
 		bc.c = c
 		bc.pool.ls.opened(bc)
@@ -245,7 +252,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 // OnClose forgets a closed connection; an exchange still running for a
 // client that left finishes without an answer to write.
-func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	s := h.s
 	switch x := c.Context().(type) {
 	case *clientConn:
 		x.closed = true
@@ -258,7 +266,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 }
 
 // OnTraffic reads what a connection received.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
 		x.ls.takeClientInput(x)
@@ -269,7 +277,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// gnetLogger sends the event loops' own messages to the gateway's log.
+// gnetLogger sends the event loops' own messages to the gateway's log
+// (gnet's logging.Logger; its info goes to debug, as fasthttp's did).
 type gnetLogger struct{ g *Gateway }
 
 func (l gnetLogger) Debugf(format string, args ...any) {
