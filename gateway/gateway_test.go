@@ -135,16 +135,7 @@ type served struct{ URL string }
 // serveGateway serves gw's public server until the test ends.
 func serveGateway(t testing.TB, gw *gateway.Gateway) *served {
 	t.Helper()
-	srv, err := gw.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return &served{URL: "http://" + srv.Addr().String()}
+	return &served{URL: "http://" + gateway.ServeForTest(t, gw).Addr().String()}
 }
 
 func setup(t testing.TB, opts gateway.Options, backends ...string) *fixture {

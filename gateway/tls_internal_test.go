@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/x509"
 	"io"
 	"net/http"
@@ -31,15 +30,7 @@ func TestTLSBackend(t *testing.T) {
 	for _, b := range g.snapshot() {
 		b.client.TLSConfig.RootCAs = roots // the Dial's handshake uses the same config
 	}
-	srv, err := g.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv := ServeForTest(t, g)
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	for _, method := range []string{"GET", "POST"} {
 		req, _ := http.NewRequest(method, "http://"+srv.Addr().String()+"/v1/x", strings.NewReader("hello"))
