@@ -591,9 +591,12 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, at fillPo
 	// Elect one loader cluster-wide; read the stamp in the same round trip,
 	// so the fill can tell whether a write came in between. The others poll
 	// L2 and retry the lock (a holder that died frees it at its expiry);
-	// a failed attempt is retried too, since one slow round trip must not
-	// turn into a database query. Only an open breaker or the wait bound
-	// makes an instance load without the lock.
+	// a failed attempt is retried once, since one slow round trip must not
+	// turn into a database query. An open breaker, a second failure in a
+	// row (Redis is slow: waiting out LockWait would hold the read for a
+	// second, and the breaker's count may be reset meanwhile by a command
+	// with a longer timeout that got through) or the wait bound makes an
+	// instance load without the lock.
 	token := c.node + ":" + strconv.FormatInt(rand.Int64(), 36)
 	locked, stamp, found, lockErr := e.lock(ctx, rkey, token)
 	if refresh != nil {
@@ -610,6 +613,7 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, at fillPo
 		found = nil // the L2 copy is the one being refreshed
 	}
 	deadline := time.Now().Add(c.opts.LockWait)
+	failures := 0
 	for {
 		if found != nil {
 			if locked {
@@ -623,6 +627,13 @@ func (e *Entity[V]) fetch(ctx context.Context, key string, gen uint64, at fillPo
 		}
 		if !e.l2Usable() {
 			break
+		}
+		if lockErr != nil {
+			if failures++; failures >= 2 {
+				break
+			}
+		} else {
+			failures = 0
 		}
 		if time.Now().After(deadline) {
 			c.metrics.lockTimeouts.WithLabelValues(e.spec.Name).Inc()
