@@ -61,10 +61,6 @@ const maxUnsent = 1 << 20
 // was complete.
 var errClosedMidAnswer = errors.New("gateway: backend closed the connection before its answer was complete")
 
-// errBackendRemoved is a backend taken out of the list while a request
-// waited for a connection to it.
-var errBackendRemoved = errors.New("gateway: the backend was removed from the list")
-
 // errNotRegistered is a dialled connection the event loop did not take.
 var errNotRegistered = errors.New("gateway: the event loop did not register the connection")
 
@@ -130,8 +126,8 @@ func (s *Server) Err() error {
 
 // Shutdown drains the server: idle connections close at once, the others
 // after their request's answer (which says Connection: close), new
-// connections are served one request each; then, or when ctx ends, the
-// loops stop and every connection closes.
+// connections are closed as they arrive; then, or when ctx ends, the loops
+// stop and every connection closes.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.each(func(ls *loopState) { ls.closeIdleClients() })
@@ -307,17 +303,23 @@ type loopState struct {
 	rd      bytes.Reader
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	out     appendWriter
+	out     bytes.Buffer
 	free    []*exchange
 }
 
-// appendWriter collects what a bufio.Writer flushes, to write it to a
-// connection in one call.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
+// encode serializes a request or an answer into the loop's buffer, to be
+// written to a connection in one call; the bytes are valid until the next
+// encode.
+func (ls *loopState) encode(m interface{ Write(*bufio.Writer) error }) ([]byte, error) {
+	ls.out.Reset()
+	ls.bw.Reset(&ls.out)
+	if err := m.Write(ls.bw); err != nil {
+		return nil, err
+	}
+	if err := ls.bw.Flush(); err != nil {
+		return nil, err
+	}
+	return ls.out.Bytes(), nil
 }
 
 // reader returns the loop's reader over b.
@@ -619,9 +621,7 @@ func (ls *loopState) startProxy(x *exchange) {
 	x.tried = x.triedBuf[:0]
 	be := g.pick(x.st.ip, nil)
 	if be == nil {
-		x.resp.Header.Set("Retry-After", "1")
-		g.problem(x, http.StatusServiceUnavailable, "no_backend", "no backend is configured")
-		ls.finish(x)
+		ls.noBackend(x)
 		return
 	}
 	ls.attempt(x, be)
@@ -667,22 +667,6 @@ func (ls *loopState) attemptDone(x *exchange, err error) {
 	g := ls.g
 	be := x.be
 	bm := be.metrics
-	if errors.Is(err, errBackendRemoved) {
-		// Not the backend's failure, nor an attempt: the request goes to
-		// one still in the list.
-		be.inFlight.Add(-1)
-		bm.addInFlight(-1)
-		x.tried = x.tried[:len(x.tried)-1]
-		if next := g.pick(x.st.ip, x.tried); next != nil && !x.cc.closed {
-			ls.attempt(x, next)
-			return
-		}
-		x.resp.Reset()
-		x.resp.Header.Set("Retry-After", "1")
-		g.problem(x, http.StatusServiceUnavailable, "no_backend", "no backend is configured")
-		ls.finish(x)
-		return
-	}
 	bm.observeDuration(time.Since(x.attempt).Seconds())
 	be.inFlight.Add(-1)
 	bm.addInFlight(-1)
@@ -709,6 +693,28 @@ func (ls *loopState) attemptDone(x *exchange, err error) {
 		ls.attempt(x, next)
 		return
 	}
+	ls.finish(x)
+}
+
+// repick takes back x's attempt on a backend taken out of the list before
+// the request went out, which is neither the backend's failure nor an
+// attempt, and tries one still in the list.
+func (ls *loopState) repick(x *exchange) {
+	x.be.inFlight.Add(-1)
+	x.be.metrics.addInFlight(-1)
+	x.tried = x.tried[:len(x.tried)-1]
+	if next := ls.g.pick(x.st.ip, x.tried); next != nil && !x.cc.closed {
+		ls.attempt(x, next)
+		return
+	}
+	ls.noBackend(x)
+}
+
+// noBackend answers x when there is no backend to send it to.
+func (ls *loopState) noBackend(x *exchange) {
+	x.resp.Reset()
+	x.resp.Header.Set("Retry-After", "1")
+	ls.g.problem(x, http.StatusServiceUnavailable, "no_backend", "no backend is configured")
 	ls.finish(x)
 }
 
@@ -753,10 +759,8 @@ func (ls *loopState) write(x *exchange) {
 		x.resp.Header.Set("Connection", "keep-alive") // an HTTP/1.0 client asked for it
 	}
 	x.resp.SkipBody = x.req.Header.IsHead()
-	ls.out.b = ls.out.b[:0]
-	ls.bw.Reset(&ls.out)
-	if err := x.resp.Write(ls.bw); err == nil && ls.bw.Flush() == nil {
-		_, _ = cc.c.Write(ls.out.b)
+	if b, err := ls.encode(&x.resp); err == nil {
+		_, _ = cc.c.Write(b)
 	} else {
 		cc.closing = true
 	}
@@ -857,18 +861,10 @@ func (ls *loopState) sweep(now time.Time) {
 func (ls *loopState) pool(be *backend) *pool {
 	p := ls.pools[be]
 	if p == nil {
-		p = &pool{ls: ls, be: be, addr: backendAddr(be), busy: map[*backendConn]struct{}{}}
+		p = &pool{ls: ls, be: be, addr: hostPort(be.url), busy: map[*backendConn]struct{}{}}
 		ls.pools[be] = p
 	}
 	return p
-}
-
-// backendAddr is be's host:port.
-func backendAddr(be *backend) string {
-	if be.url.Port() != "" {
-		return be.url.Host
-	}
-	return net.JoinHostPort(be.url.Hostname(), "80")
 }
 
 // pool is one loop's keep-alive connections to one backend.
@@ -907,9 +903,7 @@ type backendConn struct {
 // send gives x a connection: an idle one, a new one, or the next one freed.
 func (p *pool) send(x *exchange) {
 	if p.be.removed.Load() {
-		// Taken out of the list meanwhile: another backend, as if this
-		// one could not be reached.
-		p.ls.attemptDone(x, &dialError{errBackendRemoved})
+		p.ls.repick(x) // taken out of the list meanwhile
 		return
 	}
 	if !x.freshOnly {
@@ -1034,7 +1028,7 @@ func (ls *loopState) opened(bc *backendConn) {
 func (p *pool) release(bc *backendConn) {
 	if p.be.removed.Load() {
 		p.discard(bc)
-		p.failWaiting()
+		p.repickWaiting()
 		return
 	}
 	for i, x := range p.waiting {
@@ -1075,16 +1069,15 @@ func (p *pool) write(bc *backendConn, x *exchange) {
 	if x.deadline.Before(bc.deadline) {
 		bc.deadline = x.deadline
 	}
-	ls.out.b = ls.out.b[:0]
-	ls.bw.Reset(&ls.out)
-	if err := x.req.Write(ls.bw); err != nil || ls.bw.Flush() != nil {
+	b, err := ls.encode(&x.req)
+	if err != nil {
 		bc.x = nil
 		delete(p.busy, bc)
 		p.release(bc)
 		ls.attemptDone(x, &dialError{fmt.Errorf("write request: %w", err)})
 		return
 	}
-	if _, err := bc.c.Write(ls.out.b); err != nil {
+	if _, err := bc.c.Write(b); err != nil {
 		bc.writeErr = err // gnet closes it; nothing went out (backendClosed)
 	}
 }
@@ -1272,19 +1265,19 @@ func (ls *loopState) backendClosed(bc *backendConn, cause error) {
 		}
 	}
 	if p.be.removed.Load() {
-		p.failWaiting()
+		p.repickWaiting()
 		return
 	}
 	p.dialIfNeeded()
 }
 
-// failWaiting sends the requests waiting for a connection to a backend
+// repickWaiting sends the requests waiting for a connection to a backend
 // taken out of the list to another.
-func (p *pool) failWaiting() {
+func (p *pool) repickWaiting() {
 	waiting := p.waiting
 	p.waiting, p.waitAt = nil, nil
 	for _, x := range waiting {
-		p.ls.attemptDone(x, &dialError{errBackendRemoved})
+		p.ls.repick(x)
 	}
 }
 
@@ -1318,7 +1311,7 @@ func (p *pool) sweep(now time.Time) {
 	clear(p.idle[len(kept):])
 	p.idle = kept
 	if p.be.removed.Load() {
-		p.failWaiting()
+		p.repickWaiting()
 	}
 	p.dialIfNeeded() // another loop may have freed some of the backend's limit
 	for bc := range p.busy {

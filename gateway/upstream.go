@@ -11,6 +11,18 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// hostPort is the address a backend URL names, with its scheme's default
+// port when it gives none.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
 // dialError marks a failure to connect: the request never left the gateway.
 type dialError struct{ err error }
 
@@ -27,16 +39,9 @@ const idleConnTimeout = 90 * time.Second
 // nothing itself (the gateway's retries choose another backend and spend
 // the retry budget).
 func newUpstream(u *url.URL, opts *Options, dialer *net.Dialer) *fasthttp.HostClient {
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
 	tlsConfig := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	c := &fasthttp.HostClient{
-		Addr:  net.JoinHostPort(u.Hostname(), port),
+		Addr:  hostPort(u),
 		IsTLS: u.Scheme == "https",
 		Dial: func(addr string) (net.Conn, error) {
 			nc, err := dialer.Dial("tcp", addr)
