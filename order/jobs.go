@@ -255,7 +255,7 @@ func (s *Orders) capture(ctx context.Context, orderID string) (bool, error) {
 		return false, err
 	}
 	// The token only matters to an authorization; this payment has one.
-	out, err := s.pay(context.WithoutCancel(ctx), o, "", rec, false)
+	out, err := s.pay(context.WithoutCancel(ctx), o, "", rec, nil)
 	if serr := s.settle(ctx, rec, out, err); serr != nil && err == nil {
 		err = serr
 	}
@@ -311,7 +311,7 @@ func (s *Orders) reap(ctx context.Context, o Order) (bool, error) {
 	pay, err := s.payments.Void(ctx, o.ID)
 	if errors.Is(err, payment.ErrCaptured) && pay.Status == payment.StatusCaptured {
 		// The customer paid after all: complete the checkout.
-		out, err := s.pay(ctx, o, "", rec, false)
+		out, err := s.pay(ctx, o, "", rec, nil)
 		return false, errors.Join(err, s.settle(ctx, rec, out, err))
 	}
 	if err != nil && !errors.Is(err, payment.ErrCaptured) {

@@ -92,10 +92,12 @@ type Carts interface {
 	RemoveLines(ctx context.Context, userID string, lines []cart.Line) error
 }
 
-// Payments is what the order module needs from payments: checkout and
-// cancel, and for the background jobs the payments left authorized and a
-// void that never refunds.
+// Payments is what the order module needs from payments: checkout (the
+// payment opened with the order, then paid) and cancel, and for the
+// background jobs the payments left authorized and a void that never
+// refunds.
 type Payments interface {
+	Open(ctx context.Context, c payment.Charge) (payment.Payment, error)
 	Pay(ctx context.Context, c payment.Charge) (payment.Payment, error)
 	Cancel(ctx context.Context, orderID string) (payment.Payment, error)
 	Void(ctx context.Context, orderID string) (payment.Payment, error)

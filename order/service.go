@@ -127,11 +127,11 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 	}
 	hash := requestHash(req)
 	for attempt := 0; ; attempt++ {
-		rec, claimed, err := s.claim(ctx, userID, key, hash)
+		rec, placed, claimed, err := s.claim(ctx, userID, key, hash)
 		if fault.HasCode(err, "idempotency_key_in_use") && attempt < 100 {
-			// Another request inserted the key between our read and our
-			// insert (possible on PostgreSQL, whose transactions are not
-			// serial like SQLite's): look again and wait for it.
+			// Another request holds the key, or inserted it between our
+			// attempts (possible on PostgreSQL, whose transactions are
+			// not serial like SQLite's): look again and wait for it.
 			continue
 		}
 		if err != nil {
@@ -140,7 +140,7 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 		if claimed {
 			// execute binds the order it places to rec, so finish knows
 			// whether a failure left an order behind.
-			o, err := s.execute(ctx, &rec, req)
+			o, err := s.execute(ctx, &rec, placed, req)
 			ferr := s.finish(ctx, rec, o, err)
 			if (errors.Is(err, errLeaseLost) || errors.Is(ferr, errLeaseLost)) && attempt < 100 {
 				// Another attempt took the key over: answer with its outcome.
@@ -165,19 +165,31 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 	}
 }
 
+// placement is an order a claim placed, with the payment opened for it.
+type placement struct {
+	order   Order
+	payment *payment.Payment
+}
+
 // claim takes the key for this request, or returns the record of the
-// request that holds it.
-func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord, bool, error) {
-	var rec KeyRecord
+// request that holds it. A new key, the common case, is taken in the
+// transaction that places its order (placed): one commit instead of two,
+// and a cart that cannot be placed (empty, short of stock) leaves no key
+// behind, so the client can fix it and retry with the same key.
+func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord, *placement, bool, error) {
+	now := s.now().UTC()
+	rec := KeyRecord{UserID: userID, Key: key, RequestHash: hash, State: KeyRunning,
+		LeaseUntil: now.Add(s.cfg.KeyLease), LeaseGen: 1, CreatedAt: now}
+	placed, err := s.place(ctx, &rec, true)
+	if !fault.HasCode(err, "idempotency_key_in_use") {
+		return rec, placed, err == nil, err
+	}
+	// The key exists.
 	claimed := false
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		now := s.now().UTC()
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
 		existing, err := s.store.Key(ctx, userID, key)
 		if fault.Is(err, fault.NotFound) {
-			rec = KeyRecord{UserID: userID, Key: key, RequestHash: hash, State: KeyRunning,
-				LeaseUntil: now.Add(s.cfg.KeyLease), LeaseGen: 1, CreatedAt: now}
-			claimed = true
-			return s.store.InsertKey(ctx, rec)
+			return inUse() // given back since our insert: start over
 		}
 		if err != nil {
 			return err
@@ -186,12 +198,12 @@ func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord
 			return fault.New(fault.Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
 		}
 		rec = existing
-		if existing.State == KeyRunning && now.After(existing.LeaseUntil) {
+		if existing.State == KeyRunning && s.now().After(existing.LeaseUntil) {
 			// The request that held the key died (crash or restart):
 			// resume it from where its committed state says it got to.
 			// A new generation fences off the old attempt, should it
 			// still be running after all.
-			rec.LeaseUntil = now.Add(s.cfg.KeyLease)
+			rec.LeaseUntil = s.now().UTC().Add(s.cfg.KeyLease)
 			rec.LeaseGen = existing.LeaseGen + 1
 			ok, err := s.store.UpdateKey(ctx, rec, existing.LeaseGen)
 			if err == nil && !ok {
@@ -199,11 +211,10 @@ func (s *Orders) claim(ctx context.Context, userID, key, hash string) (KeyRecord
 			}
 			claimed = err == nil
 			return err
-
 		}
 		return nil
 	})
-	return rec, claimed, err
+	return rec, nil, claimed, err
 }
 
 // waitFor waits for the request holding the key to finish. It reports
@@ -277,22 +288,36 @@ func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome err
 		}
 		return nil // the order exists: leave the lease to expire so a retry resumes it
 	}
-	rec.State = KeyDone
-	if outcome != nil {
-		rec.ErrKind, rec.ErrCode, rec.ErrMessage = int(fe.Kind), fe.CodeOrDefault(), fe.Message
-	} else {
-		body, err := json.Marshal(o)
-		if err != nil {
-			return fault.Wrap(err, "encode checkout response")
+	if outcome == nil {
+		if rec.State == KeyDone {
+			return nil // stored in the transaction that recorded the payment
 		}
-		rec.Response = body
-		rec.OrderID = o.ID
+		_, err := s.storeOrder(ctx, rec, o)
+		return err
 	}
+	rec.State = KeyDone
+	rec.ErrKind, rec.ErrCode, rec.ErrMessage = int(fe.Kind), fe.CodeOrDefault(), fe.Message
 	ok, err := s.store.UpdateKey(ctx, rec, rec.LeaseGen)
 	if err == nil && !ok {
 		return errLeaseLost
 	}
 	return err
+}
+
+// storeOrder records o as the outcome of the checkout behind rec, fenced
+// by its lease generation (errLeaseLost when another attempt has the key),
+// and returns the record as stored.
+func (s *Orders) storeOrder(ctx context.Context, rec KeyRecord, o Order) (KeyRecord, error) {
+	body, err := json.Marshal(o)
+	if err != nil {
+		return rec, fault.Wrap(err, "encode checkout response")
+	}
+	rec.State, rec.Response, rec.OrderID = KeyDone, body, o.ID
+	ok, err := s.store.UpdateKey(ctx, rec, rec.LeaseGen)
+	if err == nil && !ok {
+		return rec, errLeaseLost
+	}
+	return rec, err
 }
 
 // renew extends the attempt's lease, fenced by its generation: it fails with
@@ -319,34 +344,54 @@ func (s *Orders) renew(ctx context.Context, rec *KeyRecord) error {
 	return nil
 }
 
-// execute runs (or resumes) a claimed checkout. Placing the order sets
-// rec.OrderID, which finish relies on.
-func (s *Orders) execute(ctx context.Context, rec *KeyRecord, req CheckoutRequest) (Order, error) {
-	var o Order
+// execute runs (or resumes) a claimed checkout: it pays for the order the
+// claim placed, or places it, or resumes the one rec is bound to. Placing
+// the order sets rec.OrderID, which finish relies on.
+func (s *Orders) execute(ctx context.Context, rec *KeyRecord, placed *placement, req CheckoutRequest) (Order, error) {
 	var err error
-	placed := rec.OrderID == ""
-	if placed {
-		o, err = s.place(ctx, rec)
+	switch {
+	case placed != nil:
+	case rec.OrderID == "":
+		// A key taken over from an attempt that died before it placed
+		// its order, which only an earlier version (that took the key in
+		// a transaction of its own) could leave behind.
+		if placed, err = s.place(ctx, rec, false); err != nil {
+			return Order{}, err
+		}
+	default:
+		o, err := s.store.OrderByID(ctx, rec.OrderID)
 		if err != nil {
 			return Order{}, err
 		}
-	} else if o, err = s.store.OrderByID(ctx, rec.OrderID); err != nil {
-		return Order{}, err
+		placed = &placement{order: o}
 	}
-	if o.Status != StatusPending {
-		return o, nil
+	if placed.order.Status != StatusPending {
+		return placed.order, nil
 	}
 	// The order now holds stock: finish paying even if the client hangs up,
 	// so its retry gets the stored outcome instead of waiting out the lease
 	// of an abandoned payment. Every provider call keeps its own timeout.
-	return s.pay(context.WithoutCancel(ctx), o, req.Payment.Token, rec, placed)
+	return s.pay(context.WithoutCancel(ctx), placed.order, req.Payment.Token, rec, placed.payment)
 }
 
-// place is the stock transaction: reserve, write the order, take the ordered lines out of the cart,
-// record the event and bind the order to the idempotency key, all or nothing.
-func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
+// place is the stock transaction: reserve, write the order and open its
+// payment, take the ordered lines out of the cart, record the event and
+// bind the order to the idempotency key, all or nothing. A new key (fresh)
+// is inserted first, bound to the order it is about to place, so that a
+// request holding the key already makes it fail before any work with
+// idempotency_key_in_use; an existing, claimed one is updated at the end,
+// fenced by its generation.
+func (s *Orders) place(ctx context.Context, rec *KeyRecord, fresh bool) (*placement, error) {
 	var o Order
+	var opened payment.Payment
+	orderID := uuid.Must(uuid.NewV7()).String()
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		if fresh {
+			rec.OrderID = orderID
+			if err := s.store.InsertKey(ctx, *rec); err != nil {
+				return err
+			}
+		}
 		lines, err := s.carts.Lines(ctx, rec.UserID)
 		if err != nil {
 			return err
@@ -363,7 +408,7 @@ func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
 			return err
 		}
 		now := s.now().UTC().Truncate(time.Microsecond)
-		o = Order{ID: uuid.Must(uuid.NewV7()).String(), UserID: rec.UserID, Status: StatusPending,
+		o = Order{ID: orderID, UserID: rec.UserID, Status: StatusPending,
 			Currency: s.cfg.Currency, PaymentStatus: "none", CreatedAt: now, UpdatedAt: now}
 		for _, r := range reserved {
 			o.Items = append(o.Items, Item{ProductID: r.ProductID, SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Quantity: r.Quantity})
@@ -372,11 +417,17 @@ func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
 		if err := s.store.InsertOrder(ctx, o); err != nil {
 			return err
 		}
+		if opened, err = s.payments.Open(ctx, chargeOf(o, "")); err != nil {
+			return err
+		}
 		if err := s.carts.RemoveLines(ctx, rec.UserID, lines); err != nil {
 			return err
 		}
 		if err := s.events.Add(ctx, TopicPlaced, o.ID, payloadOf(o)); err != nil {
 			return err
+		}
+		if fresh {
+			return nil
 		}
 		rec.OrderID = o.ID
 		ok, err := s.store.UpdateKey(ctx, *rec, rec.LeaseGen)
@@ -387,8 +438,14 @@ func (s *Orders) place(ctx context.Context, rec *KeyRecord) (Order, error) {
 	})
 	if err != nil {
 		rec.OrderID = ""
+		return nil, err
 	}
-	return o, err
+	return &placement{order: o, payment: &opened}, nil
+}
+
+// chargeOf is the charge that pays for o.
+func chargeOf(o Order, token string) payment.Charge {
+	return payment.Charge{OrderID: o.ID, UserID: o.UserID, AmountCents: o.TotalCents, Currency: o.Currency, Token: token}
 }
 
 func payloadOf(o Order) EventPayload {
@@ -406,14 +463,39 @@ func linesOf(o Order) []catalog.Line {
 // pay charges a pending order outside the stock transaction, so a slow
 // provider never holds the database; a refusal is compensated by releasing
 // the stock and cancelling the order. Before every provider call the
-// attempt renews its key lease, and stops if it lost it.
-func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord, placed bool) (Order, error) {
-	var guard func(context.Context) error
+// attempt renews its key lease, and stops if it lost it. opened is the
+// payment placing the order opened, if this attempt placed it.
+//
+// The order is marked paid, and the checkout's outcome stored on rec, in
+// the transaction that records the capture: one commit where three
+// followed each other.
+func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord, opened *payment.Payment) (Order, error) {
+	charge := chargeOf(o, token)
+	charge.Opened = opened
 	if rec != nil { // a job resuming an order whose key was purged has none
-		guard = func(ctx context.Context) error { return s.renew(ctx, rec) }
+		charge.Guard = func(ctx context.Context) error { return s.renew(ctx, rec) }
 	}
-	pay, payErr := s.payments.Pay(ctx, payment.Charge{OrderID: o.ID, UserID: o.UserID,
-		AmountCents: o.TotalCents, Currency: o.Currency, Token: token, Guard: guard, New: placed})
+	// What the capture's transaction did, trusted only once Pay reports
+	// it committed.
+	var paidOrder Order
+	var paid, stored bool
+	var done KeyRecord
+	charge.Captured = func(ctx context.Context) error {
+		paid, stored = false, false
+		var err error
+		if paidOrder, paid, err = s.markPaid(ctx, o, payment.StatusCaptured); err != nil || !paid || rec == nil {
+			return err
+		}
+		done, err = s.storeOrder(ctx, *rec, paidOrder)
+		if errors.Is(err, errLeaseLost) {
+			// The capture and the paid order stand; finish finds the
+			// key lost as it did before.
+			return nil
+		}
+		stored = err == nil
+		return err
+	}
+	pay, payErr := s.payments.Pay(ctx, charge)
 	if payErr != nil {
 		if errors.Is(payErr, payment.ErrCancelled) {
 			// The order was cancelled while it was being paid for; the
@@ -428,24 +510,26 @@ func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord,
 		}
 		return Order{}, payErr
 	}
-	var paid bool
-	now := s.now().UTC().Truncate(time.Microsecond) // as stored
+	if paid {
+		if stored {
+			*rec = done
+		}
+		// The order as this checkout left it, row for row what reading it
+		// back would return, without the two statements that would take.
+		return paidOrder, nil
+	}
+	// The payment was captured before this attempt (by an earlier one, or
+	// by a webhook), or the order had left pending.
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		paid, err = s.store.SetStatus(ctx, o.UserID, o.ID, []string{StatusPending}, StatusPaid, pay.Status, now)
-		if err != nil || !paid {
-			return err
-		}
-		o.Status, o.PaymentStatus, o.UpdatedAt = StatusPaid, pay.Status, now
-		return s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
+		paidOrder, paid, err = s.markPaid(ctx, o, pay.Status)
+		return err
 	})
 	if err != nil {
 		return Order{}, err
 	}
 	if paid {
-		// The order as this checkout left it, row for row what reading it
-		// back would return, without the two statements that would take.
-		return o, nil
+		return paidOrder, nil
 	}
 	cur, err := s.store.OrderByID(ctx, o.ID)
 	if err != nil {
@@ -461,6 +545,19 @@ func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord,
 		return s.store.OrderByID(ctx, o.ID)
 	}
 	return cur, nil
+}
+
+// markPaid moves a pending order to paid and records order.paid, in the
+// transaction of ctx. It reports false, changing nothing, when the order
+// is no longer pending.
+func (s *Orders) markPaid(ctx context.Context, o Order, paymentStatus string) (Order, bool, error) {
+	now := s.now().UTC().Truncate(time.Microsecond) // as stored
+	paid, err := s.store.SetStatus(ctx, o.UserID, o.ID, []string{StatusPending}, StatusPaid, paymentStatus, now)
+	if err != nil || !paid {
+		return o, false, err
+	}
+	o.Status, o.PaymentStatus, o.UpdatedAt = StatusPaid, paymentStatus, now
+	return o, true, s.events.Add(ctx, TopicPaid, o.ID, payloadOf(o))
 }
 
 // compensate cancels a pending order and returns its stock.

@@ -149,8 +149,9 @@ func (f *orderFixture) orderList(t *testing.T, userID string) []order.Order {
 }
 
 // TestCheckoutResumesAfterFailureAfterCapture proves that a checkout which
-// fails after its order exists (here: after the capture, while marking the
-// order paid) keeps its idempotency key bound to that order: a retry while
+// fails after its order exists (here: after the provider captured, while
+// marking the order paid, which rolls back the capture's record with it)
+// keeps its idempotency key bound to that order: a retry while
 // the lease runs is told the key is in use, a retry after the lease resumes
 // the same order without charging again, and a refilled cart never becomes
 // a second order under the same key.

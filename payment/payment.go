@@ -47,11 +47,17 @@ type Charge struct {
 	// renews its idempotency lease here, and stops if another attempt
 	// took the checkout over).
 	Guard func(ctx context.Context) error
-	// New says the order was placed by this very request, so it has no
-	// payment yet: Pay inserts one without looking for it first. Resumed
-	// checkouts and jobs leave it false and read first, as they usually
-	// find a payment.
-	New bool
+	// Opened is the payment Open created for this order in the order's own
+	// transaction, when the caller has it: Pay starts from it instead of
+	// reading it back. Without it (a resumed checkout, a job) Pay reads the
+	// order's payment, and creates one if there is none.
+	Opened *Payment
+	// Captured, when set, runs inside the transaction that records the
+	// capture, so what the caller does about a captured payment (the order
+	// paid, the checkout's outcome) commits with it, or not at all. It runs
+	// only when this call records the capture, not when it finds the
+	// payment captured already.
+	Captured func(ctx context.Context) error
 }
 
 // transitions are the status changes a payment may make. Every status write
@@ -119,6 +125,10 @@ type Provider interface {
 
 // Service is the payment module's API.
 type Service interface {
+	// Open records a pending payment for a new order, in the transaction
+	// of ctx (the one that places the order), and returns it for
+	// Charge.Opened. Errors: fault.Conflict (the order has a payment).
+	Open(ctx context.Context, c Charge) (Payment, error)
 	// Pay authorizes and captures a charge for an order. It is idempotent per
 	// order: a second call returns the first payment. Errors: ErrDeclined, ErrProvider.
 	Pay(ctx context.Context, c Charge) (Payment, error)

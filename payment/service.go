@@ -59,7 +59,9 @@ func (p *Payments) call(ctx context.Context, guard func(context.Context) error, 
 
 // move compare-and-sets the payment's status along an allowed transition.
 // When another writer moved it first it reports false, with pay reloaded.
-func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool, error) {
+//
+// then, when set, runs in the same transaction once the move is recorded.
+func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string, then func(context.Context) error) (bool, error) {
 	if !CanMove(pay.Status, to) {
 		return false, fmt.Errorf("payment %s cannot go from %s to %s", pay.ID, pay.Status, to)
 	}
@@ -76,7 +78,10 @@ func (p *Payments) move(ctx context.Context, pay *Payment, to, ref string) (bool
 			// once, and payment.captured already said so.
 			return nil
 		}
-		return p.announce(ctx, *pay, to)
+		if err := p.announce(ctx, *pay, to); err != nil || then == nil {
+			return err
+		}
+		return then(ctx)
 	})
 	if err != nil {
 		return false, err
@@ -104,33 +109,32 @@ func (p *Payments) announce(ctx context.Context, pay Payment, status string) err
 		Status: status, AmountCents: pay.AmountCents, Currency: pay.Currency})
 }
 
+// Open implements Service.
+func (p *Payments) Open(ctx context.Context, c Charge) (Payment, error) {
+	now := p.now().UTC()
+	pay := Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
+		AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
+		CreatedAt: now, UpdatedAt: now}
+	if err := p.store.Insert(ctx, pay); err != nil {
+		return Payment{}, err
+	}
+	return pay, nil
+}
+
 // Pay implements Service. It walks the payment forward from whatever status
 // it finds, so a retry resumes where an earlier attempt stopped; every step
 // is a compare-and-set, and a step that loses (a cancel, a webhook, another
 // attempt got there first) re-reads the payment and goes on from there.
 func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
-	// A new order has no payment yet, so its insert comes first: one
-	// statement, not a read that finds nothing and then the insert. A
-	// resumed one reads first: it usually finds its payment, and then
-	// writes nothing. Either way a payment already there is resumed.
 	var pay Payment
 	var err error
-	found := false
-	if !c.New {
-		pay, err = p.store.ByOrder(ctx, c.OrderID)
-		found = err == nil
-		if fault.Is(err, fault.NotFound) {
-			err = nil
-		}
-	}
-	if err == nil && !found {
-		now := p.now().UTC()
-		pay = Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: c.OrderID, UserID: c.UserID,
-			AmountCents: c.AmountCents, Currency: c.Currency, Status: StatusPending, Provider: p.provider.Name(),
-			CreatedAt: now, UpdatedAt: now}
-		err = p.store.Insert(ctx, pay)
-		if fault.Is(err, fault.Conflict) {
-			pay, err = p.store.ByOrder(ctx, c.OrderID) // another attempt inserted it first
+	if c.Opened != nil {
+		pay = *c.Opened
+	} else if pay, err = p.store.ByOrder(ctx, c.OrderID); fault.Is(err, fault.NotFound) {
+		// An order placed without its payment (before orders opened
+		// theirs in the same transaction) gets one now.
+		if pay, err = p.Open(ctx, c); fault.Is(err, fault.Conflict) {
+			pay, err = p.store.ByOrder(ctx, c.OrderID) // another attempt opened it first
 		}
 	}
 	if err != nil {
@@ -164,7 +168,7 @@ func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 				if fault.Is(err, fault.PaymentRequired) {
 					to = StatusDeclined
 				}
-				ok, serr := p.move(ctx, &pay, to, "")
+				ok, serr := p.move(ctx, &pay, to, "", nil)
 				if serr != nil {
 					return pay, serr
 				}
@@ -173,7 +177,7 @@ func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 				}
 				continue
 			}
-			ok, err := p.move(ctx, &pay, StatusAuthorized, ref)
+			ok, err := p.move(ctx, &pay, StatusAuthorized, ref, nil)
 			if err != nil {
 				return pay, err
 			}
@@ -198,13 +202,13 @@ func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 				// at the provider if it did happen).
 				return pay, err
 			}
-			to := StatusCaptured
+			to, then := StatusCaptured, c.Captured
 			if err != nil {
 				// A definite refusal: release the hold and fail.
 				_ = p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) })
-				to = StatusFailed
+				to, then = StatusFailed, nil
 			}
-			ok, serr := p.move(ctx, &pay, to, pay.ProviderRef)
+			ok, serr := p.move(ctx, &pay, to, pay.ProviderRef, then)
 			if serr != nil {
 				return pay, serr
 			}
@@ -249,18 +253,18 @@ func (p *Payments) cancel(ctx context.Context, orderID string, refund bool) (Pay
 		case StatusPending:
 			// The authorization never finished: mark it voided so a late
 			// answer cannot turn into a charge (Pay voids what it gets).
-			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef); err != nil || ok {
+			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef, nil); err != nil || ok {
 				return pay, err
 			}
 		case StatusAuthorized:
 			if err := p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Void(ctx, pay.ProviderRef) }); err != nil {
 				return pay, err
 			}
-			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef); err != nil || ok {
+			if ok, err := p.move(ctx, &pay, StatusVoided, pay.ProviderRef, nil); err != nil || ok {
 				return pay, err
 			}
 		case StatusCaptured:
-			ok, err := p.move(ctx, &pay, StatusRefunding, pay.ProviderRef)
+			ok, err := p.move(ctx, &pay, StatusRefunding, pay.ProviderRef, nil)
 			if err != nil {
 				return pay, err
 			}
@@ -292,11 +296,11 @@ func (p *Payments) refund(ctx context.Context, pay Payment) (Payment, error) {
 	err := p.call(ctx, nil, func(ctx context.Context) error { return p.provider.Refund(ctx, pay.ProviderRef) })
 	if err != nil {
 		if fault.Is(err, fault.BadGateway) {
-			_, _ = p.move(ctx, &pay, StatusCaptured, pay.ProviderRef)
+			_, _ = p.move(ctx, &pay, StatusCaptured, pay.ProviderRef, nil)
 		}
 		return pay, err
 	}
-	if _, err := p.move(ctx, &pay, StatusRefunded, pay.ProviderRef); err != nil {
+	if _, err := p.move(ctx, &pay, StatusRefunded, pay.ProviderRef, nil); err != nil {
 		return pay, err
 	}
 	return pay, nil

@@ -270,13 +270,31 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 	if !sqldb.Storable(r.UserID, r.Key, r.RequestHash, r.State, r.OrderID) {
 		return sqldb.ErrUnstorable
 	}
-	_, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
-		(user_id, key, request_hash, state, order_id, lease_until, lease_gen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	// A key in use is an expected outcome (checkout inserts first and
+	// looks only when that fails), not an error for PostgreSQL to log and
+	// abort the transaction on: ON CONFLICT turns it into no row written.
+	res, err := s.db.Writer(ctx).ExecContext(ctx, `INSERT INTO order_idempotency_keys
+		(user_id, key, request_hash, state, order_id, lease_until, lease_gen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id, key) DO NOTHING`,
 		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.CreatedAt.UnixMicro())
 	if sqldb.IsUniqueViolation(err) {
-		return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
+		return keyInUse()
 	}
-	return fault.Wrap(err, "insert idempotency key")
+	if err != nil {
+		return fault.Wrap(err, "insert idempotency key")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fault.Wrap(err, "insert idempotency key")
+	}
+	if n == 0 {
+		return keyInUse()
+	}
+	return nil
+}
+
+func keyInUse() error {
+	return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
 }
 
 // UpdateKey implements order.Store.
