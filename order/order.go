@@ -165,8 +165,11 @@ type Store interface {
 	// Key returns an idempotency record, locked inside a transaction.
 	// Errors: fault.NotFound.
 	Key(ctx context.Context, userID, key string) (KeyRecord, error)
-	// InsertKey stores a new record. Errors: fault.Conflict when it exists,
-	// fault.Invalid (unstorable text).
+	// InsertKey stores a new record. A record that exists is not an error
+	// for the transaction (on PostgreSQL it is not aborted: checkout goes
+	// on to read the record in another). Errors: fault.Conflict
+	// (idempotency_key_in_use) when it exists, fault.Invalid (unstorable
+	// text).
 	InsertKey(ctx context.Context, r KeyRecord) error
 	// UpdateKey writes every mutable field of r (LeaseGen included) if the
 	// stored record's generation is still gen; it reports false, writing

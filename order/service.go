@@ -13,6 +13,7 @@ import (
 	"github.com/millionshop/million/catalog"
 	"github.com/millionshop/million/fault"
 	"github.com/millionshop/million/payment"
+	"github.com/millionshop/million/sqldb"
 	"github.com/millionshop/million/web"
 )
 
@@ -129,9 +130,8 @@ func (s *Orders) Checkout(ctx context.Context, userID, key string, req CheckoutR
 	for attempt := 0; ; attempt++ {
 		rec, placed, claimed, err := s.claim(ctx, userID, key, hash)
 		if fault.HasCode(err, "idempotency_key_in_use") && attempt < 100 {
-			// Another request holds the key, or inserted it between our
-			// attempts (possible on PostgreSQL, whose transactions are
-			// not serial like SQLite's): look again and wait for it.
+			// The key was given back between our insert, which found it
+			// taken, and our read of it: start over.
 			continue
 		}
 		if err != nil {
@@ -262,11 +262,14 @@ func replay(rec KeyRecord) (Order, error) {
 }
 
 // finish stores the outcome so a repeat gets the same answer: the order, or
-// a payment refusal. Failures that changed nothing (empty cart, not enough
-// stock, internal errors) give the key back instead, so the client can fix
-// the cause and retry with the same key. Every write is fenced by the
-// attempt's lease generation: one that lost its key writes nothing and
-// reports errLeaseLost.
+// a payment refusal; a paid order's outcome may be stored already, with
+// the capture. A failure before the order exists gives the key back (only
+// a key taken over from an earlier version can be in that state: a new
+// key that cannot be placed is rolled back with its order), so the client
+// can fix the cause and retry with the same key; a provider whose answer
+// is unknown ends the lease at once, so a retry resumes without waiting.
+// Every write is fenced by the attempt's lease generation: one that lost
+// its key writes nothing and reports errLeaseLost.
 func (s *Orders) finish(ctx context.Context, rec KeyRecord, o Order, outcome error) error {
 	ctx = context.WithoutCancel(ctx)
 	if errors.Is(outcome, errLeaseLost) {
@@ -475,25 +478,29 @@ func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord,
 	if rec != nil { // a job resuming an order whose key was purged has none
 		charge.Guard = func(ctx context.Context) error { return s.renew(ctx, rec) }
 	}
-	// What the capture's transaction did, trusted only once Pay reports
-	// it committed.
+	// What the capture's transaction did, set only once it commits.
 	var paidOrder Order
-	var paid, stored bool
-	var done KeyRecord
+	var paid bool
+	var done *KeyRecord
 	charge.Captured = func(ctx context.Context) error {
-		paid, stored = false, false
-		var err error
-		if paidOrder, paid, err = s.markPaid(ctx, o, payment.StatusCaptured); err != nil || !paid || rec == nil {
+		po, ok, err := s.markPaid(ctx, o, payment.StatusCaptured)
+		if err != nil || !ok {
 			return err
 		}
-		done, err = s.storeOrder(ctx, *rec, paidOrder)
-		if errors.Is(err, errLeaseLost) {
-			// The capture and the paid order stand; finish finds the
-			// key lost as it did before.
-			return nil
+		var stored *KeyRecord
+		if rec != nil {
+			r, err := s.storeOrder(ctx, *rec, po)
+			switch {
+			case err == nil:
+				stored = &r
+			case !errors.Is(err, errLeaseLost):
+				return err
+			}
+			// A lost lease leaves the key to the attempt that took it;
+			// finish finds it lost, as it would have.
 		}
-		stored = err == nil
-		return err
+		sqldb.AfterCommit(ctx, func() { paidOrder, paid, done = po, true, stored })
+		return nil
 	}
 	pay, payErr := s.payments.Pay(ctx, charge)
 	if payErr != nil {
@@ -511,15 +518,16 @@ func (s *Orders) pay(ctx context.Context, o Order, token string, rec *KeyRecord,
 		return Order{}, payErr
 	}
 	if paid {
-		if stored {
-			*rec = done
+		if done != nil {
+			*rec = *done
 		}
 		// The order as this checkout left it, row for row what reading it
 		// back would return, without the two statements that would take.
 		return paidOrder, nil
 	}
 	// The payment was captured before this attempt (by an earlier one, or
-	// by a webhook), or the order had left pending.
+	// by a webhook), or the order had left pending, or marking it paid
+	// with the capture failed.
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
 		paidOrder, paid, err = s.markPaid(ctx, o, pay.Status)

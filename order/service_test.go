@@ -25,21 +25,31 @@ import (
 )
 
 // failingEvents records events in the real outbox, except that the first
-// event of topic fails: it stands in for a crash or a database error at
-// that exact step of checkout.
+// event of topic fails (the first two after failTwice): it stands in for a
+// crash or a database error at that exact step of checkout.
 type failingEvents struct {
 	next  order.Events
 	topic string
 
 	mu     sync.Mutex
-	failed bool
+	failed int
+	times  int
+}
+
+// failTwice makes the first two events of the topic fail: checkout marks
+// an order paid with the capture and, when that fails, once more on its
+// own, so it takes two failures to leave a captured order pending.
+func (f *failingEvents) failTwice() {
+	f.mu.Lock()
+	f.times = 2
+	f.mu.Unlock()
 }
 
 func (f *failingEvents) Add(ctx context.Context, topic, key string, payload any) error {
 	f.mu.Lock()
-	fail := topic == f.topic && !f.failed
+	fail := topic == f.topic && f.failed < max(f.times, 1)
 	if fail {
-		f.failed = true
+		f.failed++
 	}
 	f.mu.Unlock()
 	if fail {
@@ -149,15 +159,15 @@ func (f *orderFixture) orderList(t *testing.T, userID string) []order.Order {
 }
 
 // TestCheckoutResumesAfterFailureAfterCapture proves that a checkout which
-// fails after its order exists (here: after the provider captured, while
-// marking the order paid, which rolls back the capture's record with it)
-// keeps its idempotency key bound to that order: a retry while
+// fails after its order exists (here: after the capture, while marking the
+// order paid, both with the capture and on its own) keeps its idempotency key bound to that order: a retry while
 // the lease runs is told the key is in use, a retry after the lease resumes
 // the same order without charging again, and a refilled cart never becomes
 // a second order under the same key.
 func TestCheckoutResumesAfterFailureAfterCapture(t *testing.T) {
 	t.Parallel()
 	f := newOrderFixture(t, order.TopicPaid)
+	f.events.failTwice()
 	ctx := context.Background()
 	p := f.product(t, 5)
 	const userID = "user-resume"

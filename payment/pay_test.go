@@ -56,9 +56,11 @@ func TestPayResumesThePaymentAnOrderHas(t *testing.T) {
 	})
 }
 
-// TestCapturedRunsInTheCaptureTransaction: the caller's Captured step
-// commits with the capture, and an error from it leaves the payment
-// authorized (nothing recorded as captured), so a retry captures again.
+// TestCapturedRunsInTheCaptureTransaction: the caller's Captured step runs
+// in the transaction that records the capture and commits with it; when
+// it fails, its writes are rolled back and the capture is recorded without
+// it, so a capture the provider made is never left unrecorded, and the
+// caller learns that its step did not commit.
 func TestCapturedRunsInTheCaptureTransaction(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Each(t, []sqldb.Migrations{store.Migrations()}, func(t *testing.T, db *sqldb.DB) {
@@ -66,38 +68,58 @@ func TestCapturedRunsInTheCaptureTransaction(t *testing.T) {
 		provider := simulated.New(0)
 		st := store.New(db)
 		pays := payment.NewPayments(st, provider, nil, []byte("secret"), 5*time.Second, time.Now)
-		charge := payment.Charge{OrderID: "o1", UserID: "u1", AmountCents: 1250, Currency: "USD", Token: "tok_visa"}
-		calls := 0
-		charge.Captured = func(ctx context.Context) error {
-			calls++
-			if !sqldb.InTransaction(ctx) {
-				t.Error("Captured ran outside a transaction")
+		for _, fail := range []bool{true, false} {
+			orderID := "order-step-ok"
+			if fail {
+				orderID = "order-step-fails"
 			}
-			seen, err := st.ByOrder(ctx, "o1")
-			if err != nil || seen.Status != payment.StatusCaptured {
-				t.Errorf("in Captured the payment is %+v, %v; want it captured in this transaction", seen, err)
+			calls, committed := 0, 0
+			charge := payment.Charge{OrderID: orderID, UserID: "u1", AmountCents: 1250, Currency: "USD", Token: "tok_visa"}
+			charge.Captured = func(ctx context.Context) error {
+				calls++
+				if !sqldb.InTransaction(ctx) {
+					t.Error("Captured ran outside a transaction")
+				}
+				if seen, err := st.ByOrder(ctx, orderID); err != nil || seen.Status != payment.StatusCaptured {
+					t.Errorf("in Captured the payment is %+v, %v; want it captured in this transaction", seen, err)
+				}
+				// A write of the caller's, standing in for the paid order.
+				if _, err := st.RecordEvent(ctx, "step-"+orderID, "step", time.Now()); err != nil {
+					return err
+				}
+				sqldb.AfterCommit(ctx, func() { committed++ })
+				if fail {
+					return errors.New("the caller's step failed")
+				}
+				return nil
 			}
-			if calls == 1 {
-				return errors.New("the caller's step failed")
+			got, err := pays.Pay(ctx, charge)
+			if err != nil || got.Status != payment.StatusCaptured {
+				t.Fatalf("Pay (step fails: %v) = %+v, %v; want captured", fail, got, err)
 			}
-			return nil
+			if stored, err := pays.ByOrder(ctx, orderID); err != nil || stored.Status != payment.StatusCaptured {
+				t.Fatalf("stored payment (step fails: %v) = %+v, %v; want captured", fail, stored, err)
+			}
+			wantCommitted := 1
+			if fail {
+				wantCommitted = 0
+			}
+			if calls != 1 || committed != wantCommitted {
+				t.Fatalf("step fails: %v: Captured ran %d times and committed %d; want 1 and %d", fail, calls, committed, wantCommitted)
+			}
+			// The step's own write went with its transaction: RecordEvent
+			// reports it fresh again only if it was rolled back.
+			fresh, err := st.RecordEvent(ctx, "step-"+orderID, "step", time.Now())
+			if err != nil || fresh != fail {
+				t.Fatalf("step fails: %v: recording the step's event again = fresh %v, %v; want fresh %v (only a rolled-back step left none)", fail, fresh, err, fail)
+			}
+			// A payment found captured already does not run it again.
+			if _, err := pays.Pay(ctx, charge); err != nil || calls != 1 {
+				t.Fatalf("Pay of a captured payment = %v with %d Captured calls, want nil and still 1", err, calls)
+			}
 		}
-		if _, err := pays.Pay(ctx, charge); err == nil {
-			t.Fatal("Pay succeeded though its Captured step failed")
-		}
-		if got, err := pays.ByOrder(ctx, "o1"); err != nil || got.Status != payment.StatusAuthorized {
-			t.Fatalf("after a failed Captured step the payment is %+v, %v; want it still authorized", got, err)
-		}
-		got, err := pays.Pay(ctx, charge)
-		if err != nil || got.Status != payment.StatusCaptured || calls != 2 {
-			t.Fatalf("the retry = %+v, %v after %d Captured calls; want captured after 2", got, err, calls)
-		}
-		// A payment found captured already does not run it again.
-		if _, err := pays.Pay(ctx, charge); err != nil || calls != 2 {
-			t.Fatalf("Pay of a captured payment = %v with %d Captured calls, want nil and still 2", err, calls)
-		}
-		if n := provider.Authorizations(); n != 1 {
-			t.Fatalf("%d authorizations for one order, want 1", n)
+		if n := provider.Authorizations(); n != 2 {
+			t.Fatalf("%d authorizations for two orders, want 2", n)
 		}
 	})
 }

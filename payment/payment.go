@@ -53,10 +53,13 @@ type Charge struct {
 	// order's payment, and creates one if there is none.
 	Opened *Payment
 	// Captured, when set, runs inside the transaction that records the
-	// capture, so what the caller does about a captured payment (the order
-	// paid, the checkout's outcome) commits with it, or not at all. It runs
-	// only when this call records the capture, not when it finds the
-	// payment captured already.
+	// capture, so that what the caller does about a captured payment (the
+	// order paid, the checkout's outcome) commits with it: one commit
+	// instead of two. It runs only when this call records the capture, not
+	// when it finds the payment captured already. Should it fail, Pay
+	// records the capture without it and succeeds all the same: the caller
+	// learns whether its step committed with sqldb.AfterCommit, never from
+	// having been called.
 	Captured func(ctx context.Context) error
 }
 
@@ -130,7 +133,9 @@ type Service interface {
 	// Charge.Opened. Errors: fault.Conflict (the order has a payment).
 	Open(ctx context.Context, c Charge) (Payment, error)
 	// Pay authorizes and captures a charge for an order. It is idempotent per
-	// order: a second call returns the first payment. Errors: ErrDeclined, ErrProvider.
+	// order: a second call returns the first payment. A capture the
+	// provider made is recorded even when Charge.Captured fails. Errors:
+	// ErrDeclined, ErrProvider.
 	Pay(ctx context.Context, c Charge) (Payment, error)
 	// Cancel voids or refunds the order's payment, whichever applies; it is
 	// idempotent and succeeds when the order has no payment.

@@ -209,6 +209,14 @@ func (p *Payments) Pay(ctx context.Context, c Charge) (Payment, error) {
 				to, then = StatusFailed, nil
 			}
 			ok, serr := p.move(ctx, &pay, to, pay.ProviderRef, then)
+			if serr != nil && then != nil {
+				// The caller's step failed, and with it the record of a
+				// capture the provider made: record the capture alone,
+				// so that a cancel refunds it and no job has to find it,
+				// and the caller, finding it captured, does its part in
+				// a transaction of its own.
+				ok, serr = p.move(ctx, &pay, to, pay.ProviderRef, nil)
+			}
 			if serr != nil {
 				return pay, serr
 			}
