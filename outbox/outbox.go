@@ -111,8 +111,8 @@ const relayBatch = 100
 // batch) at once; otherwise the relay waits to be woken by an Add or for
 // IdlePoll (at least interval). A wake-up lingers for the commits right
 // behind it (relayLinger), and one by Adds that the last pass already saw
-// runs no query: a burst of commits (a checkout records four events in as
-// many transactions within a millisecond) is one pass, not one each and
+// runs no query: a burst of commits (a checkout records four events in
+// three transactions within a millisecond) is one pass, not one each and
 // then one more that finds nothing. Several instances may run it against
 // one PostgreSQL database: each claims its own batch, so an event is
 // normally published once, and order then holds within a batch but not
@@ -155,7 +155,7 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 			pass = !drained || o.pokes.Load() != seen
 			if pass {
 				// The commits of one request come close together: a
-				// checkout's four events within a millisecond. Waiting
+				// checkout's three within a millisecond. Waiting
 				// that long lets one pass relay them all.
 				linger.Reset(relayLinger)
 				select {
