@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,19 +65,71 @@ func New(db *sqldb.DB, pub Publisher, logger *slog.Logger, now func() time.Time)
 }
 
 // Add records an event; it joins the transaction in ctx, which callers
-// should always have, or the event is not atomic with their change.
+// should always have, or the event is not atomic with their change. The
+// events of one transaction are written together, in the order they were
+// added, by one statement just before it commits (a checkout's capture
+// records payment.captured and order.paid): an error writing them rolls
+// the transaction back and is what its commit returns.
 func (o *Outbox) Add(ctx context.Context, topic, key string, payload any) error {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return fault.Wrap(err, "encode event")
 	}
-	_, err = o.db.Writer(ctx).ExecContext(ctx,
-		`INSERT INTO outbox_events (id, topic, event_key, payload, created_at) VALUES (?, ?, ?, ?, ?)`,
-		uuid.Must(uuid.NewV7()).String(), topic, key, string(body), o.now().UnixMicro())
-	if err != nil {
-		return fault.Wrap(err, "record event")
+	e := pendingEvent{id: uuid.Must(uuid.NewV7()).String(), topic: topic, key: key, payload: string(body), created: o.now().UnixMicro()}
+	v, inTx := sqldb.TxValue(ctx, o, func() any {
+		b := &pendingEvents{}
+		_ = sqldb.BeforeCommit(ctx, func(ctx context.Context) error {
+			b.written = true
+			return o.insert(ctx, b.events)
+		})
+		sqldb.AfterCommit(ctx, o.Poke)
+		return b
+	})
+	if !inTx {
+		if err := o.insert(ctx, []pendingEvent{e}); err != nil {
+			return err
+		}
+		o.Poke()
+		return nil
 	}
-	sqldb.AfterCommit(ctx, o.Poke)
+	b := v.(*pendingEvents)
+	if b.written {
+		// Added by another before-commit step, after this outbox's own.
+		return o.insert(ctx, []pendingEvent{e})
+	}
+	b.events = append(b.events, e)
+	return nil
+}
+
+// pendingEvent is an event added in a transaction that has not written it yet.
+type pendingEvent struct {
+	id, topic, key, payload string
+	created                 int64
+}
+
+// pendingEvents are the events of one transaction, written before it commits.
+type pendingEvents struct {
+	events  []pendingEvent
+	written bool
+}
+
+// insertBatch bounds the events of one statement: five parameters each, far
+// below either engine's limit.
+const insertBatch = 200
+
+// insert writes events, in their order, in as few statements as insertBatch allows.
+func (o *Outbox) insert(ctx context.Context, events []pendingEvent) error {
+	for batch := range slices.Chunk(events, insertBatch) {
+		args := make([]any, 0, 5*len(batch))
+		for _, e := range batch {
+			args = append(args, e.id, e.topic, e.key, e.payload, e.created)
+		}
+		_, err := o.db.Writer(ctx).ExecContext(ctx, `INSERT INTO outbox_events (id, topic, event_key, payload, created_at)
+			VALUES (?, ?, ?, ?, ?)`+strings.Repeat(", (?, ?, ?, ?, ?)", len(batch)-1), args...)
+		if err != nil {
+			return fault.Wrap(err, "record event")
+		}
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -637,6 +638,54 @@ func TestRunIdleDoesNotPoll(t *testing.T) {
 				t.Fatal("an event added to an idle relay's outbox was not relayed within 1 s")
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
+
+// TestEventsOfATransactionAreOneInsert: the events a transaction adds are
+// written by one statement, before it commits, in the order they were
+// added; one more, added by another step just before the commit, is
+// written too; an event added outside a transaction is written at once.
+func TestEventsOfATransactionAreOneInsert(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		ctx := context.Background()
+		counter := &statementCounter{table: "outbox_events", verb: "INSERT"}
+		db.SetObserver(counter)
+		keys := []string{"o-1", "o-2", "o-3"}
+		err := db.InTx(ctx, func(ctx context.Context) error {
+			for _, k := range keys {
+				if err := o.Add(ctx, "order.placed", k, map[string]string{"order_id": k}); err != nil {
+					return err
+				}
+			}
+			if n := counter.n.Load(); n != 0 {
+				t.Errorf("%d inserts before the commit, want the events held until then", n)
+			}
+			// A step that runs just before the commit, after the
+			// outbox's own, adds one more.
+			return sqldb.BeforeCommit(ctx, func(ctx context.Context) error {
+				return o.Add(ctx, "order.placed", "o-4", map[string]string{"order_id": "o-4"})
+			})
+		})
+		if err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		if n := counter.n.Load(); n != 2 {
+			t.Fatalf("%d inserts for the transaction's 3 events and a late one, want 2", n)
+		}
+		if err := o.Add(ctx, "order.placed", "o-5", map[string]string{"order_id": "o-5"}); err != nil {
+			t.Fatalf("add outside a transaction: %v", err)
+		}
+		db.SetObserver(nil)
+		if n := relay(t, o); n != 5 {
+			t.Fatalf("relay published %d, want 5", n)
+		}
+		var got []string
+		for _, e := range pub.published() {
+			got = append(got, e.Key)
+		}
+		if want := []string{"o-1", "o-2", "o-3", "o-4", "o-5"}; !slices.Equal(got, want) {
+			t.Fatalf("published %v, want %v", got, want)
 		}
 	})
 }
