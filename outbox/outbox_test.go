@@ -689,3 +689,35 @@ func TestEventsOfATransactionAreOneInsert(t *testing.T) {
 		}
 	})
 }
+
+// TestAddThroughAnEndedTransactionFails: an event added with the context of
+// a transaction that has ended (kept by an after-commit action, or past a
+// rollback) is refused with an error, never held for a commit that will not
+// come, and nothing of it is relayed.
+func TestAddThroughAnEndedTransactionFails(t *testing.T) {
+	setup(t, func(t *testing.T, o *outbox.Outbox, pub *recordingPublisher, db *sqldb.DB) {
+		ctx := context.Background()
+		var afterCommit, afterRollback error
+		if err := db.InTx(ctx, func(ctx context.Context) error {
+			sqldb.AfterCommit(ctx, func() {
+				afterCommit = o.Add(ctx, "order.placed", "o-after-commit", map[string]string{"order_id": "o-after-commit"})
+			})
+			return nil
+		}); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		var kept context.Context
+		errAbort := errors.New("abort")
+		_ = db.InTx(ctx, func(ctx context.Context) error {
+			kept = ctx
+			return errAbort
+		})
+		afterRollback = o.Add(kept, "order.placed", "o-after-rollback", map[string]string{"order_id": "o-after-rollback"})
+		if afterCommit == nil || afterRollback == nil {
+			t.Fatalf("Add through an ended transaction = %v after its commit, %v after its rollback; want errors", afterCommit, afterRollback)
+		}
+		if n := relay(t, o); n != 0 {
+			t.Fatalf("relay published %d events added through ended transactions, want 0", n)
+		}
+	})
+}

@@ -174,6 +174,10 @@ type txState struct {
 	beforeCommit []func(ctx context.Context) error
 	afterCommit  []func()
 	values       map[any]any
+	// ended is set once the transaction committed or rolled back: a
+	// context kept past that (in an after-commit action, say) carries a
+	// transaction that takes no more work.
+	ended bool
 }
 
 func stateOf(ctx context.Context) *txState {
@@ -195,6 +199,7 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) erro
 	st := &txState{tx: tx}
 	committed := false
 	defer func() {
+		st.ended = true
 		// A panic in fn must not leave the transaction open: on SQLite it
 		// would hold the only write connection and stop every write.
 		if !committed {
@@ -212,7 +217,9 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) erro
 		}
 	}
 	committed = true
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	st.ended = true // before the after-commit actions, which may hold txCtx
+	if err != nil {
 		return fault.Wrap(err, "commit")
 	}
 	for _, f := range st.afterCommit {
@@ -248,12 +255,14 @@ func AfterCommit(ctx context.Context, f func()) {
 // TxValue returns the value kept under key for the transaction of ctx,
 // made by init the first time, so that several writes of one transaction
 // share one after-commit action: init registers it with AfterCommit, and
-// each write adds to the value it returns. Without a transaction it
-// returns ok false. Like the transaction, the value belongs to one
-// goroutine.
+// each write adds to the value it returns. Without a transaction, or with
+// one that has ended, it returns ok false: the caller then writes at once,
+// and a write through an ended transaction fails as it should instead of
+// waiting for a commit that already happened. Like the transaction, the
+// value belongs to one goroutine.
 func TxValue(ctx context.Context, key any, init func() any) (v any, ok bool) {
 	st := stateOf(ctx)
-	if st == nil {
+	if st == nil || st.ended {
 		return nil, false
 	}
 	if v, ok := st.values[key]; ok {
