@@ -105,6 +105,8 @@ type Shop struct {
 	left []atomic.Int64
 	vus  []*vu
 
+	draws atomic.Uint64 // steps drawn so far: the next draw's place in the sequence
+
 	accMu    sync.Mutex
 	accounts []bool // accounts[n]: seeded user n is held by a virtual user
 
@@ -201,6 +203,22 @@ func New(ctx context.Context, cfg Config) (*Shop, error) {
 		s.vus[i] = &vu{inCarts: -1, etags: map[int]string{}}
 	}
 	return s, nil
+}
+
+// stepAt is the index of the step of the nth draw. The draws follow the
+// golden-ratio (Weyl) sequence, the fractional parts of n times the
+// golden ratio's conjugate, instead of independent random numbers: any
+// stretch of a run holds each step within a draw or two of its weight, so
+// that two runs (a bench's two sides) compare the same mix rather than two
+// samples of it (checkouts at 1.5 % of 2,000 independent draws came out
+// between 23 and 38). The kinds of step then come in a fixed rotation
+// (a search is followed by a product page, say); which virtual user,
+// product, page or words a step takes stays random.
+func (s *Shop) stepAt(n uint64) int {
+	// In fixed point: n times 2^64 over the golden ratio, modulo 2^64.
+	u := float64((n*0x9E3779B97F4A7C15)>>11) / (1 << 53)
+	i := sort.SearchFloat64s(s.cum, u*s.total())
+	return min(i, len(s.steps)-1)
 }
 
 func (s *Shop) total() float64 {
@@ -331,11 +349,7 @@ func failure(status int, err error) string {
 
 // Do implements loadgen.Workload: it draws a step and carries it out.
 func (s *Shop) Do(ctx context.Context) loadgen.Outcome {
-	i := sort.SearchFloat64s(s.cum, rand.Float64()*s.total())
-	if i >= len(s.steps) {
-		i = len(s.steps) - 1
-	}
-	switch step := s.steps[i]; step {
+	switch step := s.steps[s.stepAt(s.draws.Add(1))]; step {
 	case StepCategories:
 		return s.categories(ctx)
 	case StepList:

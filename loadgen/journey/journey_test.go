@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/millionshop/million/e2e"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -241,4 +242,31 @@ func text(t *testing.T, rep *loadgen.Report) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestStepsFollowTheMix: the steps of any stretch of 2,000 draws, at the
+// start of a run or deep into it, match the mix's weights within two draws
+// each (independent draws would put the default mix's 1.5 % of checkouts
+// anywhere from about 20 to 40).
+func TestStepsFollowTheMix(t *testing.T) {
+	t.Parallel()
+	mix := DefaultMix()
+	s := &Shop{}
+	for _, step := range mix.steps() {
+		s.steps = append(s.steps, step)
+		s.cum = append(s.cum, s.total()+mix[step])
+	}
+	const stretch = 2000
+	for _, from := range []uint64{1, 12_345, 1 << 40} {
+		counts := map[string]int{}
+		for n := from; n < from+stretch; n++ {
+			counts[s.steps[s.stepAt(n)]]++
+		}
+		for _, step := range s.steps {
+			want := stretch * mix[step] / mix.total()
+			if got := float64(counts[step]); math.Abs(got-want) > 2 {
+				t.Errorf("draws %d to %d: %d %s steps, want %.1f ± 2", from, from+stretch-1, counts[step], step, want)
+			}
+		}
+	}
 }
