@@ -172,9 +172,12 @@ type Store interface {
 	// text).
 	InsertKey(ctx context.Context, r KeyRecord) error
 	// UpdateKey writes every mutable field of r (LeaseGen included) if the
-	// stored record's generation is still gen; it reports false, writing
-	// nothing, when another attempt took the key over meanwhile (or the
-	// record is gone). Errors: fault.Invalid (unstorable text).
+	// stored record is running and its generation is still gen; it reports
+	// false, writing nothing, when another attempt took the key over
+	// meanwhile, the record is gone, or it is done: a stored outcome is
+	// final, so an attempt acting on a stale copy (one that could not tell
+	// whether its capture committed) cannot erase it. Errors:
+	// fault.Invalid (unstorable text).
 	UpdateKey(ctx context.Context, r KeyRecord, gen int64) (bool, error)
 	// DeleteKey removes a record (a transient failure that must not be
 	// replayed) if its generation is still gen; it reports whether it did.

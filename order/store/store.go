@@ -306,8 +306,8 @@ func (s *Store) UpdateKey(ctx context.Context, r order.KeyRecord, gen int64) (bo
 		return false, nil // no such record, as for any unknown key
 	}
 	res, err := s.db.Writer(ctx).ExecContext(ctx, `UPDATE order_idempotency_keys SET state = ?, order_id = ?, lease_until = ?, lease_gen = ?,
-		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ? AND lease_gen = ?`,
-		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key, gen)
+		err_kind = ?, err_code = ?, err_message = ?, response = ? WHERE user_id = ? AND key = ? AND lease_gen = ? AND state = ?`,
+		r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.ErrKind, r.ErrCode, r.ErrMessage, r.Response, r.UserID, r.Key, gen, order.KeyRunning)
 	if err != nil {
 		return false, fault.Wrap(err, "update idempotency key")
 	}

@@ -574,11 +574,30 @@ func Run(t *testing.T, newStore func(t *testing.T) order.Store) {
 		if d := keyDiff(mustGetKey(t, s, "u1", "k2"), newKey("u1", "k2")); d != "" {
 			t.Fatalf("another key after UpdateKey: %s", d)
 		}
-		// Back to a running record with no outcome.
-		if ok, err := s.UpdateKey(ctx, in, done.LeaseGen); err != nil || !ok {
-			t.Fatalf("UpdateKey = %v, %v; want true", ok, err)
+		// A done record is final: not even its own generation turns it
+		// back into a running one without an outcome.
+		if ok, err := s.UpdateKey(ctx, in, done.LeaseGen); err != nil || ok {
+			t.Fatalf("UpdateKey of a done record = %v, %v; want false", ok, err)
 		}
-		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), in); d != "" {
+		if d := keyDiff(mustGetKey(t, s, "u1", "k1"), done); d != "" {
+			t.Fatalf("Key after an UpdateKey of a done record: %s", d)
+		}
+		// A running record goes through every field and back.
+		running := newKey("u1", "k3")
+		mustKey(t, s, running)
+		moved := running
+		moved.OrderID, moved.LeaseUntil, moved.LeaseGen = "o3", when.Add(time.Hour), running.LeaseGen+1
+		moved.Response = done.Response
+		if ok, err := s.UpdateKey(ctx, moved, running.LeaseGen); err != nil || !ok {
+			t.Fatalf("UpdateKey of a running record = %v, %v; want true", ok, err)
+		}
+		if d := keyDiff(mustGetKey(t, s, "u1", "k3"), moved); d != "" {
+			t.Fatalf("Key after UpdateKey: %s", d)
+		}
+		if ok, err := s.UpdateKey(ctx, running, moved.LeaseGen); err != nil || !ok {
+			t.Fatalf("UpdateKey back = %v, %v; want true", ok, err)
+		}
+		if d := keyDiff(mustGetKey(t, s, "u1", "k3"), running); d != "" {
 			t.Fatalf("Key after UpdateKey back: %s", d)
 		}
 	})
