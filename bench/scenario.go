@@ -63,7 +63,7 @@ var Scenarios = []Scenario{
 	{
 		Name:     "pg-checkout",
 		What:     "POST /v1/checkout of a 3-item cart (stock, order, outbox, payment)",
-		Stage:    "stage 2: PostgreSQL (throwaway cluster on the server CPU, default settings: fsync and synchronous_commit on), million's default pool, read cache on (the default); load shedding off (--no-shed)",
+		Stage:    "stage 2: PostgreSQL (throwaway cluster on the server CPU, default settings: fsync and synchronous_commit on), million's default pool, read cache off (the default on PostgreSQL without --redis); load shedding off (--no-shed)",
 		Baseline: "pgbench TPC-B-like default script, -M prepared",
 		Target:   "≥ 0.50 of pgbench TPC-B",
 		run:      runPgCheckout,
