@@ -63,12 +63,7 @@ func TestLargeAnswersArriveWhole(t *testing.T) {
 	}
 
 	// The connection closes after the answer: only once all of it is sent.
-	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dial(t, strings.TrimPrefix(f.srv.URL, "http://"), 10*time.Second)
 	if _, err := c.Write([]byte("GET /sized HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +106,7 @@ func TestPipelinedAndOldClients(t *testing.T) {
 	f := setup(t, gateway.Options{}, a.URL)
 	addr := strings.TrimPrefix(f.srv.URL, "http://")
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dial(t, addr, 10*time.Second)
 	reqs := "GET /1 HTTP/1.1\r\nHost: shop\r\nX-Request-Id: first-request-0001\r\n\r\n" +
 		"PUT /2 HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nX-Request-Id: second-request-02\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" +
 		"GET /3 HTTP/1.1\r\nHost: shop\r\nX-Request-Id: third-request-003\r\n\r\n"
@@ -143,11 +133,7 @@ func TestPipelinedAndOldClients(t *testing.T) {
 		keepAlive string
 		open      bool
 	}{{"", false}, {"Connection: keep-alive\r\n", true}} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dial(t, addr, 5*time.Second)
 		if _, err := c.Write([]byte("GET /old HTTP/1.0\r\nHost: shop\r\n" + tc.keepAlive + "\r\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -181,12 +167,7 @@ func TestManyPipelinedRequests(t *testing.T) {
 	t.Parallel()
 	a := newUpstream(t, "a")
 	f := setup(t, gateway.Options{}, a.URL)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	conn := dial(t, strings.TrimPrefix(f.srv.URL, "http://"), 30*time.Second)
 	const n = 1000
 	var reqs bytes.Buffer
 	for i := range n {
@@ -220,15 +201,10 @@ func TestClientThatDoesNotReadIsClosed(t *testing.T) {
 	}))
 	t.Cleanup(be.Close)
 	f := setup(t, gateway.Options{MaxRequestBody: 64 << 10, MaxResponseBody: 16 << 20}, be.URL)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, strings.TrimPrefix(f.srv.URL, "http://"), 20*time.Second)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4 << 10) // keep most of the answer in the gateway's queue
 	}
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := conn.Write([]byte("GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -261,17 +237,8 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := srv.Addr().String()
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+	idle := dial(t, addr, 0)
+	busy := dial(t, addr, 10*time.Second)
 	if _, err := busy.Write([]byte("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -325,12 +292,7 @@ func TestSlowHeadIsRefused(t *testing.T) {
 	t.Parallel()
 	a := newUpstream(t, "a")
 	f := setup(t, gateway.Options{}, a.URL)
-	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dial(t, strings.TrimPrefix(f.srv.URL, "http://"), 10*time.Second)
 	start := time.Now()
 	if _, err := c.Write([]byte("GET /x HTTP/1.1\r\nHost: sh")); err != nil {
 		t.Fatal(err)
@@ -345,4 +307,19 @@ func TestSlowHeadIsRefused(t *testing.T) {
 	if a.hits.Load() != 0 {
 		t.Fatal("an incomplete request reached the backend")
 	}
+}
+
+// dial opens a raw connection to addr, closed when the test ends, with
+// every read and write due within timeout (none when 0).
+func dial(t *testing.T, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if timeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(timeout))
+	}
+	return c
 }

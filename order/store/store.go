@@ -277,9 +277,6 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 		(user_id, key, request_hash, state, order_id, lease_until, lease_gen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (user_id, key) DO NOTHING`,
 		r.UserID, r.Key, r.RequestHash, r.State, r.OrderID, r.LeaseUntil.UnixMicro(), r.LeaseGen, r.CreatedAt.UnixMicro())
-	if sqldb.IsUniqueViolation(err) {
-		return keyInUse()
-	}
 	if err != nil {
 		return fault.Wrap(err, "insert idempotency key")
 	}
@@ -288,13 +285,9 @@ func (s *Store) InsertKey(ctx context.Context, r order.KeyRecord) error {
 		return fault.Wrap(err, "insert idempotency key")
 	}
 	if n == 0 {
-		return keyInUse()
+		return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
 	}
 	return nil
-}
-
-func keyInUse() error {
-	return fault.New(fault.Conflict, "idempotency_key_in_use", "this Idempotency-Key is in use")
 }
 
 // UpdateKey implements order.Store.
